@@ -1,0 +1,98 @@
+"""DeploymentAccess: one Astro Deployment's namespace and exactly the RBAC its KPO tasks need."""
+
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.permissions import kpo_role_rules
+from config import Deployment
+
+ROLE_NAME = "remote-kpo"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "remote-kpo"}
+
+
+def rbac_subject(kind: str, name: str, namespace: Optional[str] = None) -> dict:
+    """A RoleBinding subject: a User or Group (cloud identities) or a ServiceAccount."""
+    if kind == "ServiceAccount":
+        return {"kind": kind, "name": name, "namespace": namespace}
+    if kind in ("User", "Group"):
+        return {"kind": kind, "name": name, "apiGroup": "rbac.authorization.k8s.io"}
+    raise ValueError(f"unknown RBAC subject kind {kind}")
+
+
+def limit_range_spec(deployment: Deployment) -> Optional[dict]:
+    defaults = deployment.pod_defaults
+    if defaults is None:
+        return None
+    limit = {"type": "Container"}
+    if defaults.requests:
+        limit["defaultRequest"] = defaults.requests.model_dump(exclude_none=True)
+    if defaults.limits:
+        limit["default"] = defaults.limits.model_dump(exclude_none=True)
+    return {"limits": [limit]}
+
+
+def resource_quota_hard(deployment: Deployment) -> Optional[dict]:
+    quota = deployment.quota
+    if quota is None:
+        return None
+    hard = {
+        "requests.cpu": quota.cpu,
+        "requests.memory": quota.memory,
+        # Extended resources are quota'd by request only.
+        "requests.nvidia.com/gpu": None if quota.gpu is None else str(quota.gpu),
+        "pods": None if quota.pods is None else str(quota.pods),
+    }
+    return {key: value for key, value in hard.items() if value is not None} or None
+
+
+class DeploymentAccess(pulumi.ComponentResource):
+    """Namespace, Role from the permission table, RoleBinding to `subject`, and optional
+    LimitRange and ResourceQuota, for one Deployment."""
+
+    def __init__(self, name: str, deployment: Deployment, subject: dict,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:DeploymentAccess", name, None, opts)
+        labels = {**MANAGED_BY, "remote-kpo/deployment": deployment.name}
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": deployment.namespace, "labels": labels},
+            opts=child,
+        )
+        in_namespace = {"name": ROLE_NAME, "namespace": self.namespace.metadata.name, "labels": labels}
+        self.role = k8s.rbac.v1.Role(
+            f"{name}-role",
+            metadata=in_namespace,
+            rules=kpo_role_rules(deployment.xcom),
+            opts=child,
+        )
+        self.role_binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-rolebinding",
+            metadata=in_namespace,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE_NAME},
+            subjects=[subject],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role]),
+        )
+
+        limits = limit_range_spec(deployment)
+        if limits:
+            k8s.core.v1.LimitRange(
+                f"{name}-limitrange",
+                metadata={**in_namespace, "name": "remote-kpo-pod-defaults"},
+                spec=limits,
+                opts=child,
+            )
+        hard = resource_quota_hard(deployment)
+        if hard:
+            k8s.core.v1.ResourceQuota(
+                f"{name}-quota",
+                metadata={**in_namespace, "name": "remote-kpo-quota"},
+                spec={"hard": hard},
+                opts=child,
+            )
+
+        self.namespace_name = self.namespace.metadata.name
+        self.register_outputs({"namespace": self.namespace_name})

@@ -1,0 +1,107 @@
+"""THE table of what the KubernetesPodOperator needs: namespace RBAC and cloud IAM.
+
+Every RBAC verb and cloud action the program grants is a row here; components, docs and
+tests all read these tables, so a permission cannot be granted without appearing here.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KpoPermission:
+    call: str
+    resource: str
+    verbs: tuple[str, ...]
+    xcom_only: bool = False
+
+
+# Derived from the cncf.kubernetes provider's calls (operators/pod.py, utils/pod_manager.py,
+# triggers/pod.py), in sync and deferrable mode. All resources are in the core API group.
+KPO_PERMISSIONS: tuple[KpoPermission, ...] = (
+    KpoPermission(
+        "find pod by labels, create, poll, mark already_checked, delete",
+        "pods",
+        ("list", "create", "get", "patch", "delete"),
+    ),
+    KpoPermission("stream or poll logs", "pods/log", ("get",)),
+    # The triggerer watches events and falls back to polling on 403.
+    KpoPermission("pod events", "events", ("list", "watch")),
+    # The WebSocket upgrade is a GET; Kubernetes 1.35 also checks create.
+    KpoPermission(
+        "read the XCom sidecar and stop it (do_xcom_push)",
+        "pods/exec",
+        ("create", "get"),
+        xcom_only=True,
+    ),
+)
+
+
+def kpo_permissions(xcom: bool) -> tuple[KpoPermission, ...]:
+    """The rows that apply to a Deployment: pods/exec only with XCom push."""
+    return tuple(p for p in KPO_PERMISSIONS if xcom or not p.xcom_only)
+
+
+def kpo_role_rules(xcom: bool) -> list[dict]:
+    """The namespace Role's rules, one per table row."""
+    return [
+        {"apiGroups": [""], "resources": [p.resource], "verbs": list(p.verbs)}
+        for p in kpo_permissions(xcom)
+    ]
+
+
+@dataclass(frozen=True)
+class CloudActions:
+    """Cloud IAM actions for one purpose on one cloud, with why they are needed."""
+
+    why: str
+    actions: tuple[str, ...]
+
+
+# What a Deployment's cloud identity may do. Pod rights never appear here: they live in
+# namespace RBAC above.
+CLOUD_ACTIONS: dict[str, dict[str, CloudActions]] = {
+    "gke": {
+        "authenticate": CloudActions(
+            "gke-gcloud-auth-plugin reads the cluster to mint a token",
+            ("container.clusters.get",),
+        ),
+        # GKE's API: nodePools.create/delete need clusters.update, get/list need clusters.get,
+        # waiting on the returned operation needs operations.get.
+        "ephemeralNodePools": CloudActions(
+            "a DAG creates, waits for and deletes its own node pool",
+            ("container.clusters.get", "container.clusters.update", "container.operations.get"),
+        ),
+        "actAsNodeServiceAccount": CloudActions(
+            "a new node pool runs as the cluster's node service account",
+            ("iam.serviceAccounts.actAs",),
+        ),
+    },
+    "eks": {
+        "authenticate": CloudActions(
+            "aws eks get-token and kubeconfig refresh read the cluster",
+            ("eks:DescribeCluster",),
+        ),
+        # The seed 004 DAG: EksCreateNodegroupOperator, EksNodegroupStateSensor,
+        # EksDeleteNodegroupOperator.
+        "ephemeralNodePools": CloudActions(
+            "a DAG creates, waits for and deletes its own node group",
+            ("eks:CreateNodegroup", "eks:DescribeNodegroup", "eks:DeleteNodegroup"),
+        ),
+        "passNodeRole": CloudActions(
+            "a new node group runs as the cluster's node role (passed to EKS only)",
+            ("iam:PassRole",),
+        ),
+    },
+    "aks": {
+        # kubelogin's workload-identity login needs no Azure role: Entra ID issues the token.
+        "authenticate": CloudActions("kubelogin exchanges the federated token", ()),
+        "ephemeralNodePools": CloudActions(
+            "a DAG creates, waits for and deletes its own agent pool",
+            (
+                "Microsoft.ContainerService/managedClusters/agentPools/read",
+                "Microsoft.ContainerService/managedClusters/agentPools/write",
+                "Microsoft.ContainerService/managedClusters/agentPools/delete",
+            ),
+        ),
+    },
+}

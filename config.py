@@ -1,0 +1,378 @@
+"""Stack config (namespace `remote-kpo:`) as typed, validated models.
+
+Validation is declared on the models; `load` turns the first failures into one message that
+names the key path, e.g. `remote-kpo:deployments[1].identity.awsRoleArn: not an IAM role ARN`.
+Defaults that depend on the cloud (machine types) are resolved here, so components receive
+complete values.
+"""
+
+import ipaddress
+import json
+import re
+from typing import Annotated, Literal, Optional
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+NAMESPACE = "remote-kpo"
+CLOUDS = ("gke", "eks", "aks", "existing")
+
+
+class ConfigError(Exception):
+    """Bad stack config: the message names the key path and what is wrong."""
+
+
+def _matching(regex: str, what: str):
+    """A string type that must fully match `regex`, else fails with `not <what>`."""
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise PydanticCustomError("format", f"not {what}")
+        return value
+
+    return Annotated[str, AfterValidator(check)]
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise PydanticCustomError("format", "not a CIDR block like 203.0.113.0/24") from None
+    return value
+
+
+DnsLabel = _matching(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "a DNS label (a-z, 0-9, '-', at most 63)")
+# GKE allows 40 characters, EKS 100, AKS 63: the strictest rule keeps one name valid everywhere.
+ClusterName = _matching(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", "a cluster name (a-z first, a-z 0-9 '-', at most 40)")
+GcpServiceAccount = _matching(
+    r"[a-z0-9][-a-z0-9]{0,62}@[a-z0-9][-a-z0-9.]*\.gserviceaccount\.com",
+    "a Google service account email (name@project.iam.gserviceaccount.com)",
+)
+AwsRoleArn = _matching(
+    r"arn:aws(-cn|-us-gov)?:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}", "an IAM role ARN"
+)
+AwsRegion = _matching(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region like us-east-1")
+SubnetId = _matching(r"subnet-[0-9a-f]{8,17}", "a subnet id like subnet-0123abcd")
+Uuid = _matching(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", "a UUID")
+HttpsUrl = _matching(r"https://[^\s/]+(/\S*)?", "an https:// URL")
+ServiceAccountSubject = _matching(
+    r"system:serviceaccount:[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?",
+    "a Kubernetes service account subject system:serviceaccount:<namespace>:<name>",
+)
+Quantity = _matching(r"\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?", "a Kubernetes quantity like 500m or 2Gi")
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
+class Model(BaseModel):
+    """Config keys are camelCase; unknown keys are errors so typos cannot pass silently."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, validate_default=True
+    )
+
+
+class GkeConfig(Model):
+    project: _matching(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", "a Google Cloud project id")
+    location: _matching(r"[a-z]+-[a-z]+\d(-[a-z])?", "a Google Cloud region or zone like us-central1")
+    network: Optional[str] = None
+    subnetwork: Optional[str] = None
+    release_channel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] = "REGULAR"
+    master_authorized_networks: list[Cidr] = []
+    private_nodes: bool = True
+    deletion_protection: bool = True
+
+    @model_validator(mode="after")
+    def _subnetwork_needs_network(self):
+        if self.subnetwork and not self.network:
+            raise _at("network", "required when subnetwork is set")
+        return self
+
+
+class EksConfig(Model):
+    region: AwsRegion
+    vpc_cidr: Optional[Cidr] = None
+    subnet_ids: Optional[list[SubnetId]] = None
+    version: Optional[_matching(r"1\.\d{2}", "a Kubernetes minor version like 1.34")] = None
+    public_access_cidrs: list[Cidr] = []
+
+    @model_validator(mode="after")
+    def _one_network_source(self):
+        if self.vpc_cidr and self.subnet_ids is not None:
+            raise _at("subnetIds", "set either vpcCidr or subnetIds, not both")
+        if self.subnet_ids is not None and len(self.subnet_ids) < 2:
+            raise _at("subnetIds", "EKS needs at least two subnets in different availability zones")
+        return self
+
+
+class AksConfig(Model):
+    location: _matching(r"[a-z]+[a-z0-9]*", "an Azure region like westeurope")
+    resource_group: Optional[_matching(r"[-\w.()]{1,89}[-\w()]", "an Azure resource group name")] = None
+    tenant_id: Uuid
+    kubernetes_version: Optional[_matching(r"1\.\d{2}(\.\d+)?", "a Kubernetes version like 1.34")] = None
+    # Local accounts are off, so Entra groups are the only way in for admins.
+    admin_group_object_ids: list[Uuid] = Field(min_length=1)
+    authorized_ip_ranges: list[Cidr] = []
+    # How this program's own Kubernetes provider logs in through kubelogin.
+    login: Literal["azurecli", "workloadidentity", "spn"] = "azurecli"
+
+
+class ExistingConfig(Model):
+    kubeconfig: Optional[str] = None
+    context: Optional[str] = None
+    server: Optional[HttpsUrl] = None
+
+
+class NodePool(Model):
+    machine_type: Optional[str] = None
+    min_nodes: int = Field(default=1, ge=0)
+    max_nodes: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self):
+        if self.min_nodes > self.max_nodes:
+            raise _at("minNodes", f"{self.min_nodes} is above maxNodes {self.max_nodes}")
+        return self
+
+
+class Accelerator(Model):
+    type: str = Field(min_length=1)
+    count: int = Field(default=1, ge=1)
+
+
+class GpuPool(NodePool):
+    enabled: bool = False
+    accelerator: Optional[Accelerator] = None
+    # Scale to zero: GPU nodes exist only while a task needs one.
+    min_nodes: int = Field(default=0, ge=0)
+    max_nodes: int = Field(default=2, ge=1)
+    spot: bool = False
+
+
+class AzureIdentity(Model):
+    issuer: HttpsUrl
+    subject: ServiceAccountSubject
+
+
+class Identity(Model):
+    gcp_service_account: Optional[GcpServiceAccount] = None
+    aws_role_arn: Optional[AwsRoleArn] = None
+    azure: Optional[AzureIdentity] = None
+
+
+IDENTITY_KEY = {"gke": "gcpServiceAccount", "eks": "awsRoleArn", "aks": "azure"}
+
+
+class ResourceList(Model):
+    cpu: Optional[Quantity] = None
+    memory: Optional[Quantity] = None
+
+
+class PodDefaults(Model):
+    requests: Optional[ResourceList] = None
+    limits: Optional[ResourceList] = None
+
+
+class Quota(Model):
+    cpu: Optional[Quantity] = None
+    memory: Optional[Quantity] = None
+    gpu: Optional[int] = Field(default=None, ge=0)
+    pods: Optional[int] = Field(default=None, ge=0)
+
+
+class Deployment(Model):
+    name: DnsLabel
+    namespace: Optional[DnsLabel] = None
+    xcom: bool = True
+    identity: Optional[Identity] = None
+    ephemeral_node_pools: bool = False
+    pod_defaults: Optional[PodDefaults] = None
+    quota: Optional[Quota] = None
+
+    @model_validator(mode="after")
+    def _default_namespace(self):
+        if self.namespace is None:
+            default = f"kpo-{self.name}"
+            if len(default) > 63:
+                raise _at("name", f"too long for the default namespace {default}; set namespace")
+            self.namespace = default
+        return self
+
+    @property
+    def connection_id(self) -> str:
+        return "kpo_" + self.name.replace("-", "_")
+
+    @property
+    def env_var(self) -> str:
+        return "AIRFLOW_CONN_" + self.connection_id.upper()
+
+
+# Per-cloud defaults for pools left unset: small general-purpose system nodes, and one
+# NVIDIA T4 per GPU node (the cheapest current GPU on each cloud).
+SYSTEM_MACHINE_TYPE = {"gke": "e2-standard-4", "eks": "m6i.large", "aks": "Standard_D4s_v5"}
+GPU_MACHINE_TYPE = {"gke": "n1-standard-4", "eks": "g4dn.xlarge", "aks": "Standard_NC4as_T4_v3"}
+GPU_ACCELERATOR_TYPE = {"gke": "nvidia-tesla-t4", "eks": "nvidia-tesla-t4", "aks": "nvidia-tesla-t4"}
+
+
+class StackConfig(Model):
+    cloud: Literal["gke", "eks", "aks", "existing"]
+    cluster_name: Optional[ClusterName] = None
+    gke: Optional[GkeConfig] = None
+    eks: Optional[EksConfig] = None
+    aks: Optional[AksConfig] = None
+    existing: Optional[ExistingConfig] = None
+    system_pool: NodePool = NodePool()
+    gpu_pool: GpuPool = GpuPool()
+    deployments: list[Deployment] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cloud_sections(self):
+        for other in CLOUDS:
+            if other != self.cloud and getattr(self, other) is not None:
+                raise _at(other, f"set, but cloud is {self.cloud}")
+        if self.cloud == "existing":
+            if self.existing is None:
+                self.existing = ExistingConfig()
+        elif getattr(self, self.cloud) is None:
+            raise _at(self.cloud, f"required when cloud is {self.cloud}")
+        return self
+
+    @model_validator(mode="after")
+    def _pool_defaults(self):
+        if self.cloud == "existing":
+            if self.gpu_pool.enabled:
+                raise _at("gpuPool.enabled", "node pools are not managed on an existing cluster")
+            return self
+        if self.system_pool.machine_type is None:
+            pool = self.system_pool.model_copy(update={"machine_type": SYSTEM_MACHINE_TYPE[self.cloud]})
+            self.system_pool = pool
+        if self.gpu_pool.enabled:
+            if self.cloud == "gke" and self.gpu_pool.accelerator is None:
+                raise _at("gpuPool.accelerator.type", "required for a GKE GPU pool")
+            update = {}
+            if self.gpu_pool.machine_type is None:
+                update["machine_type"] = GPU_MACHINE_TYPE[self.cloud]
+            if self.gpu_pool.accelerator is None:
+                update["accelerator"] = Accelerator(type=GPU_ACCELERATOR_TYPE[self.cloud])
+            self.gpu_pool = self.gpu_pool.model_copy(update=update)
+        return self
+
+    @model_validator(mode="after")
+    def _deployments(self):
+        seen_names: dict[str, int] = {}
+        seen_namespaces: dict[str, int] = {}
+        for i, deployment in enumerate(self.deployments):
+            if deployment.name in seen_names:
+                raise _at(f"deployments[{i}].name", f"duplicate of deployments[{seen_names[deployment.name]}]")
+            if deployment.namespace in seen_namespaces:
+                first = seen_namespaces[deployment.namespace]
+                raise _at(f"deployments[{i}].namespace", f"{deployment.namespace} is already used by deployments[{first}]")
+            seen_names[deployment.name] = i
+            seen_namespaces[deployment.namespace] = i
+            self._check_identity(i, deployment)
+        return self
+
+    def _check_identity(self, i: int, deployment: Deployment) -> None:
+        path = f"deployments[{i}].identity"
+        given = [] if deployment.identity is None else [
+            key for key, value in deployment.identity.model_dump(by_alias=True).items() if value is not None
+        ]
+        if self.cloud == "existing":
+            if given:
+                raise _at(f"{path}.{given[0]}", "not used on cloud existing (a ServiceAccount token is issued)")
+            return
+        wanted = IDENTITY_KEY[self.cloud]
+        for key in given:
+            if key != wanted:
+                raise _at(f"{path}.{key}", f"identity of the wrong cloud: cloud {self.cloud} takes {wanted}")
+        if wanted not in given:
+            raise _at(f"{path}.{wanted}", f"required when cloud is {self.cloud}")
+
+    def resolved_cluster_name(self, stack: str) -> str:
+        return self.cluster_name or f"remote-kpo-{stack}"
+
+
+def _at(key: str, message: str) -> PydanticCustomError:
+    # Carries the key inside the error context; _path() appends it to pydantic's location.
+    return PydanticCustomError("at_key", "{message}", {"key": key, "message": message})
+
+
+_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown key",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "model_type": "must be an object (key: value)",
+    "model_attributes_type": "must be an object (key: value)",
+}
+
+
+def _path(loc: tuple, ctx: Optional[dict]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    if ctx and "key" in ctx:
+        path = f"{path}.{ctx['key']}" if path else ctx["key"]
+    return path
+
+
+def _describe(error: dict) -> str:
+    kind = error["type"]
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    if kind == "literal_error":
+        return f"must be one of {error['ctx']['expected']}"
+    if kind == "too_short":
+        return f"needs at least {error['ctx']['min_length']} entry"
+    return error["msg"]
+
+
+def format_errors(exc: ValidationError) -> str:
+    """One line per problem (usually one): `remote-kpo:<key path>: <what is wrong>`."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        lines.append(f"{NAMESPACE}:{_path(error['loc'], error.get('ctx'))}: {_describe(error)}")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _decode(value):
+    # Structured config arrives as JSON text; scalars arrive as plain strings.
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def load(raw: dict) -> StackConfig:
+    """Validate config given as {key without namespace: value}. Raises ConfigError."""
+    try:
+        return StackConfig.model_validate({key: _decode(value) for key, value in raw.items()})
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from None
+
+
+def from_pulumi() -> StackConfig:
+    """Read every `remote-kpo:` key the engine passed to this program."""
+    from pulumi.runtime import config as runtime_config
+
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = f"{NAMESPACE}:"
+    return load({key[len(prefix):]: value for key, value in values.items() if key.startswith(prefix)})

@@ -1,0 +1,1 @@
+"""One builder per cloud: `build(cfg, stack) -> dict of stack outputs`."""

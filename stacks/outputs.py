@@ -1,0 +1,46 @@
+"""The stack outputs every cloud exports (design: Outputs), from per-Deployment parts."""
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components import kubeconfig as kc
+from config import Deployment, StackConfig
+
+
+@dataclass
+class DeploymentEndpoint:
+    """What one Deployment's kubeconfig needs that only the cloud builder knows."""
+
+    deployment: Deployment
+    namespace: pulumi.Input[str]
+    user: pulumi.Input[dict]  # kubeconfig users[].user: an exec plugin or a token
+
+
+def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[str],
+                  ca_data: pulumi.Input[str], endpoints: list[DeploymentEndpoint]) -> dict:
+    kubeconfigs: dict[str, pulumi.Output[str]] = {}
+    connections: dict[str, pulumi.Output[str]] = {}
+    deployments: dict[str, dict] = {}
+    for item in endpoints:
+        d = item.deployment
+        doc = pulumi.Output.all(endpoint, ca_data, item.namespace, item.user).apply(
+            lambda args, d=d: kc.kubeconfig(
+                cluster_name=cluster_name, server=args[0], ca_data=args[1], namespace=args[2],
+                user_name=f"{cluster_name}-{d.name}", user=args[3]))
+        kubeconfigs[d.name] = pulumi.Output.secret(doc.apply(kc.to_json))
+        connections[d.name] = pulumi.Output.secret(pulumi.Output.all(doc, item.namespace).apply(
+            lambda args: kc.to_json(kc.airflow_connection(args[0], args[1]))))
+        deployments[d.name] = {"namespace": item.namespace, "connectionId": d.connection_id,
+                               "envVar": d.env_var}
+    return {
+        "cloud": cfg.cloud,
+        "clusterName": cluster_name,
+        "clusterEndpoint": endpoint,
+        "clusterCaCertificate": ca_data,
+        "deployments": deployments,
+        "kubeconfigs": pulumi.Output.secret(kubeconfigs),
+        "airflowConnections": pulumi.Output.secret(connections),
+        "kubeconfig": kubeconfigs[cfg.deployments[0].name],
+        "dockerfile": kc.DOCKERFILE[cfg.cloud],
+    }

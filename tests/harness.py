@@ -1,0 +1,78 @@
+"""Run the Pulumi program under mocks and collect what it registered and exported."""
+
+import base64
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+import pulumi
+import yaml
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def token_for(resource_name: str) -> str:
+    """The token the mocked token controller writes into a ServiceAccount token Secret."""
+    return f"token-of-{resource_name}"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self):
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args):
+        self.resources.append(args)
+        outputs = dict(args.inputs)
+        if args.typ == "kubernetes:core/v1:Secret" and args.inputs.get("type") == "kubernetes.io/service-account-token":
+            # What kube-controller-manager's token controller does on a real cluster.
+            outputs["data"] = {"token": base64.b64encode(token_for(args.name).encode()).decode()}
+        return [f"{args.name}-id", outputs]
+
+    def call(self, args):
+        return {}
+
+
+@dataclass
+class Run:
+    resources: list
+    outputs: dict = field(default_factory=dict)
+    secret: dict = field(default_factory=dict)
+
+    def of_type(self, typ: str) -> list:
+        return [r for r in self.resources if r.typ == typ]
+
+    def named(self, name: str):
+        (match,) = [r for r in self.resources if r.name == name]
+        return match
+
+
+def stack_config(stack: str) -> dict:
+    """The `remote-kpo:` keys of Pulumi.<stack>.yaml, without the namespace."""
+    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    return {key.split(":", 1)[1]: value for key, value in document["config"].items()}
+
+
+def run_program(raw_config: dict, stack: str = "dev") -> Run:
+    """Run __main__.py under mocks with `raw_config` (keys without `remote-kpo:`)."""
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="remote-kpo", stack=stack, preview=False)
+    # The engine hands structured config to the program as JSON text.
+    pulumi.runtime.set_all_config({
+        f"remote-kpo:{key}": value if isinstance(value, str) else json.dumps(value)
+        for key, value in raw_config.items()
+    })
+    exports: dict = {}
+    values: dict = {}
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        return pulumi.Output.all(**exports).apply(values.update)
+
+    with mock.patch.object(pulumi, "export", exports.__setitem__):
+        program()
+    secret = {name: _sync_await(pulumi.Output.from_input(value).is_secret()) for name, value in exports.items()}
+    return Run(mocks.resources, values, secret)

@@ -1,0 +1,139 @@
+import pytest
+
+import config
+from harness import stack_config
+
+GSA = "kpo-analytics@my-project.iam.gserviceaccount.com"
+ROLE = "arn:aws:iam::123456789012:role/astro-deployment"
+AZURE = {"issuer": "https://oidc.astronomer.example/abc", "subject": "system:serviceaccount:astro-ns:airflow-worker"}
+TENANT = "99999999-8888-7777-6666-555555555555"
+GROUP = "11111111-2222-3333-4444-555555555555"
+
+VALID = {
+    "existing": {"cloud": "existing", "deployments": [{"name": "a"}]},
+    "gke": {"cloud": "gke", "gke": {"project": "my-project", "location": "us-central1"},
+            "deployments": [{"name": "a", "identity": {"gcpServiceAccount": GSA}}]},
+    "eks": {"cloud": "eks", "eks": {"region": "us-east-1"},
+            "deployments": [{"name": "a", "identity": {"awsRoleArn": ROLE}}]},
+    "aks": {"cloud": "aks", "aks": {"location": "westeurope", "tenantId": TENANT, "adminGroupObjectIds": [GROUP]},
+            "deployments": [{"name": "a", "identity": {"azure": AZURE}}]},
+}
+
+
+def variant(cloud: str, **changes) -> dict:
+    raw = {key: value for key, value in VALID[cloud].items()}
+    raw.update(changes)
+    return raw
+
+
+def error_of(raw: dict) -> str:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(raw)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("cloud", sorted(VALID))
+def test_a_minimal_stack_of_every_cloud_is_valid(cloud):
+    assert config.load(VALID[cloud]).cloud == cloud
+
+
+def test_the_dev_stack_file_is_valid_with_one_xcom_and_one_quota_deployment():
+    cfg = config.load(stack_config("dev"))
+    assert cfg.cloud == "existing"
+    assert [(d.name, d.xcom, d.quota is not None) for d in cfg.deployments] == [
+        ("analytics", True, False), ("ml-training", False, True)]
+
+
+def test_deployment_defaults_namespace_xcom_and_connection_names():
+    (d,) = config.load(VALID["existing"] | {"deployments": [{"name": "ml-training"}]}).deployments
+    assert (d.namespace, d.xcom, d.ephemeral_node_pools) == ("kpo-ml-training", True, False)
+    assert (d.connection_id, d.env_var) == ("kpo_ml_training", "AIRFLOW_CONN_KPO_ML_TRAINING")
+
+
+def test_pools_default_per_cloud_and_gpu_pool_scales_from_zero():
+    cfg = config.load(variant("eks", gpuPool={"enabled": True}))
+    assert cfg.system_pool.machine_type == "m6i.large"
+    assert (cfg.gpu_pool.min_nodes, cfg.gpu_pool.machine_type) == (0, "g4dn.xlarge")
+
+
+def test_cluster_name_defaults_to_the_stack():
+    assert config.load(VALID["existing"]).resolved_cluster_name("prod") == "remote-kpo-prod"
+
+
+def test_structured_config_arrives_as_json_text():
+    cfg = config.load({"cloud": "existing", "deployments": '[{"name": "a", "xcom": false}]'})
+    assert cfg.deployments[0].xcom is False
+
+
+BAD_INPUT = [
+    ("unknown cloud", {"cloud": "azure", "deployments": [{"name": "a"}]},
+     "remote-kpo:cloud: must be one of 'gke', 'eks', 'aks' or 'existing'"),
+    ("missing cloud", {"deployments": [{"name": "a"}]}, "remote-kpo:cloud: required"),
+    ("missing deployments", {"cloud": "existing"}, "remote-kpo:deployments: required"),
+    ("empty deployments", {"cloud": "existing", "deployments": []},
+     "remote-kpo:deployments: needs at least 1 entry"),
+    ("missing cloud section", {"cloud": "gke", "deployments": [{"name": "a", "identity": {"gcpServiceAccount": GSA}}]},
+     "remote-kpo:gke: required when cloud is gke"),
+    ("section of another cloud", variant("gke", eks={"region": "us-east-1"}),
+     "remote-kpo:eks: set, but cloud is gke"),
+    ("missing gke.project", variant("gke", gke={"location": "us-central1"}), "remote-kpo:gke.project: required"),
+    ("missing identity", variant("eks", deployments=[{"name": "a"}]),
+     "remote-kpo:deployments[0].identity.awsRoleArn: required when cloud is eks"),
+    ("identity of the wrong cloud", variant("eks", deployments=[{"name": "a", "identity": {"gcpServiceAccount": GSA}}]),
+     "remote-kpo:deployments[0].identity.gcpServiceAccount: identity of the wrong cloud: cloud eks takes awsRoleArn"),
+    ("identity on existing", variant("existing", deployments=[{"name": "a", "identity": {"awsRoleArn": ROLE}}]),
+     "remote-kpo:deployments[0].identity.awsRoleArn: not used on cloud existing (a ServiceAccount token is issued)"),
+    ("duplicate name", variant("existing", deployments=[{"name": "a"}, {"name": "b"}, {"name": "a"}]),
+     "remote-kpo:deployments[2].name: duplicate of deployments[0]"),
+    ("duplicate namespace", variant("existing", deployments=[{"name": "a"}, {"name": "b", "namespace": "kpo-a"}]),
+     "remote-kpo:deployments[1].namespace: kpo-a is already used by deployments[0]"),
+    ("non-DNS name", variant("existing", deployments=[{"name": "Data_Team"}]),
+     "remote-kpo:deployments[0].name: not a DNS label (a-z, 0-9, '-', at most 63)"),
+    ("name too long for its namespace", variant("existing", deployments=[{"name": "a" * 62}]),
+     f"remote-kpo:deployments[0].name: too long for the default namespace kpo-{'a' * 62}; set namespace"),
+    ("system pool min > max", variant("gke", systemPool={"minNodes": 4, "maxNodes": 2}),
+     "remote-kpo:systemPool.minNodes: 4 is above maxNodes 2"),
+    ("gpu pool min > max", variant("eks", gpuPool={"enabled": True, "minNodes": 3, "maxNodes": 1}),
+     "remote-kpo:gpuPool.minNodes: 3 is above maxNodes 1"),
+    ("negative node count", variant("eks", gpuPool={"minNodes": -1}),
+     "remote-kpo:gpuPool.minNodes: Input should be greater than or equal to 0"),
+    ("gke gpu pool without accelerator", variant("gke", gpuPool={"enabled": True}),
+     "remote-kpo:gpuPool.accelerator.type: required for a GKE GPU pool"),
+    ("malformed role ARN", variant("eks", deployments=[{"name": "a", "identity": {"awsRoleArn": "arn:aws:iam::12:user/x"}}]),
+     "remote-kpo:deployments[0].identity.awsRoleArn: not an IAM role ARN"),
+    ("malformed service account email", variant("gke", deployments=[{"name": "a", "identity": {"gcpServiceAccount": "me@gmail.com"}}]),
+     "remote-kpo:deployments[0].identity.gcpServiceAccount: not a Google service account email (name@project.iam.gserviceaccount.com)"),
+    ("azure issuer not https", variant("aks", deployments=[{"name": "a", "identity": {"azure": AZURE | {"issuer": "http://x"}}}]),
+     "remote-kpo:deployments[0].identity.azure.issuer: not an https:// URL"),
+    ("azure subject not a service account", variant("aks", deployments=[{"name": "a", "identity": {"azure": AZURE | {"subject": "astro"}}}]),
+     "remote-kpo:deployments[0].identity.azure.subject: not a Kubernetes service account subject system:serviceaccount:<namespace>:<name>"),
+    ("missing aks tenant id", variant("aks", aks={"location": "westeurope", "adminGroupObjectIds": [GROUP]}),
+     "remote-kpo:aks.tenantId: required"),
+    ("aks without admin groups", variant("aks", aks={"location": "westeurope", "tenantId": TENANT}),
+     "remote-kpo:aks.adminGroupObjectIds: required"),
+    ("eks vpcCidr and subnetIds", variant("eks", eks={"region": "us-east-1", "vpcCidr": "10.0.0.0/16",
+                                                      "subnetIds": ["subnet-0123abcd", "subnet-4567abcd"]}),
+     "remote-kpo:eks.subnetIds: set either vpcCidr or subnetIds, not both"),
+    ("eks one subnet", variant("eks", eks={"region": "us-east-1", "subnetIds": ["subnet-0123abcd"]}),
+     "remote-kpo:eks.subnetIds: EKS needs at least two subnets in different availability zones"),
+    ("eks region format", variant("eks", eks={"region": "virginia"}),
+     "remote-kpo:eks.region: not an AWS region like us-east-1"),
+    ("bad CIDR", variant("gke", gke={"project": "my-project", "location": "us-central1",
+                                     "masterAuthorizedNetworks": ["10.0.0.1/8"]}),
+     "remote-kpo:gke.masterAuthorizedNetworks[0]: not a CIDR block like 203.0.113.0/24"),
+    ("unknown top-level key", variant("existing", clusterNmae="x"), "remote-kpo:clusterNmae: unknown key"),
+    ("unknown nested key", variant("existing", deployments=[{"name": "a", "qouta": {"cpu": "1"}}]),
+     "remote-kpo:deployments[0].qouta: unknown key"),
+    ("wrong type", variant("existing", deployments=[{"name": "a", "xcom": "sometimes"}]),
+     "remote-kpo:deployments[0].xcom: must be true or false"),
+    ("bad quantity", variant("existing", deployments=[{"name": "a", "quota": {"memory": "lots"}}]),
+     "remote-kpo:deployments[0].quota.memory: not a Kubernetes quantity like 500m or 2Gi"),
+    ("gpu pool on existing", variant("existing", gpuPool={"enabled": True}),
+     "remote-kpo:gpuPool.enabled: node pools are not managed on an existing cluster"),
+]
+
+
+@pytest.mark.parametrize("raw, expected", [(raw, expected) for _, raw, expected in BAD_INPUT],
+                         ids=[case for case, _, _ in BAD_INPUT])
+def test_bad_input_gives_one_message_naming_the_key(raw, expected):
+    assert error_of(raw) == expected

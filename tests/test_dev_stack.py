@@ -1,0 +1,165 @@
+"""The dev stack (cloud: existing) under Pulumi mocks: resources, RBAC and outputs."""
+
+import json
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+
+from harness import run_program, stack_config, token_for
+
+ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+ADMIN_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster: {server: "https://127.0.0.1:26443", certificate-authority-data: Q0EtREFUQQ==}
+contexts:
+- name: admin
+  context: {cluster: local, user: admin}
+current-context: admin
+users:
+- name: admin
+  user: {token: admin-secret-token}
+"""
+
+
+@pytest.fixture
+def admin_kubeconfig(tmp_path, monkeypatch):
+    path = tmp_path / "admin.kubeconfig"
+    path.write_text(ADMIN_KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return path
+
+
+@pytest.fixture
+def dev(admin_kubeconfig):
+    return run_program(stack_config("dev"))
+
+
+def test_each_deployment_gets_its_namespace(dev):
+    names = sorted(r.inputs["metadata"]["name"] for r in dev.of_type("kubernetes:core/v1:Namespace"))
+    assert names == ["kpo-analytics", "kpo-ml-training"]
+
+
+def test_roles_follow_the_permission_table_with_pods_exec_only_for_xcom(dev):
+    rules = {r.name: r.inputs["rules"] for r in dev.of_type(ROLE)}
+    assert [rule["resources"] for rule in rules["analytics-role"]] == [["pods"], ["pods/log"], ["events"], ["pods/exec"]]
+    assert [rule["resources"] for rule in rules["ml-training-role"]] == [["pods"], ["pods/log"], ["events"]]
+
+
+def test_rolebinding_binds_the_namespace_role_to_the_deployments_service_account(dev):
+    binding = dev.named("analytics-rolebinding").inputs
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "remote-kpo"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "remote-kpo", "namespace": "kpo-analytics"}]
+    assert binding["metadata"]["namespace"] == "kpo-analytics"
+
+
+def test_no_cluster_scoped_rbac_is_created(dev):
+    assert not [r for r in dev.resources if "ClusterRole" in r.typ]
+
+
+def test_token_secret_is_a_service_account_token_for_that_account(dev):
+    secret = dev.named("analytics-token").inputs
+    assert secret["type"] == "kubernetes.io/service-account-token"
+    assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "remote-kpo"}
+    assert dev.named("analytics-serviceaccount").inputs["automountServiceAccountToken"] is False
+
+
+def test_quota_and_pod_defaults_only_where_configured(dev):
+    quotas = dev.of_type("kubernetes:core/v1:ResourceQuota")
+    assert [q.inputs["metadata"]["namespace"] for q in quotas] == ["kpo-ml-training"]
+    assert quotas[0].inputs["spec"]["hard"] == {
+        "requests.cpu": "8", "requests.memory": "16Gi", "requests.nvidia.com/gpu": "2", "pods": "20"}
+    (limit_range,) = dev.of_type("kubernetes:core/v1:LimitRange")
+    assert limit_range.inputs["spec"]["limits"] == [{
+        "type": "Container", "defaultRequest": {"cpu": "250m", "memory": "256Mi"},
+        "default": {"cpu": "1", "memory": "1Gi"}}]
+
+
+def test_provider_uses_the_admin_kubeconfig_and_a_cluster_identifier(dev, admin_kubeconfig):
+    (provider,) = dev.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["kubeconfig"] == str(admin_kubeconfig)
+    assert provider.inputs["clusterIdentifier"] == "remote-kpo-local"
+
+
+def test_every_kubernetes_object_goes_through_the_existing_cluster_provider(dev):
+    objects = [r for r in dev.resources if r.typ.startswith("kubernetes:")]
+    # 2 x (Namespace, Role, RoleBinding, ServiceAccount, Secret) + LimitRange + ResourceQuota
+    assert len(objects) == 12
+    assert {r.provider.rsplit("$", 1)[-1] for r in objects} == {
+        "pulumi:providers:kubernetes::existing-cluster::existing-cluster-id"}
+
+
+def test_outputs_describe_the_cluster_and_each_deployment(dev):
+    assert dev.outputs["cloud"] == "existing"
+    assert dev.outputs["clusterName"] == "remote-kpo-local"
+    assert dev.outputs["clusterEndpoint"] == "https://127.0.0.1:26443"
+    assert dev.outputs["clusterCaCertificate"] == "Q0EtREFUQQ=="
+    assert dev.outputs["deployments"] == {
+        "analytics": {"namespace": "kpo-analytics", "connectionId": "kpo_analytics",
+                      "envVar": "AIRFLOW_CONN_KPO_ANALYTICS"},
+        "ml-training": {"namespace": "kpo-ml-training", "connectionId": "kpo_ml_training",
+                        "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING"},
+    }
+
+
+def test_credentials_are_secret_and_descriptions_are_not(dev):
+    assert dev.secret == {
+        "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
+        "deployments": False, "dockerfile": False,
+        "kubeconfigs": True, "airflowConnections": True, "kubeconfig": True,
+    }
+
+
+def test_exported_kubeconfig_uses_the_deployments_own_token_and_namespace(dev):
+    doc = json.loads(dev.outputs["kubeconfigs"]["ml-training"])
+    assert doc["users"][0]["user"] == {"token": token_for("ml-training-token")}
+    assert doc["contexts"][0]["context"]["namespace"] == "kpo-ml-training"
+    assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:26443"
+    # The admin credential never leaks into a Deployment's kubeconfig.
+    assert "admin-secret-token" not in json.dumps(dev.outputs)
+    assert dev.outputs["kubeconfig"] == dev.outputs["kubeconfigs"]["analytics"]
+
+
+def test_airflow_connection_wraps_the_same_kubeconfig(dev):
+    connection = json.loads(dev.outputs["airflowConnections"]["analytics"])
+    assert connection == {"conn_type": "kubernetes", "extra": {
+        "kube_config": json.loads(dev.outputs["kubeconfigs"]["analytics"]),
+        "namespace": "kpo-analytics", "in_cluster": False}}
+
+
+def test_existing_server_overrides_the_endpoint_written_into_kubeconfigs(admin_kubeconfig):
+    raw = stack_config("dev") | {"existing": {"server": "https://kpo.example.com:6443"}}
+    run = run_program(raw)
+    assert run.outputs["clusterEndpoint"] == "https://kpo.example.com:6443"
+    assert json.loads(run.outputs["kubeconfig"])["clusters"][0]["cluster"]["server"] == "https://kpo.example.com:6443"
+
+
+def test_inline_kubeconfig_content_is_passed_to_the_provider_as_a_secret(admin_kubeconfig, monkeypatch):
+    monkeypatch.delenv("KUBECONFIG")
+    run = run_program(stack_config("dev") | {"existing": {"kubeconfig": ADMIN_KUBECONFIG}})
+    (provider,) = run.of_type("pulumi:providers:kubernetes")
+    # The mock monitor sees a secret as its wire form: the secret signature and the value.
+    assert provider.inputs["kubeconfig"] == {rpc._special_sig_key: rpc._special_secret_sig, "value": ADMIN_KUBECONFIG}
+    assert run.outputs["clusterEndpoint"] == "https://127.0.0.1:26443"
+
+
+@pytest.mark.parametrize("existing, expected", [
+    ({"kubeconfig": "/nonexistent/kubeconfig"},
+     "remote-kpo:existing.kubeconfig: cannot read /nonexistent/kubeconfig: No such file or directory"),
+    ({"context": "prod"}, "remote-kpo:existing.context: the kubeconfig has no context 'prod' (it has: admin)"),
+])
+def test_an_unusable_kubeconfig_stops_before_any_resource(admin_kubeconfig, existing, expected):
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(stack_config("dev") | {"existing": existing})
+    assert str(caught.value) == expected
+
+
+def test_bad_config_stops_the_program_with_the_named_key_and_registers_nothing(admin_kubeconfig):
+    raw = stack_config("dev") | {"deployments": [{"name": "a"}, {"name": "a"}]}
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(raw)
+    assert str(caught.value) == "remote-kpo:deployments[1].name: duplicate of deployments[0]"

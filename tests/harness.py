@@ -55,9 +55,13 @@ def stack_config(stack: str) -> dict:
     return {key.split(":", 1)[1]: value for key, value in document["config"].items()}
 
 
-def run_program(raw_config: dict, stack: str = "dev") -> Run:
-    """Run __main__.py under mocks with `raw_config` (keys without `remote-kpo:`)."""
-    mocks = RecordingMocks()
+def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | None = None) -> Run:
+    """Run __main__.py under mocks with `raw_config` (keys without `remote-kpo:`).
+
+    Cloud tests pass a RecordingMocks subclass whose new_resource adds the outputs the cloud
+    would compute (endpoints, ids, certificates).
+    """
+    mocks = mocks or RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="remote-kpo", stack=stack, preview=False)
     # The engine hands structured config to the program as JSON text.
     pulumi.runtime.set_all_config({

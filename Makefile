@@ -6,10 +6,14 @@ PY := $(VENV)/bin/python
 
 .PHONY: dev down test unit venv
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed .venv-airflow/.installed
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+.venv-airflow/.installed: requirements-airflow.txt constraints-airflow.txt
+	python3 -m venv .venv-airflow
+	.venv-airflow/bin/pip install -q --disable-pip-version-check -r requirements-airflow.txt -c constraints-airflow.txt
 	touch $@
 
 unit: venv

@@ -16,7 +16,8 @@ AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 AZURE_FEDERATED_TOKEN_FILE = "/var/run/secrets/azure/tokens/azure-identity-token"
 
 
-def _exec(command: str, args: list[str], provide_cluster_info: bool) -> dict:
+def exec_user(command: str, args: list[str], provide_cluster_info: bool) -> dict:
+    """A kubeconfig user that runs an exec credential plugin."""
     return {
         "exec": {
             "apiVersion": EXEC_API_VERSION,
@@ -31,14 +32,14 @@ def _exec(command: str, args: list[str], provide_cluster_info: bool) -> dict:
 
 def gke_user() -> dict:
     """Seed 001: gke-gcloud-auth-plugin with the Deployment's Google identity."""
-    return _exec("gke-gcloud-auth-plugin", [], provide_cluster_info=True)
+    return exec_user("gke-gcloud-auth-plugin", [], provide_cluster_info=True)
 
 
 def eks_user(region: str, cluster_name: str, access_role_arn: str) -> dict:
     """Seed 004: the AWS CLI mints a token as the access role the Deployment's role assumes."""
     args = ["--region", region, "eks", "get-token", "--cluster-name", cluster_name,
             "--role-arn", access_role_arn]
-    return _exec("aws", args, provide_cluster_info=False)
+    return exec_user("aws", args, provide_cluster_info=False)
 
 
 def aks_user(client_id: str, tenant_id: str) -> dict:
@@ -47,7 +48,7 @@ def aks_user(client_id: str, tenant_id: str) -> dict:
             "--client-id", client_id, "--tenant-id", tenant_id,
             "--environment", "AzurePublicCloud",
             "--federated-token-file", AZURE_FEDERATED_TOKEN_FILE]
-    return _exec("kubelogin", args, provide_cluster_info=False)
+    return exec_user("kubelogin", args, provide_cluster_info=False)
 
 
 def token_user(token: str) -> dict:

@@ -52,7 +52,8 @@ class Run:
 def stack_config(stack: str) -> dict:
     """The `remote-kpo:` keys of Pulumi.<stack>.yaml, without the namespace."""
     document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    return {key.split(":", 1)[1]: value for key, value in document["config"].items()}
+    prefix = "remote-kpo:"
+    return {key[len(prefix):]: value for key, value in document["config"].items() if key.startswith(prefix)}
 
 
 def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | None = None) -> Run:

@@ -1,0 +1,213 @@
+"""AKS (seed 002): an Entra ID-integrated cluster with local accounts off and workload identity
+on, its system and GPU pools, and per Deployment a user-assigned managed identity federated
+with the Deployment's service account.
+
+Entra ID authenticates, Kubernetes RBAC authorizes: a Deployment's identity needs no Azure role
+to use its kubeconfig, and its pod rights come only from the namespace RoleBinding.
+"""
+
+import base64
+from typing import Optional
+
+import pulumi
+import yaml
+# Submodules only: the package root would import every Azure service.
+from pulumi_azure_native import authorization, containerservice, managedidentity, resources
+
+from components import kubeconfig as kc
+from components.permissions import CLOUD_ACTIONS
+from config import AksConfig, Deployment, GpuPool, NodePool
+
+SYSTEM_POOL = "system"
+GPU_POOL = "gpu"
+GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
+# AKS puts this taint on every Spot node itself; declaring it too keeps the pool's inputs
+# equal to what Azure reports (no diff on refresh), and tells DAG authors to tolerate it.
+SPOT_TAINT = "kubernetes.azure.com/scalesetpriority=spot:NoSchedule"
+GPU_LABELS = {"remote-kpo/gpu": "true"}
+# The audience Entra ID requires on a federated token it exchanges (seed 002).
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
+
+def aad_profile(aks: AksConfig) -> dict:
+    """Managed Entra ID for authentication; Kubernetes RBAC (not Azure RBAC) decides access."""
+    return {
+        "managed": True,
+        "enable_azure_rbac": False,
+        "admin_group_object_ids": list(aks.admin_group_object_ids),
+        "tenant_id": aks.tenant_id,
+    }
+
+
+def api_server_access_profile(aks: AksConfig) -> Optional[dict]:
+    if not aks.authorized_ip_ranges:
+        return None
+    return {"authorized_ip_ranges": list(aks.authorized_ip_ranges)}
+
+
+def _autoscaled(pool: NodePool) -> dict:
+    # Nodes get no public IP; the cluster autoscaler owns the count between min and max.
+    return {
+        "vm_size": pool.machine_type,
+        "os_type": "Linux",
+        "type": "VirtualMachineScaleSets",
+        "enable_auto_scaling": True,
+        "min_count": pool.min_nodes,
+        "max_count": pool.max_nodes,
+        "count": pool.min_nodes,
+        "enable_node_public_ip": False,
+    }
+
+
+def system_pool_profile(pool: NodePool) -> dict:
+    return {"name": SYSTEM_POOL, "mode": "System", **_autoscaled(pool)}
+
+
+def gpu_taints(spot: bool) -> list[str]:
+    return [GPU_TAINT, SPOT_TAINT] if spot else [GPU_TAINT]
+
+
+def gpu_pool_args(pool: GpuPool) -> dict:
+    """A User pool that scales from `minNodes` (0 by default): only tolerating pods land on it."""
+    args = {
+        "mode": "User",
+        **_autoscaled(pool),
+        "node_taints": gpu_taints(pool.spot),
+        "node_labels": dict(GPU_LABELS),
+    }
+    if pool.spot:
+        # Delete evicted nodes (no stopped VMs holding quota); -1 pays up to the on-demand
+        # price, so nodes are evicted for capacity, never for price.
+        args.update(scale_set_priority="Spot", scale_set_eviction_policy="Delete", spot_max_price=-1)
+    return args
+
+
+def agent_pool_permissions() -> list[dict]:
+    return [{"actions": list(CLOUD_ACTIONS["aks"]["ephemeralNodePools"].actions)}]
+
+
+def provider_user(login: str, tenant_id: str) -> dict:
+    """The exec user of this program's own Kubernetes provider (local accounts are off).
+
+    azurecli: the person's `az login`. workloadidentity: kubelogin reads AZURE_CLIENT_ID and
+    AZURE_FEDERATED_TOKEN_FILE. spn: kubelogin reads AAD_SERVICE_PRINCIPAL_CLIENT_ID and
+    AAD_SERVICE_PRINCIPAL_CLIENT_SECRET. No credential ever lands in the kubeconfig or state.
+    """
+    args = ["get-token", "--login", login, "--server-id", kc.AKS_SERVER_ID, "--tenant-id", tenant_id]
+    return kc.exec_user("kubelogin", args, provide_cluster_info=False)
+
+
+def server_and_ca(user_kubeconfig_b64: str) -> tuple[str, str]:
+    """(API server URL, base64 CA) from the cluster-user kubeconfig AKS returns base64-encoded."""
+    return kc.cluster_of(yaml.safe_load(base64.b64decode(user_kubeconfig_b64)), None)
+
+
+class AksCluster(pulumi.ComponentResource):
+    """Resource group, managed cluster with its system pool, optional GPU pool, and the custom
+    role for Deployments that manage their own agent pools."""
+
+    def __init__(self, name: str, *, cluster_name: str, resource_group: str, aks: AksConfig,
+                 system_pool: NodePool, gpu_pool: GpuPool, agent_pool_role: bool,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:AksCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.cluster_name = cluster_name
+        self.location = aks.location
+        self.resource_group = resources.ResourceGroup(
+            f"{name}-resource-group", resource_group_name=resource_group, location=aks.location,
+            opts=child)
+        self.cluster = containerservice.ManagedCluster(
+            name,
+            resource_group_name=self.resource_group.name,
+            resource_name_=cluster_name,
+            location=aks.location,
+            dns_prefix=cluster_name,
+            kubernetes_version=aks.kubernetes_version,
+            identity={"type": "SystemAssigned"},
+            aad_profile=aad_profile(aks),
+            enable_rbac=True,
+            disable_local_accounts=True,
+            oidc_issuer_profile={"enabled": True},
+            security_profile={"workload_identity": {"enabled": True}},
+            api_server_access_profile=api_server_access_profile(aks),
+            agent_pool_profiles=[system_pool_profile(system_pool)],
+            auto_upgrade_profile={"upgrade_channel": "patch", "node_os_upgrade_channel": "NodeImage"},
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"]),
+        )
+        if gpu_pool.enabled:
+            containerservice.AgentPool(
+                f"{name}-gpu-pool",
+                resource_group_name=self.resource_group.name,
+                resource_name_=self.cluster.name,
+                agent_pool_name=GPU_POOL,
+                **gpu_pool_args(gpu_pool),
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"]),
+            )
+
+        self.agent_pool_role: Optional[authorization.RoleDefinition] = None
+        if agent_pool_role:
+            # Defined and assignable at this cluster only, so it cannot reach other clusters.
+            self.agent_pool_role = authorization.RoleDefinition(
+                f"{name}-agent-pool-role",
+                scope=self.cluster.id,
+                assignable_scopes=[self.cluster.id],
+                role_name=f"remote-kpo agent pools {resource_group}/{cluster_name}",
+                description=CLOUD_ACTIONS["aks"]["ephemeralNodePools"].why,
+                role_type="CustomRole",
+                permissions=agent_pool_permissions(),
+                opts=child,
+            )
+
+        # The cluster-user credential (listClusterUserCredential, the least of the credential
+        # actions) of an Entra ID cluster holds no secret: just the server and its CA.
+        credentials = containerservice.list_managed_cluster_user_credentials_output(
+            resource_group_name=self.resource_group.name, resource_name=self.cluster.name,
+            opts=pulumi.InvokeOutputOptions(parent=self))
+        server_ca = credentials.kubeconfigs.apply(lambda kubeconfigs: server_and_ca(kubeconfigs[0].value))
+        # Public values: keep them plain outputs even if the provider marks the result secret.
+        self.endpoint = pulumi.Output.unsecret(server_ca[0])
+        self.ca_data = pulumi.Output.unsecret(server_ca[1])
+        self.register_outputs({"clusterId": self.cluster.id, "endpoint": self.endpoint})
+
+
+class AksDeploymentIdentity(pulumi.ComponentResource):
+    """One Deployment's user-assigned managed identity, federated with its service account
+    (seed 002); with ephemeralNodePools, the agent-pool role on this cluster only."""
+
+    def __init__(self, name: str, deployment: Deployment, cluster: AksCluster,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:AksDeploymentIdentity", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        azure = deployment.identity.azure
+
+        self.identity = managedidentity.UserAssignedIdentity(
+            f"{name}-identity",
+            resource_group_name=cluster.resource_group.name,
+            resource_name_=f"{cluster.cluster_name}-{deployment.name}",
+            location=cluster.location,
+            opts=child,
+        )
+        managedidentity.FederatedIdentityCredential(
+            f"{name}-federated-credential",
+            resource_group_name=cluster.resource_group.name,
+            resource_name_=self.identity.name,
+            federated_identity_credential_resource_name="astro-deployment",
+            issuer=azure.issuer,
+            subject=azure.subject,
+            audiences=[TOKEN_EXCHANGE_AUDIENCE],
+            opts=child,
+        )
+        if deployment.ephemeral_node_pools:
+            authorization.RoleAssignment(
+                f"{name}-agent-pools",
+                principal_id=self.identity.principal_id,
+                # Stated, so Azure does not look up a principal that may not have replicated yet.
+                principal_type="ServicePrincipal",
+                role_definition_id=cluster.agent_pool_role.id,
+                scope=cluster.cluster.id,
+                opts=child,
+            )
+
+        self.client_id = self.identity.client_id
+        self.principal_id = self.identity.principal_id
+        self.register_outputs({"clientId": self.client_id, "principalId": self.principal_id})

@@ -1,0 +1,353 @@
+"""GKE: the network, the cluster with its system and GPU node pools, the node service account,
+and the IAM each Astro Deployment's Google service account gets (seeds 000 and 001).
+
+Pod rights never come from IAM here: a Deployment's service account may only authenticate
+(and, with ephemeralNodePools, manage node pools); what it may do in its namespace is RBAC
+(components/access.py).
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.permissions import CLOUD_ACTIONS
+from config import Deployment, GkeConfig, GpuPool, NodePool
+
+# A new VPC's subnetwork: nodes, and the secondary ranges that make the cluster VPC-native.
+NODES_CIDR = "10.0.0.0/20"
+PODS_RANGE = "pods"
+PODS_CIDR = "10.4.0.0/14"
+SERVICES_RANGE = "services"
+SERVICES_CIDR = "10.8.0.0/20"
+# The control plane's range when nodes are private (a /28 outside the ranges above). The GCP
+# provider requires one whenever private nodes are on.
+CONTROL_PLANE_CIDR = "172.16.0.0/28"
+
+# Roles of the node service account. roles/container.defaultNodeServiceAccount is Google's
+# least-privilege role for GKE nodes and the one GKE checks for (logs, metrics, the HPA
+# performance profile); Google keeps it current as node agents change, which a hand-made list
+# (logWriter, metricWriter, monitoring.viewer, resourceMetadata.writer) does not, and it has no
+# read access to the project's monitoring data. It does not pull private images: the reader
+# role adds exactly that.
+NODE_SERVICE_ACCOUNT_ROLES = (
+    "roles/container.defaultNodeServiceAccount",
+    "roles/artifactregistry.reader",
+)
+# Access is governed by IAM, not scopes (Google's recommendation for custom node accounts).
+NODE_OAUTH_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+
+# GPU nodes repel every pod that does not tolerate the taint; DAGs select them by the label.
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+GPU_LABELS = {"remote-kpo/gpu": "true"}
+# GCP resource labels (not Kubernetes labels) on everything that takes them.
+RESOURCE_LABELS = {"managed-by": "remote-kpo"}
+
+# Custom roles a Deployment's service account is bound to, by purpose: (role id suffix,
+# CLOUD_ACTIONS row).
+AUTHENTICATE = ("auth", "authenticate")
+NODE_POOLS = ("nodePools", "ephemeralNodePools")
+ACT_AS_NODES = ("actAsNodes", "actAsNodeServiceAccount")
+
+
+# ---- pure functions -------------------------------------------------------------------
+
+def region_of(location: str) -> str:
+    """us-central1 for us-central1 or us-central1-a: networks are regional, clusters need not be."""
+    match = re.fullmatch(r"([a-z]+-[a-z]+\d)(-[a-z])?", location)
+    if not match:
+        raise ValueError(f"not a Google Cloud region or zone: {location}")
+    return match.group(1)
+
+
+def workload_pool(project: str) -> str:
+    return f"{project}.svc.id.goog"
+
+
+def service_account_member(email: str) -> str:
+    return f"serviceAccount:{email}"
+
+
+def node_service_account_id(cluster_name: str) -> str:
+    """`<cluster>-nodes`, shortened with a hash to the 30 characters an account id allows."""
+    account_id = f"{cluster_name}-nodes"
+    if len(account_id) <= 30:
+        return account_id
+    digest = hashlib.sha256(cluster_name.encode()).hexdigest()[:4]
+    return f"{cluster_name[:19].rstrip('-')}-{digest}-nodes"
+
+
+def custom_role_id(cluster_name: str, suffix: str) -> str:
+    """A project custom role id ([a-zA-Z0-9_.], at most 64) unique to this cluster."""
+    return f"remoteKpo_{cluster_name.replace('-', '_')}_{suffix}"
+
+
+def custom_role_permissions(purpose: str) -> list[str]:
+    """Exactly the actions of one CLOUD_ACTIONS row: nothing is added here."""
+    return list(CLOUD_ACTIONS["gke"][purpose].actions)
+
+
+def master_authorized_networks(cidrs: list[str]) -> Optional[dict]:
+    """Only these CIDRs reach the public endpoint (not all of Google Cloud's addresses)."""
+    if not cidrs:
+        return None
+    return {
+        "cidr_blocks": [{"cidr_block": cidr, "display_name": f"authorized-{i}"} for i, cidr in enumerate(cidrs)],
+        "gcp_public_cidrs_access_enabled": False,
+    }
+
+
+def private_cluster_config(private_nodes: bool) -> dict:
+    """Nodes without public IPs; the endpoint stays public so Astro can reach it."""
+    if not private_nodes:
+        return {"enable_private_nodes": False, "enable_private_endpoint": False}
+    return {"enable_private_nodes": True, "enable_private_endpoint": False,
+            "master_ipv4_cidr_block": CONTROL_PLANE_CIDR}
+
+
+def pool_autoscaling(pool: NodePool, location_policy: str) -> dict:
+    """Totals across the pool's zones, so minNodes/maxNodes mean the same on a regional cluster."""
+    return {"total_min_node_count": pool.min_nodes, "total_max_node_count": pool.max_nodes,
+            "location_policy": location_policy}
+
+
+def initial_node_count(pool: NodePool) -> int:
+    """Per zone. A pool that may scale to zero starts at zero: no idle GPU node is paid for."""
+    return 0 if pool.min_nodes == 0 else 1
+
+
+def node_config(machine_type: str, service_account: pulumi.Input[str], **extra) -> dict:
+    """What every node runs as: the dedicated account, the GKE metadata server (Workload
+    Identity; no node credentials for pods), shielded boot, no legacy metadata endpoints."""
+    return {
+        "machine_type": machine_type,
+        "image_type": "COS_CONTAINERD",
+        "service_account": service_account,
+        "oauth_scopes": NODE_OAUTH_SCOPES,
+        "workload_metadata_config": {"mode": "GKE_METADATA"},
+        "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
+        "metadata": {"disable-legacy-endpoints": "true"},
+        "resource_labels": RESOURCE_LABELS,
+        **extra,
+    }
+
+
+def gpu_node_extras(gpu: GpuPool) -> dict:
+    """Accelerators with GKE-installed drivers, the GPU taint and label, optional spot."""
+    return {
+        "guest_accelerators": [{
+            "type": gpu.accelerator.type,
+            "count": gpu.accelerator.count,
+            "gpu_driver_installation_config": {"gpu_driver_version": "DEFAULT"},
+        }],
+        "taints": [GPU_TAINT],
+        "labels": GPU_LABELS,
+        "spot": gpu.spot,
+    }
+
+
+# ---- components -----------------------------------------------------------------------
+
+class GkeNetwork(pulumi.ComponentResource):
+    """A VPC with one VPC-native subnetwork; with private nodes, Cloud Router + NAT so nodes
+    without public IPs can still pull images."""
+
+    def __init__(self, name: str, cluster_name: str, gke: GkeConfig,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:GkeNetwork", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        region = region_of(gke.location)
+
+        self.network = gcp.compute.Network(
+            f"{name}-vpc", project=gke.project, name=cluster_name,
+            auto_create_subnetworks=False, routing_mode="REGIONAL", opts=child)
+        self.subnetwork = gcp.compute.Subnetwork(
+            f"{name}-subnet", project=gke.project, region=region, name=f"{cluster_name}-nodes",
+            network=self.network.id, ip_cidr_range=NODES_CIDR,
+            secondary_ip_ranges=[
+                {"range_name": PODS_RANGE, "ip_cidr_range": PODS_CIDR},
+                {"range_name": SERVICES_RANGE, "ip_cidr_range": SERVICES_CIDR},
+            ],
+            # Private nodes reach Google APIs (Artifact Registry, logging) without NAT.
+            private_ip_google_access=True,
+            opts=child)
+        if gke.private_nodes:
+            router = gcp.compute.Router(
+                f"{name}-router", project=gke.project, region=region, name=f"{cluster_name}-router",
+                network=self.network.id, opts=child)
+            gcp.compute.RouterNat(
+                f"{name}-nat", project=gke.project, region=region, name=f"{cluster_name}-nat",
+                router=router.name, nat_ip_allocate_option="AUTO_ONLY",
+                source_subnetwork_ip_ranges_to_nat="LIST_OF_SUBNETWORKS",
+                subnetworks=[{"name": self.subnetwork.id, "source_ip_ranges_to_nats": ["ALL_IP_RANGES"]}],
+                log_config={"enable": True, "filter": "ERRORS_ONLY"},
+                opts=child)
+
+        self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})
+
+
+class NodeServiceAccount(pulumi.ComponentResource):
+    """The dedicated node service account with only NODE_SERVICE_ACCOUNT_ROLES."""
+
+    def __init__(self, name: str, cluster_name: str, project: str,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:NodeServiceAccount", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.account = gcp.serviceaccount.Account(
+            f"{name}-account", project=project, account_id=node_service_account_id(cluster_name),
+            display_name=f"GKE nodes of {cluster_name} (remote-kpo)", opts=child)
+        member = self.account.email.apply(service_account_member)
+        grants = [
+            gcp.projects.IAMMember(
+                f"{name}-{role.rsplit('.', 1)[-1]}", project=project, role=role, member=member, opts=child)
+            for role in NODE_SERVICE_ACCOUNT_ROLES
+        ]
+
+        # The email, known only once the roles are granted: nodes built from it can log,
+        # report metrics and pull images from their first boot.
+        self.email = pulumi.Output.all(self.account.email, *[grant.id for grant in grants]).apply(
+            lambda values: values[0])
+        # projects/<p>/serviceAccounts/<email>: what service-account IAM bindings target.
+        self.resource_name = self.account.name
+        self.register_outputs({"email": self.email})
+
+
+@dataclass
+class GkeClusterArgs:
+    cluster_name: str
+    gke: GkeConfig
+    network: pulumi.Input[str]
+    subnetwork: Optional[pulumi.Input[str]]
+    # Secondary range names of the subnetwork; None lets GKE create and manage them.
+    pods_range: Optional[str]
+    services_range: Optional[str]
+    node_service_account: pulumi.Input[str]
+    system_pool: NodePool
+    gpu_pool: GpuPool
+
+
+class GkeCluster(pulumi.ComponentResource):
+    """The cluster (default pool removed), a system pool and, when enabled, a GPU pool."""
+
+    def __init__(self, name: str, args: GkeClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:GkeCluster", name, None, opts)
+        gke = args.gke
+        ip_allocation = None
+        if args.pods_range:
+            ip_allocation = {"cluster_secondary_range_name": args.pods_range,
+                             "services_secondary_range_name": args.services_range}
+
+        self.cluster = gcp.container.Cluster(
+            f"{name}-cluster",
+            project=gke.project,
+            location=gke.location,
+            name=args.cluster_name,
+            network=args.network,
+            subnetwork=args.subnetwork,
+            networking_mode="VPC_NATIVE",
+            ip_allocation_policy=ip_allocation,
+            # Node pools are managed below; the one GKE insists on creating is removed at once.
+            remove_default_node_pool=True,
+            initial_node_count=1,
+            # Even that short-lived pool runs as the node account, never the Compute Engine
+            # default account (often an Editor).
+            node_config=node_config(args.system_pool.machine_type, args.node_service_account),
+            release_channel={"channel": gke.release_channel},
+            workload_identity_config={"workload_pool": workload_pool(gke.project)},
+            private_cluster_config=private_cluster_config(gke.private_nodes),
+            master_authorized_networks_config=master_authorized_networks(gke.master_authorized_networks),
+            # No client certificate (a local account RBAC cannot revoke) and no legacy ABAC.
+            master_auth={"client_certificate_config": {"issue_client_certificate": False}},
+            enable_legacy_abac=False,
+            enable_shielded_nodes=True,
+            deletion_protection=gke.deletion_protection,
+            resource_labels=RESOURCE_LABELS,
+            # node_config only shapes the removed default pool; changing it must not
+            # replace the cluster.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["nodeConfig"]))
+
+        self.system_pool = self._pool(
+            "system", args, args.system_pool, location_policy="BALANCED",
+            node=node_config(args.system_pool.machine_type, args.node_service_account))
+        self.gpu_pool = None
+        if args.gpu_pool.enabled:
+            # ANY: GPUs (spot ones even more) are scarce; take them in whichever zone has them.
+            self.gpu_pool = self._pool(
+                "gpu", args, args.gpu_pool, location_policy="ANY",
+                node=node_config(args.gpu_pool.machine_type, args.node_service_account,
+                                 **gpu_node_extras(args.gpu_pool)))
+
+        self.endpoint = self.cluster.endpoint.apply(lambda host: f"https://{host}")
+        self.ca_certificate = self.cluster.master_auth.cluster_ca_certificate
+        self.register_outputs({"endpoint": self.endpoint, "caCertificate": self.ca_certificate})
+
+    def _pool(self, kind: str, args: GkeClusterArgs, pool: NodePool, location_policy: str,
+              node: dict) -> gcp.container.NodePool:
+        # No name: Pulumi names it `<kind>-<random>` (short enough for GKE's 40 characters),
+        # so a replaced pool comes up before the old one goes.
+        return gcp.container.NodePool(
+            kind,
+            project=args.gke.project,
+            location=args.gke.location,
+            cluster=self.cluster.name,
+            initial_node_count=initial_node_count(pool),
+            autoscaling=pool_autoscaling(pool, location_policy),
+            management={"auto_repair": True, "auto_upgrade": True},
+            node_config=node,
+            opts=pulumi.ResourceOptions(parent=self))
+
+
+class DeploymentRoles(pulumi.ComponentResource):
+    """The project custom roles Deployments are bound to, each exactly one CLOUD_ACTIONS row.
+
+    One set per stack: every Deployment needs the same actions, and custom roles are a
+    limited, slow-to-delete project resource.
+    """
+
+    def __init__(self, name: str, cluster_name: str, project: str, node_pools: bool,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:GkeDeploymentRoles", name, None, opts)
+        self._cluster_name, self._project = cluster_name, project
+        self.authenticate = self._role(AUTHENTICATE)
+        self.node_pools = self._role(NODE_POOLS) if node_pools else None
+        self.act_as_nodes = self._role(ACT_AS_NODES) if node_pools else None
+        self.register_outputs({"authenticate": self.authenticate.name})
+
+    def _role(self, purpose: tuple[str, str]) -> gcp.projects.IAMCustomRole:
+        suffix, row = purpose
+        return gcp.projects.IAMCustomRole(
+            f"{self._cluster_name}-{suffix}",
+            project=self._project,
+            role_id=custom_role_id(self._cluster_name, suffix),
+            title=f"remote-kpo {self._cluster_name} {suffix}",
+            description=CLOUD_ACTIONS["gke"][row].why,
+            permissions=custom_role_permissions(row),
+            stage="GA",
+            opts=pulumi.ResourceOptions(parent=self))
+
+
+class DeploymentIdentity(pulumi.ComponentResource):
+    """One Deployment's IAM: authenticate to clusters in the project; with ephemeralNodePools,
+    manage node pools and act as the node service account (on that account only, so it cannot
+    run pools as any other account)."""
+
+    def __init__(self, name: str, deployment: Deployment, project: str, roles: DeploymentRoles,
+                 node_service_account: pulumi.Input[str], opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:GkeDeploymentIdentity", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.email = deployment.identity.gcp_service_account
+        member = service_account_member(self.email)
+
+        gcp.projects.IAMMember(
+            f"{name}-authenticate", project=project, role=roles.authenticate.name, member=member, opts=child)
+        if deployment.ephemeral_node_pools:
+            gcp.projects.IAMMember(
+                f"{name}-node-pools", project=project, role=roles.node_pools.name, member=member, opts=child)
+            gcp.serviceaccount.IAMMember(
+                f"{name}-act-as-nodes", service_account_id=node_service_account,
+                role=roles.act_as_nodes.name, member=member, opts=child)
+        self.register_outputs({"member": member})

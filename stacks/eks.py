@@ -1,0 +1,98 @@
+"""cloud: eks — an EKS cluster built the way seed 004 does by hand, with today's EKS practice.
+
+Each Deployment gets an access role trusted by its own role (`identity.awsRoleArn`), an EKS
+access entry mapping that role to a Kubernetes group, and namespace RBAC bound to the group.
+Its kubeconfig runs `aws eks get-token --role-arn <access role>`.
+"""
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components import eks
+from components import kubeconfig as kc
+from components.access import DeploymentAccess, rbac_subject
+from config import ConfigError, StackConfig
+from stacks.outputs import DeploymentEndpoint, stack_outputs
+
+# The VPC made when the stack names neither vpcCidr nor subnetIds.
+DEFAULT_VPC_CIDR = "10.0.0.0/16"
+
+
+def _check_network(cfg: StackConfig) -> None:
+    """Config problems config.py cannot see, raised before any resource is registered."""
+    if cfg.eks.subnet_ids is None:
+        problem = eks.vpc_cidr_problem(cfg.eks.vpc_cidr or DEFAULT_VPC_CIDR)
+        if problem:
+            raise ConfigError(f"remote-kpo:eks.vpcCidr: {problem}")
+    if not cfg.eks.public_access_cidrs:
+        pulumi.log.warn("remote-kpo:eks.publicAccessCidrs is empty: the cluster's public endpoint "
+                        "accepts connections from any address (requests still need AWS credentials)")
+
+
+def _admin_provider(cluster: eks.EksCluster, region: str, cluster_name: str) -> k8s.Provider:
+    """The program's own Kubernetes provider, acting as the cluster creator (its bootstrap admin)."""
+    admin_kubeconfig = pulumi.Output.all(cluster.endpoint, cluster.ca_data).apply(
+        lambda args: kc.to_json(kc.kubeconfig(
+            cluster_name=cluster_name, server=args[0], ca_data=args[1], namespace="default",
+            user_name=f"{cluster_name}-admin", user=eks.creator_user(region, cluster_name))))
+    return k8s.Provider(
+        "eks-cluster",
+        kubeconfig=admin_kubeconfig,
+        # A changed endpoint or CA must not replace every namespaced object.
+        cluster_identifier=cluster_name,
+    )
+
+
+def build(cfg: StackConfig, stack: str) -> dict:
+    cluster_name = cfg.resolved_cluster_name(stack)
+    region = cfg.eks.region
+    _check_network(cfg)
+
+    # Credentials come from the environment (AWS_PROFILE, keys, or a CI web identity), the same
+    # place `aws eks get-token` reads them: the identity that creates the cluster is the one
+    # the program's Kubernetes provider authenticates as.
+    aws_provider = aws.Provider(
+        "eks-region", region=region,
+        default_tags={"tags": {"remote-kpo/cluster": cluster_name}})
+    in_region = pulumi.ResourceOptions(providers={"aws": aws_provider})
+
+    if cfg.eks.subnet_ids is not None:
+        subnet_ids: pulumi.Input[list[str]] = cfg.eks.subnet_ids
+    else:
+        network = eks.EksNetwork(cluster_name, cfg.eks.vpc_cidr or DEFAULT_VPC_CIDR, opts=in_region)
+        subnet_ids = network.private_subnet_ids
+
+    partition = eks.partition_of(region)
+    cluster = eks.EksCluster(cluster_name, eks.EksClusterArgs(
+        cluster_name=cluster_name, partition=partition, subnet_ids=subnet_ids,
+        version=cfg.eks.version, public_access_cidrs=cfg.eks.public_access_cidrs,
+        # config.py has no eks.deletionProtection key yet; protected unless it says otherwise.
+        deletion_protection=getattr(cfg.eks, "deletion_protection", True),
+    ), opts=in_region)
+    nodes = eks.EksNodeGroups(cluster_name, eks.EksNodeGroupsArgs(
+        cluster_name=cluster.name, autoscaler_cluster_name=cluster_name, partition=partition,
+        subnet_ids=subnet_ids, system_pool=cfg.system_pool, gpu_pool=cfg.gpu_pool,
+    ), opts=in_region)
+
+    provider = _admin_provider(cluster, region, cluster_name)
+    endpoints = []
+    for deployment in cfg.deployments:
+        identity = eks.EksDeploymentIdentity(deployment.name, eks.EksDeploymentIdentityArgs(
+            deployment=deployment, cluster_name=cluster.name, cluster_arn=cluster.arn,
+            node_role_arn=nodes.node_role_arn,
+        ), opts=in_region)
+        access = DeploymentAccess(
+            deployment.name, deployment,
+            subject=rbac_subject("Group", identity.group),
+            opts=pulumi.ResourceOptions(providers=[provider]),
+        )
+        user = identity.role_arn.apply(lambda arn: kc.eks_user(region, cluster_name, arn))
+        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user))
+
+    outputs = stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_data, endpoints)
+    if any(d.ephemeral_node_pools for d in cfg.deployments):
+        # What seed 004's EksCreateNodegroupOperator takes: nodegroup_role_arn, nodegroup_subnets.
+        outputs["nodeRoleArn"] = nodes.node_role_arn
+        outputs["subnetIds"] = subnet_ids
+    return outputs

@@ -1,0 +1,74 @@
+"""cloud: gke — a private, Workload-Identity GKE cluster for KPO tasks (seeds 000 and 001).
+
+Each Deployment's Google service account authenticates with gke-gcloud-auth-plugin and is
+bound, as a Kubernetes User named by its email, to the Role in its namespace.
+"""
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kubeconfig as kc
+from components.access import DeploymentAccess, rbac_subject
+from components.gke import (
+    PODS_RANGE,
+    SERVICES_RANGE,
+    DeploymentIdentity,
+    DeploymentRoles,
+    GkeCluster,
+    GkeClusterArgs,
+    GkeNetwork,
+    NodeServiceAccount,
+)
+from config import StackConfig
+from stacks.outputs import DeploymentEndpoint, stack_outputs
+
+
+def provider_kubeconfig(cluster_name: str, server: str, ca_data: str) -> str:
+    """The program's own kubeconfig: the same exec plugin, run with the operator's gcloud
+    credentials; no token is stored in state."""
+    return kc.to_json(kc.kubeconfig(
+        cluster_name=cluster_name, server=server, ca_data=ca_data, namespace="default",
+        user_name=f"{cluster_name}-pulumi", user=kc.gke_user()))
+
+
+def build(cfg: StackConfig, stack: str) -> dict:
+    gke = cfg.gke
+    cluster_name = cfg.resolved_cluster_name(stack)
+
+    if gke.network:
+        # The platform's own network: GKE picks (or creates) the secondary ranges, and NAT
+        # for private nodes is the network owner's to provide.
+        network, subnetwork, pods_range, services_range = gke.network, gke.subnetwork, None, None
+    else:
+        vpc = GkeNetwork(f"{cluster_name}-network", cluster_name, gke)
+        network, subnetwork = vpc.network.id, vpc.subnetwork.id
+        pods_range, services_range = PODS_RANGE, SERVICES_RANGE
+
+    nodes = NodeServiceAccount(f"{cluster_name}-nodes", cluster_name, gke.project)
+    cluster = GkeCluster(cluster_name, GkeClusterArgs(
+        cluster_name=cluster_name, gke=gke, network=network, subnetwork=subnetwork,
+        pods_range=pods_range, services_range=services_range,
+        node_service_account=nodes.email, system_pool=cfg.system_pool, gpu_pool=cfg.gpu_pool))
+
+    provider = k8s.Provider(
+        "gke-cluster",
+        kubeconfig=pulumi.Output.all(cluster.endpoint, cluster.ca_certificate).apply(
+            lambda args: provider_kubeconfig(cluster_name, args[0], args[1])),
+        # A changed endpoint or CA must not replace every namespaced object.
+        cluster_identifier=cluster_name,
+    )
+
+    roles = DeploymentRoles(
+        f"{cluster_name}-deployment-roles", cluster_name, gke.project,
+        node_pools=any(d.ephemeral_node_pools for d in cfg.deployments))
+    endpoints = []
+    for deployment in cfg.deployments:
+        identity = DeploymentIdentity(
+            f"{deployment.name}-gcp", deployment, gke.project, roles, nodes.resource_name)
+        access = DeploymentAccess(
+            deployment.name, deployment,
+            # GKE names a Google service account's Kubernetes user by its email.
+            subject=rbac_subject("User", identity.email),
+            opts=pulumi.ResourceOptions(providers=[provider]))
+        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, kc.gke_user()))
+    return stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_certificate, endpoints)

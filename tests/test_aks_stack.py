@@ -1,0 +1,319 @@
+"""The aks stack (seed 002) under Pulumi mocks: cluster, pools, identities, RBAC and outputs."""
+
+import base64
+import json
+
+import pulumi
+import pytest
+
+import config
+from components import aks
+from harness import RecordingMocks, run_program, stack_config
+
+CLUSTER = "azure-native:containerservice:ManagedCluster"
+AGENT_POOL = "azure-native:containerservice:AgentPool"
+IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
+FEDERATED = "azure-native:managedidentity:FederatedIdentityCredential"
+ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
+ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+USER_CREDENTIALS = "azure-native:containerservice:listManagedClusterUserCredentials"
+
+SUBSCRIPTION = "/subscriptions/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+EXAMPLE_TENANT = "3d1f6c2a-8b7e-4f05-9a1d-6c2e4b8f0a17"
+EXAMPLE_CLUSTER_ID = (f"{SUBSCRIPTION}/resourceGroups/rg-kpo-gpu-weu/providers/"
+                      "Microsoft.ContainerService/managedClusters/kpo-gpu-weu")
+EXAMPLE_SERVER = "https://kpo-gpu-weu-dns.hcp.westeurope.azmk8s.io:443"
+TENANT = "99999999-8888-7777-6666-555555555555"
+GROUP = "11111111-2222-3333-4444-555555555555"
+AZURE = {"issuer": "https://oidc.astronomer.example/abc", "subject": "system:serviceaccount:astro-ns:airflow-worker"}
+MINIMAL = {
+    "cloud": "aks",
+    "aks": {"location": "eastus2", "tenantId": TENANT, "adminGroupObjectIds": [GROUP], "login": "workloadidentity"},
+    "deployments": [{"name": "reports", "identity": {"azure": AZURE}}],
+}
+
+
+def ca_of(cluster_name: str) -> str:
+    return base64.b64encode(f"CA of {cluster_name}".encode()).decode()
+
+
+class AzureMocks(RecordingMocks):
+    """What Azure computes: names, ARM ids, identity client and principal ids, and the
+    cluster-user kubeconfig (base64, like the API) that listClusterUserCredential returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def new_resource(self, args):
+        resource_id, outputs = super().new_resource(args)
+        inputs = args.inputs
+        if args.typ == "azure-native:resources:ResourceGroup":
+            outputs["name"] = inputs["resourceGroupName"]
+        elif args.typ == CLUSTER:
+            outputs["name"] = inputs["resourceName"]
+            resource_id = (f"{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}/providers/"
+                           f"Microsoft.ContainerService/managedClusters/{inputs['resourceName']}")
+        elif args.typ == IDENTITY:
+            outputs.update(name=inputs["resourceName"], clientId=f"client-id-of-{inputs['resourceName']}",
+                           principalId=f"principal-id-of-{inputs['resourceName']}")
+        elif args.typ == ROLE_DEFINITION:
+            resource_id = f"{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/agent-pools-guid"
+        return [resource_id, outputs]
+
+    def call(self, args):
+        self.calls.append(args)
+        if args.token != USER_CREDENTIALS:
+            return {}
+        name = args.args["resourceName"]
+        user_kubeconfig = (
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: {name}\n  cluster:\n"
+            f"    server: https://{name}-dns.hcp.westeurope.azmk8s.io:443\n"
+            f"    certificate-authority-data: {ca_of(name)}\n"
+            f"contexts:\n- name: {name}\n  context: {{cluster: {name}, user: clusterUser_{name}}}\n"
+            f"current-context: {name}\n"
+            f"users:\n- name: clusterUser_{name}\n  user: {{exec: {{command: kubelogin}}}}\n")
+        return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(user_kubeconfig.encode()).decode()}]}
+
+
+def run(raw: dict, stack: str):
+    mocks = AzureMocks()
+    return run_program(raw, stack=stack, mocks=mocks), mocks
+
+
+@pytest.fixture(scope="module")
+def example_and_mocks():
+    return run(stack_config("aks"), "aks")
+
+
+@pytest.fixture(scope="module")
+def example(example_and_mocks):
+    return example_and_mocks[0]
+
+
+@pytest.fixture(scope="module")
+def minimal():
+    return run(MINIMAL, "staging")[0]
+
+
+def only(run_, typ):
+    (resource,) = run_.of_type(typ)
+    return resource.inputs
+
+
+def test_the_example_stack_file_is_a_complete_aks_stack():
+    cfg = config.load(stack_config("aks"))
+    assert cfg.cloud == "aks"
+    assert [(d.name, d.ephemeral_node_pools) for d in cfg.deployments] == [("analytics", False), ("ml-training", True)]
+    assert cfg.gpu_pool.enabled and cfg.aks.authorized_ip_ranges
+
+
+def test_resource_group_is_the_configured_one_else_named_after_the_stack(example, minimal):
+    assert only(example, "azure-native:resources:ResourceGroup") == {
+        "resourceGroupName": "rg-kpo-gpu-weu", "location": "westeurope"}
+    assert only(minimal, "azure-native:resources:ResourceGroup")["resourceGroupName"] == "remote-kpo-staging"
+    assert only(minimal, CLUSTER)["resourceName"] == "remote-kpo-staging"
+
+
+def test_cluster_authenticates_with_managed_entra_id_and_authorizes_with_kubernetes_rbac(example):
+    cluster = only(example, CLUSTER)
+    assert cluster["aadProfile"] == {
+        "managed": True, "enableAzureRBAC": False, "tenantID": EXAMPLE_TENANT,
+        "adminGroupObjectIDs": ["9b2e7d41-5c3a-4e8f-b1d6-0a7c3f9e2b58"]}
+    assert cluster["enableRBAC"] is True
+
+
+def test_cluster_disables_local_accounts_and_enables_oidc_issuer_and_workload_identity(example):
+    cluster = only(example, CLUSTER)
+    assert cluster["disableLocalAccounts"] is True
+    assert cluster["oidcIssuerProfile"] == {"enabled": True}
+    assert cluster["securityProfile"] == {"workloadIdentity": {"enabled": True}}
+
+
+def test_cluster_has_a_system_assigned_identity_and_the_configured_version(example):
+    cluster = only(example, CLUSTER)
+    assert cluster["identity"] == {"type": "SystemAssigned"}
+    assert (cluster["location"], cluster["kubernetesVersion"], cluster["dnsPrefix"]) == (
+        "westeurope", "1.33", "kpo-gpu-weu")
+
+
+def test_api_server_is_limited_to_the_authorized_ranges_only_when_given(example, minimal):
+    assert only(example, CLUSTER)["apiServerAccessProfile"] == {
+        "authorizedIPRanges": ["203.0.113.0/24", "198.51.100.23/32", "198.51.100.24/32"]}
+    assert "apiServerAccessProfile" not in only(minimal, CLUSTER)
+
+
+def test_system_pool_is_an_autoscaled_system_mode_pool_without_public_ips(example):
+    assert only(example, CLUSTER)["agentPoolProfiles"] == [{
+        "name": "system", "mode": "System", "vmSize": "Standard_D4s_v5", "osType": "Linux",
+        "type": "VirtualMachineScaleSets", "enableAutoScaling": True,
+        "minCount": 1, "maxCount": 3, "count": 1, "enableNodePublicIP": False}]
+
+
+def test_gpu_pool_is_a_tainted_labelled_user_pool_that_scales_from_zero(example):
+    pool = only(example, AGENT_POOL)
+    assert (pool["agentPoolName"], pool["mode"], pool["vmSize"]) == ("gpu", "User", "Standard_NC4as_T4_v3")
+    assert (pool["resourceName"], pool["resourceGroupName"]) == ("kpo-gpu-weu", "rg-kpo-gpu-weu")
+    assert (pool["enableAutoScaling"], pool["minCount"], pool["maxCount"], pool["count"]) == (True, 0, 4, 0)
+    assert pool["nodeTaints"][0] == "nvidia.com/gpu=present:NoSchedule"
+    assert pool["nodeLabels"] == {"remote-kpo/gpu": "true"}
+    assert pool["enableNodePublicIP"] is False
+
+
+def test_spot_gpu_pool_deletes_evicted_nodes_and_pays_up_to_the_on_demand_price(example):
+    pool = only(example, AGENT_POOL)
+    assert (pool["scaleSetPriority"], pool["scaleSetEvictionPolicy"], pool["spotMaxPrice"]) == ("Spot", "Delete", -1)
+    # The taint AKS puts on Spot nodes anyway, declared so the pool does not drift.
+    assert pool["nodeTaints"] == ["nvidia.com/gpu=present:NoSchedule",
+                                  "kubernetes.azure.com/scalesetpriority=spot:NoSchedule"]
+
+
+def test_on_demand_gpu_pool_defaults_to_nc_series_from_zero_without_spot_settings():
+    cfg = config.load(MINIMAL | {"gpuPool": {"enabled": True}})
+    args = aks.gpu_pool_args(cfg.gpu_pool)
+    assert (args["vm_size"], args["min_count"], args["count"]) == ("Standard_NC4as_T4_v3", 0, 0)
+    assert args["node_taints"] == ["nvidia.com/gpu=present:NoSchedule"]
+    assert not {"scale_set_priority", "scale_set_eviction_policy", "spot_max_price"} & set(args)
+
+
+def test_no_gpu_pool_unless_enabled(minimal):
+    assert minimal.of_type(AGENT_POOL) == []
+
+
+def test_each_deployment_gets_a_managed_identity_federated_with_its_astro_service_account(example):
+    identities = {r.name: r.inputs for r in example.of_type(IDENTITY)}
+    assert identities == {
+        "analytics-azure-identity": {"resourceName": "kpo-gpu-weu-analytics", "resourceGroupName": "rg-kpo-gpu-weu",
+                               "location": "westeurope"},
+        "ml-training-azure-identity": {"resourceName": "kpo-gpu-weu-ml-training", "resourceGroupName": "rg-kpo-gpu-weu",
+                                 "location": "westeurope"},
+    }
+    assert len(example.of_type(FEDERATED)) == 2
+    credential = example.named("ml-training-azure-federated-credential").inputs
+    assert credential["resourceName"] == "kpo-gpu-weu-ml-training"
+    assert credential["issuer"] == ("https://westeurope.oic.prod-aks.azure.com/5e8a1c9d-2f4b-4a6e-8d3c-7b1f0e9a4c26/"
+                                    "a4c7e2d9-6b1f-4e3a-9c8d-2f5b7a0e1d63/")
+    assert credential["subject"] == "system:serviceaccount:quantum-orbit-7390:quantum-orbit-7390-worker"
+    assert credential["audiences"] == ["api://AzureADTokenExchange"]
+    assert example.named("analytics-azure-federated-credential").inputs["subject"] == (
+        "system:serviceaccount:celestial-nebula-4821:celestial-nebula-4821-worker")
+
+
+def test_rolebinding_names_the_identitys_principal_id_as_a_user(example):
+    bindings = {r.inputs["metadata"]["namespace"]: r.inputs["subjects"] for r in example.of_type(BINDING)}
+    assert bindings == {
+        "kpo-analytics": [{"kind": "User", "name": "principal-id-of-kpo-gpu-weu-analytics",
+                           "apiGroup": "rbac.authorization.k8s.io"}],
+        "kpo-ml-training": [{"kind": "User", "name": "principal-id-of-kpo-gpu-weu-ml-training",
+                             "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+
+
+def test_only_the_ephemeral_node_pool_deployment_gets_an_azure_role_on_this_cluster(example):
+    assert only(example, ROLE_ASSIGNMENT) == {
+        "principalId": "principal-id-of-kpo-gpu-weu-ml-training",
+        "principalType": "ServicePrincipal",
+        "roleDefinitionId": f"{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/agent-pools-guid",
+        "scope": EXAMPLE_CLUSTER_ID,
+    }
+
+
+def test_agent_pool_role_allows_only_agent_pool_actions_and_only_on_this_cluster(example):
+    role = only(example, ROLE_DEFINITION)
+    assert role["permissions"] == [{"actions": [
+        "Microsoft.ContainerService/managedClusters/agentPools/read",
+        "Microsoft.ContainerService/managedClusters/agentPools/write",
+        "Microsoft.ContainerService/managedClusters/agentPools/delete"]}]
+    assert (role["scope"], role["assignableScopes"], role["roleType"]) == (
+        EXAMPLE_CLUSTER_ID, [EXAMPLE_CLUSTER_ID], "CustomRole")
+
+
+def test_using_the_kubeconfig_needs_no_azure_role(minimal):
+    assert minimal.of_type(ROLE_DEFINITION) == [] and minimal.of_type(ROLE_ASSIGNMENT) == []
+
+
+def test_server_and_ca_come_from_the_cluster_user_credential_not_the_admin_one(example_and_mocks):
+    example, mocks = example_and_mocks
+    assert [(c.token, c.args) for c in mocks.calls] == [
+        (USER_CREDENTIALS, {"resourceGroupName": "rg-kpo-gpu-weu", "resourceName": "kpo-gpu-weu"})]
+    assert example.outputs["clusterEndpoint"] == EXAMPLE_SERVER
+    assert example.outputs["clusterCaCertificate"] == ca_of("kpo-gpu-weu")
+
+
+def test_program_provider_logs_in_with_kubelogin_as_configured(example):
+    (provider,) = example.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["clusterIdentifier"] == "kpo-gpu-weu"
+    doc = json.loads(provider.inputs["kubeconfig"])
+    assert doc["clusters"][0]["cluster"] == {"server": EXAMPLE_SERVER, "certificate-authority-data": ca_of("kpo-gpu-weu")}
+    (user,) = doc["users"]
+    assert user["user"]["exec"]["command"] == "kubelogin"
+    assert user["user"]["exec"]["args"] == [
+        "get-token", "--login", "azurecli", "--server-id", "6dae42f8-4368-4678-94ff-3960e28e3630",
+        "--tenant-id", EXAMPLE_TENANT]
+
+
+@pytest.mark.parametrize("login", ["azurecli", "workloadidentity", "spn"])
+def test_provider_user_asks_kubelogin_for_an_aks_token_in_each_login_mode(login):
+    # Client ids and secrets come from the environment (AZURE_CLIENT_ID, AAD_SERVICE_PRINCIPAL_*),
+    # so none of them can appear in the provider's kubeconfig or the state.
+    assert aks.provider_user(login, TENANT) == {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "kubelogin",
+        "args": ["get-token", "--login", login, "--server-id", "6dae42f8-4368-4678-94ff-3960e28e3630",
+                 "--tenant-id", TENANT],
+        "provideClusterInfo": False, "interactiveMode": "Never"}}
+
+
+def test_minimal_stack_provider_uses_workload_identity_login(minimal):
+    (provider,) = minimal.of_type("pulumi:providers:kubernetes")
+    args = json.loads(provider.inputs["kubeconfig"])["users"][0]["user"]["exec"]["args"]
+    assert args[:3] == ["get-token", "--login", "workloadidentity"]
+
+
+def test_every_kubernetes_object_goes_through_the_aks_provider(example):
+    objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
+    # 2 x (Namespace, Role, RoleBinding) + LimitRange + ResourceQuota
+    assert len(objects) == 8
+    assert {r.provider.rsplit("$", 1)[-1] for r in objects} == {
+        "pulumi:providers:kubernetes::aks-cluster::aks-cluster-id"}
+    assert not [r for r in example.resources if "ClusterRole" in r.typ]
+
+
+def test_exported_kubeconfig_runs_kubelogin_workload_identity_as_the_deployments_identity(example):
+    doc = json.loads(example.outputs["kubeconfigs"]["ml-training"])
+    assert doc["users"][0]["user"]["exec"]["args"] == [
+        "get-token", "--login", "workloadidentity",
+        "--server-id", "6dae42f8-4368-4678-94ff-3960e28e3630",
+        "--client-id", "client-id-of-kpo-gpu-weu-ml-training",
+        "--tenant-id", EXAMPLE_TENANT,
+        "--environment", "AzurePublicCloud",
+        "--federated-token-file", "/var/run/secrets/azure/tokens/azure-identity-token"]
+    assert doc["contexts"][0]["context"]["namespace"] == "kpo-ml-training"
+    assert doc["clusters"][0]["cluster"]["server"] == EXAMPLE_SERVER
+    connection = json.loads(example.outputs["airflowConnections"]["ml-training"])
+    assert connection["extra"]["kube_config"] == doc
+
+
+def test_outputs_describe_the_cluster_and_keep_credentials_secret(example):
+    assert (example.outputs["cloud"], example.outputs["clusterName"]) == ("aks", "kpo-gpu-weu")
+    assert example.outputs["deployments"]["ml-training"] == {
+        "namespace": "kpo-ml-training", "connectionId": "kpo_ml_training", "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING"}
+    assert example.secret == {
+        "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
+        "deployments": False, "dockerfile": False,
+        "kubeconfigs": True, "airflowConnections": True, "kubeconfig": True,
+    }
+
+
+def test_dockerfile_installs_the_azure_cli_kubectl_and_kubelogin(example):
+    assert "https://aka.ms/InstallAzureCLIDeb" in example.outputs["dockerfile"]
+    assert "az aks install-cli" in example.outputs["dockerfile"]
+
+
+def test_a_system_pool_that_scales_to_zero_stops_before_any_resource():
+    mocks = AzureMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(MINIMAL | {"systemPool": {"minNodes": 0}}, stack="staging", mocks=mocks)
+    assert str(caught.value) == "remote-kpo:systemPool.minNodes: an AKS system pool needs at least 1 node"
+    assert mocks.resources == []

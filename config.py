@@ -97,9 +97,18 @@ class GkeConfig(Model):
         return self
 
 
+def _eks_vpc_cidr(value: str) -> str:
+    # The block is split into six subnets over up to three zones.
+    prefix = ipaddress.ip_network(value).prefixlen
+    if not 16 <= prefix <= 24:
+        raise PydanticCustomError("format", f"/{prefix} does not fit: use a block from /16 to /24 (it is split into six subnets)")
+    return value
+
+
 class EksConfig(Model):
     region: AwsRegion
-    vpc_cidr: Optional[Cidr] = None
+    # The VPC made when no subnetIds are given.
+    vpc_cidr: Optional[Annotated[Cidr, AfterValidator(_eks_vpc_cidr)]] = None
     subnet_ids: Optional[list[SubnetId]] = None
     version: Optional[_matching(r"1\.\d{2}", "a Kubernetes minor version like 1.34")] = None
     public_access_cidrs: list[Cidr] = []
@@ -110,6 +119,8 @@ class EksConfig(Model):
             raise _at("subnetIds", "set either vpcCidr or subnetIds, not both")
         if self.subnet_ids is not None and len(self.subnet_ids) < 2:
             raise _at("subnetIds", "EKS needs at least two subnets in different availability zones")
+        if self.subnet_ids is None and self.vpc_cidr is None:
+            self.vpc_cidr = "10.0.0.0/16"
         return self
 
 
@@ -251,6 +262,9 @@ class StackConfig(Model):
             if self.gpu_pool.enabled:
                 raise _at("gpuPool.enabled", "node pools are not managed on an existing cluster")
             return self
+        # AKS keeps cluster add-ons on the System pool, which cannot scale to zero.
+        if self.cloud == "aks" and self.system_pool.min_nodes < 1:
+            raise _at("systemPool.minNodes", "an AKS system pool needs at least 1 node")
         if self.system_pool.machine_type is None:
             pool = self.system_pool.model_copy(update={"machine_type": SYSTEM_MACHINE_TYPE[self.cloud]})
             self.system_pool = pool

@@ -131,14 +131,6 @@ class ZoneSubnets:
     private_cidr: str
 
 
-def vpc_cidr_problem(vpc_cidr: str) -> Optional[str]:
-    """Why `vpc_cidr` cannot hold the subnet plan, or None."""
-    prefix = ipaddress.ip_network(vpc_cidr).prefixlen
-    if not 16 <= prefix <= 24:
-        return f"/{prefix} does not fit: use a block from /16 to /24 (it is split into six subnets)"
-    return None
-
-
 def subnet_plan(vpc_cidr: str, zones: list[str]) -> list[ZoneSubnets]:
     """Per zone, one large private subnet (nodes and pods take VPC addresses) and one small
     public one (NAT gateway, internet-facing load balancers).

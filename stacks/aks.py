@@ -11,18 +11,11 @@ import pulumi_kubernetes as k8s
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.aks import AksCluster, AksDeploymentIdentity, provider_user
-from config import ConfigError, StackConfig
+from config import StackConfig
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 
-def _check(cfg: StackConfig) -> None:
-    # AKS keeps cluster add-ons on the System pool, which cannot scale to zero.
-    if cfg.system_pool.min_nodes < 1:
-        raise ConfigError("remote-kpo:systemPool.minNodes: an AKS system pool needs at least 1 node")
-
-
 def build(cfg: StackConfig, stack: str) -> dict:
-    _check(cfg)
     aks = cfg.aks
     cluster_name = cfg.resolved_cluster_name(stack)
     cluster = AksCluster(

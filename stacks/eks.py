@@ -12,19 +12,10 @@ import pulumi_kubernetes as k8s
 from components import eks
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
-from config import ConfigError, StackConfig
+from config import StackConfig
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
-# The VPC made when the stack names neither vpcCidr nor subnetIds.
-DEFAULT_VPC_CIDR = "10.0.0.0/16"
-
-
-def _check_network(cfg: StackConfig) -> None:
-    """Config problems config.py cannot see, raised before any resource is registered."""
-    if cfg.eks.subnet_ids is None:
-        problem = eks.vpc_cidr_problem(cfg.eks.vpc_cidr or DEFAULT_VPC_CIDR)
-        if problem:
-            raise ConfigError(f"remote-kpo:eks.vpcCidr: {problem}")
+def _warn_public_endpoint(cfg: StackConfig) -> None:
     if not cfg.eks.public_access_cidrs:
         pulumi.log.warn("remote-kpo:eks.publicAccessCidrs is empty: the cluster's public endpoint "
                         "accepts connections from any address (requests still need AWS credentials)")
@@ -47,7 +38,7 @@ def _admin_provider(cluster: eks.EksCluster, region: str, cluster_name: str) -> 
 def build(cfg: StackConfig, stack: str) -> dict:
     cluster_name = cfg.resolved_cluster_name(stack)
     region = cfg.eks.region
-    _check_network(cfg)
+    _warn_public_endpoint(cfg)
 
     # Credentials come from the environment (AWS_PROFILE, keys, or a CI web identity), the same
     # place `aws eks get-token` reads them: the identity that creates the cluster is the one
@@ -60,7 +51,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
     if cfg.eks.subnet_ids is not None:
         subnet_ids: pulumi.Input[list[str]] = cfg.eks.subnet_ids
     else:
-        network = eks.EksNetwork(cluster_name, cfg.eks.vpc_cidr or DEFAULT_VPC_CIDR, opts=in_region)
+        network = eks.EksNetwork(cluster_name, cfg.eks.vpc_cidr, opts=in_region)
         subnet_ids = network.private_subnet_ids
 
     partition = eks.partition_of(region)

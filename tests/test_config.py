@@ -56,6 +56,10 @@ def test_pools_default_per_cloud_and_gpu_pool_scales_from_zero():
     assert (cfg.gpu_pool.min_nodes, cfg.gpu_pool.machine_type) == (0, "g4dn.xlarge")
 
 
+def test_eks_without_network_config_gets_a_new_vpc_block():
+    assert config.load(VALID["eks"]).eks.vpc_cidr == "10.0.0.0/16"
+
+
 def test_cluster_name_defaults_to_the_stack():
     assert config.load(VALID["existing"]).resolved_cluster_name("prod") == "remote-kpo-prod"
 
@@ -116,6 +120,10 @@ BAD_INPUT = [
      "remote-kpo:eks.subnetIds: set either vpcCidr or subnetIds, not both"),
     ("eks one subnet", variant("eks", eks={"region": "us-east-1", "subnetIds": ["subnet-0123abcd"]}),
      "remote-kpo:eks.subnetIds: EKS needs at least two subnets in different availability zones"),
+    ("eks vpcCidr too small for six subnets", variant("eks", eks={"region": "us-east-1", "vpcCidr": "10.0.0.0/26"}),
+     "remote-kpo:eks.vpcCidr: /26 does not fit: use a block from /16 to /24 (it is split into six subnets)"),
+    ("aks system pool at zero", variant("aks", systemPool={"minNodes": 0}),
+     "remote-kpo:systemPool.minNodes: an AKS system pool needs at least 1 node"),
     ("eks region format", variant("eks", eks={"region": "virginia"}),
      "remote-kpo:eks.region: not an AWS region like us-east-1"),
     ("bad CIDR", variant("gke", gke={"project": "my-project", "location": "us-central1",

@@ -70,6 +70,12 @@ ServiceAccountSubject = _matching(
 )
 Quantity = _matching(r"\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?", "a Kubernetes quantity like 500m or 2Gi")
 Cidr = Annotated[str, AfterValidator(_cidr)]
+GcpProject = _matching(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", "a Google Cloud project id")
+GcpLocation = _matching(r"[a-z]+-[a-z]+\d(-[a-z])?", "a Google Cloud region or zone like us-central1")
+AzureRegion = _matching(r"[a-z]+[a-z0-9]*", "an Azure region like westeurope")
+ResourceGroupName = _matching(r"[-\w.()]{1,89}[-\w()]", "an Azure resource group name")
+KubernetesMinor = _matching(r"1\.\d{2}", "a Kubernetes minor version like 1.34")
+KubernetesVersion = _matching(r"1\.\d{2}(\.\d+)?", "a Kubernetes version like 1.34")
 
 
 class Model(BaseModel):
@@ -81,8 +87,8 @@ class Model(BaseModel):
 
 
 class GkeConfig(Model):
-    project: _matching(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", "a Google Cloud project id")
-    location: _matching(r"[a-z]+-[a-z]+\d(-[a-z])?", "a Google Cloud region or zone like us-central1")
+    project: GcpProject
+    location: GcpLocation
     network: Optional[str] = None
     subnetwork: Optional[str] = None
     release_channel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] = "REGULAR"
@@ -110,7 +116,7 @@ class EksConfig(Model):
     # The VPC made when no subnetIds are given.
     vpc_cidr: Optional[Annotated[Cidr, AfterValidator(_eks_vpc_cidr)]] = None
     subnet_ids: Optional[list[SubnetId]] = None
-    version: Optional[_matching(r"1\.\d{2}", "a Kubernetes minor version like 1.34")] = None
+    version: Optional[KubernetesMinor] = None
     public_access_cidrs: list[Cidr] = []
 
     @model_validator(mode="after")
@@ -125,10 +131,10 @@ class EksConfig(Model):
 
 
 class AksConfig(Model):
-    location: _matching(r"[a-z]+[a-z0-9]*", "an Azure region like westeurope")
-    resource_group: Optional[_matching(r"[-\w.()]{1,89}[-\w()]", "an Azure resource group name")] = None
+    location: AzureRegion
+    resource_group: Optional[ResourceGroupName] = None
     tenant_id: Uuid
-    kubernetes_version: Optional[_matching(r"1\.\d{2}(\.\d+)?", "a Kubernetes version like 1.34")] = None
+    kubernetes_version: Optional[KubernetesVersion] = None
     # Local accounts are off, so Entra groups are the only way in for admins.
     admin_group_object_ids: list[Uuid] = Field(min_length=1)
     authorized_ip_ranges: list[Cidr] = []

@@ -4,26 +4,39 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: dev down test unit venv
+.PHONY: dev down test unit venv test-venvs
 
-venv: $(VENV)/.installed .venv-airflow/.installed
+venv: $(VENV)/.installed
+# What the tests use beside the program: Airflow itself and the policy pack's own venv.
+test-venvs: .venv-airflow/.installed policy/venv/.installed
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+# The policy pack pins protobuf 5.29, so it has its own venv, as Pulumi runs packs.
+policy/venv/.installed: policy/requirements.txt
+	python3 -m venv policy/venv
+	policy/venv/bin/pip install -q --disable-pip-version-check -r policy/requirements.txt
 	touch $@
 .venv-airflow/.installed: requirements-airflow.txt constraints-airflow.txt
 	python3 -m venv .venv-airflow
 	.venv-airflow/bin/pip install -q --disable-pip-version-check -r requirements-airflow.txt -c constraints-airflow.txt
 	touch $@
 
-unit: venv
+unit: venv test-venvs
 	$(PY) -m pytest -q tests --ignore=tests/e2e
 
-test: venv
+test: venv test-venvs
 	$(PY) -m pytest -q tests
 
+# State lives in .pulumi-state/ (file backend), passphrase remote-kpo-dev. --refresh: the local
+# cluster may have been wiped (make down) or changed out of band since the last up.
 dev: venv
-	@echo "make dev needs the toolchain and local control plane (scripts/toolchain, scripts/local-cluster): not built yet."; exit 1
+	scripts/toolchain
+	scripts/local-cluster up
+	source scripts/env.sh && pulumi stack select --create dev --non-interactive \
+	  && pulumi up --refresh --yes --stack dev --non-interactive && pulumi stack output --stack dev
 
 down:
-	@echo "make down: nothing to stop yet."
+	-source scripts/env.sh && pulumi destroy --yes --stack dev --non-interactive
+	scripts/local-cluster down

@@ -340,11 +340,18 @@ _MESSAGES = {
 }
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _path(loc: tuple, ctx: Optional[dict]) -> str:
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):
+            # A key typed with other characters (none, dots, quotes, unicode, a newline): quoted
+            # as ASCII JSON, so each problem stays one unambiguous line.
+            path += f"[{json.dumps(part)}]"
         else:
             path += f".{part}" if path else part
     if ctx and "key" in ctx:
@@ -376,7 +383,9 @@ def _decode(value):
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
             return json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
+            # Not JSON, or JSON nested too deep or with a number too long to read: validated as
+            # the string it is, so the error names the key.
             return value
     return value
 

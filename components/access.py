@@ -10,6 +10,9 @@ from config import Deployment
 
 ROLE_NAME = "remote-kpo"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "remote-kpo"}
+# On the Role: whether the Deployment pushes XComs, so the policy pack (policy/rules.py), which
+# sees resources and not config, can check that only such a Role grants pods/exec.
+XCOM_LABEL = "remote-kpo/xcom"
 
 
 def rbac_subject(kind: str, name: str, namespace: Optional[str] = None) -> dict:
@@ -65,7 +68,7 @@ class DeploymentAccess(pulumi.ComponentResource):
         in_namespace = {"name": ROLE_NAME, "namespace": self.namespace.metadata.name, "labels": labels}
         self.role = k8s.rbac.v1.Role(
             f"{name}-role",
-            metadata=in_namespace,
+            metadata={**in_namespace, "labels": {**labels, XCOM_LABEL: "true" if deployment.xcom else "false"}},
             rules=kpo_role_rules(deployment.xcom),
             opts=child,
         )

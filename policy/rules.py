@@ -1,0 +1,505 @@
+"""The remote-kpo policy pack's rules, as plain functions of (args, report_violation).
+
+Each `validate_*` function is what a pulumi_policy ResourceValidationPolicy calls: `args` has
+`resource_type` (e.g. `kubernetes:rbac.authorization.k8s.io/v1:Role`), `props` (the resource's
+inputs under their SDK wire names, camelCase) and `urn`; `report_violation(message)` records a
+violation. `__main__.py` only assembles RULES into the pack, so this module imports nothing
+from pulumi_policy and the unit tests call the functions directly.
+
+Under the policy engine `props` is a read-only Mapping/Sequence proxy (not dict/list) that
+raises UnknownValueError when a value is not known yet (during preview). The helpers below
+accept any Mapping/Sequence, and treat a value that is unknown at preview as "not decided":
+a rule never fires on it. The engine runs the pack again at `up`, before each resource is
+created or updated, with every value known.
+"""
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+# Labels DeploymentAccess (components/access.py) puts on what it creates; the tests check the
+# two modules agree.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+XCOM_LABEL = "remote-kpo/xcom"
+
+
+# ---- reading props --------------------------------------------------------------------------
+
+class _Unknown:
+    """A value the engine cannot know before `up` (an output of another resource)."""
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+UNKNOWN = _Unknown()
+
+
+def _is_unknown_error(exc: BaseException) -> bool:
+    # pulumi_policy.proxy.UnknownValueError, recognised without importing pulumi_policy.
+    return type(exc).__name__ == "UnknownValueError"
+
+
+def _get(value: Any, key: str, default: Any = None) -> Any:
+    """value[key] if value is a mapping that has it; UNKNOWN when the engine cannot know it."""
+    if not isinstance(value, Mapping):
+        return default
+    try:
+        return value[key]
+    except KeyError:
+        return default
+    except Exception as exc:  # noqa: BLE001 - only UnknownValueError is swallowed
+        if _is_unknown_error(exc):
+            return UNKNOWN
+        raise
+
+
+def _path(value: Any, *keys: str) -> Any:
+    for key in keys:
+        if value is None or value is UNKNOWN:
+            return value
+        value = _get(value, key)
+    return value
+
+
+def _items(value: Any) -> list:
+    """The elements of a list-like value (a lone mapping counts as one element); unknown
+    elements come back as UNKNOWN, and a value that is not a list gives no elements."""
+    if isinstance(value, Mapping):
+        return [value]
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        return []
+    items = []
+    for i in range(len(value)):
+        try:
+            items.append(value[i])
+        except Exception as exc:  # noqa: BLE001
+            if not _is_unknown_error(exc):
+                raise
+            items.append(UNKNOWN)
+    return items
+
+
+def _strings(value: Any) -> list[str]:
+    """A string or list of strings as a list of the known strings."""
+    if isinstance(value, str):
+        return [value]
+    return [item for item in _items(value) if isinstance(item, str)]
+
+
+def _json(value: Any) -> Any:
+    """A policy document given as JSON text (the usual wire form) or as an object."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, Mapping) else None
+
+
+def _glob_matches(pattern: str, action: str) -> bool:
+    """IAM-style wildcard match (`*` any run, `?` one character), case-insensitive."""
+    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(regex, action, re.IGNORECASE) is not None
+
+
+def _name(args) -> str:
+    return getattr(args, "name", None) or getattr(args, "urn", None) or args.resource_type
+
+
+# ---- resource types -------------------------------------------------------------------------
+
+_K8S_RBAC = re.compile(r"kubernetes:rbac\.authorization\.k8s\.io/v\w+:(?P<kind>\w+)")
+
+
+def _rbac_objects(args) -> Iterator[tuple[str, Any]]:
+    """(kind, object) for a Kubernetes RBAC resource: Role, ClusterRole, RoleBinding and
+    ClusterRoleBinding, including their Patch and List forms, in any API version."""
+    match = _K8S_RBAC.fullmatch(args.resource_type)
+    if not match:
+        return
+    kind = match.group("kind")
+    if kind.endswith("List"):
+        for item in _items(_get(args.props, "items")):
+            if item is not UNKNOWN:
+                yield kind[: -len("List")], item
+        return
+    yield kind.removesuffix("Patch"), args.props
+
+
+def _azure_type(resource_type: str, module: str, name: str) -> bool:
+    """azure-native:<module>:<name>, also in an explicit API version (<module>/v20240801)."""
+    return re.fullmatch(rf"azure-native:{module}(/v\w+)?:{name}", resource_type) is not None
+
+
+# ---- Kubernetes RBAC ------------------------------------------------------------------------
+
+RBAC_RULE_FIELDS = ("apiGroups", "resources", "verbs", "nonResourceURLs")
+
+
+def validate_no_rbac_wildcard(args, report_violation) -> None:
+    for kind, obj in _rbac_objects(args):
+        if kind not in ("Role", "ClusterRole"):
+            continue
+        for i, rule in enumerate(_items(_get(obj, "rules"))):
+            for field in RBAC_RULE_FIELDS:
+                wild = [value for value in _strings(_get(rule, field)) if "*" in value]
+                if wild:
+                    report_violation(
+                        f"{kind} {_name(args)}: rules[{i}].{field} has the wildcard {wild[0]!r}; "
+                        "grant named resources and verbs only (components/permissions.py)")
+
+
+def validate_no_cluster_scoped_rbac(args, report_violation) -> None:
+    for kind, obj in _rbac_objects(args):
+        if kind in ("ClusterRole", "ClusterRoleBinding"):
+            report_violation(
+                f"{kind} {_name(args)}: remote-kpo grants nothing cluster-wide; a Deployment's "
+                "rights are a Role and RoleBinding in its own namespace")
+        elif kind == "RoleBinding" and _path(obj, "roleRef", "kind") == "ClusterRole":
+            report_violation(
+                f"RoleBinding {_name(args)}: binds the ClusterRole "
+                f"{_path(obj, 'roleRef', 'name')!r}, whose rules this stack does not define "
+                "(and the pack cannot check); bind a Role of the same namespace")
+
+
+def _grants_pods_exec(rule: Any) -> bool:
+    groups = _strings(_get(rule, "apiGroups"))
+    resources = _strings(_get(rule, "resources"))
+    verbs = _strings(_get(rule, "verbs"))
+    in_core = not groups or any(group in ("", "*") for group in groups)
+    exec_resource = any(resource in ("pods/exec", "pods/*", "*") for resource in resources)
+    # The WebSocket upgrade is a GET; Kubernetes 1.35 also checks create.
+    exec_verb = any(verb in ("create", "get", "*") for verb in verbs)
+    return in_core and exec_resource and exec_verb
+
+
+def validate_pods_exec_only_with_xcom(args, report_violation) -> None:
+    for kind, obj in _rbac_objects(args):
+        if kind not in ("Role", "ClusterRole"):
+            continue
+        if not any(_grants_pods_exec(rule) for rule in _items(_get(obj, "rules"))):
+            continue
+        xcom = _path(obj, "metadata", "labels", XCOM_LABEL)
+        if xcom is UNKNOWN or xcom == "true":
+            continue
+        said = "without the label" if xcom is None else f"but is labelled {XCOM_LABEL}={xcom!r}; it needs"
+        report_violation(
+            f"{kind} {_name(args)}: grants pods/exec {said} {XCOM_LABEL}: \"true\"; only a "
+            "Deployment with xcom (do_xcom_push) may exec into its pods")
+
+
+# ---- cloud IAM ------------------------------------------------------------------------------
+
+# Predefined GCP roles that include container.pods.* (read or write) project-wide.
+GCP_POD_ROLES = frozenset({
+    "roles/owner", "roles/editor", "roles/viewer",
+    "roles/container.admin", "roles/container.developer", "roles/container.viewer",
+})
+_GCP_CUSTOM_ROLE = re.compile(r"gcp:(projects|organizations)/iAMCustomRole:IAMCustomRole")
+_GCP_GRANT = re.compile(r"gcp:(projects|folder|organizations)/iAM(Member|Binding):IAM(Member|Binding)")
+_GCP_POLICY = re.compile(r"gcp:(projects|folder|organizations)/iAMPolicy:IAMPolicy")
+
+# What an AWS identity needs to reach pods through EKS: the Kubernetes API through the console,
+# or making itself (or anyone) an EKS access entry with an access policy.
+EKS_POD_ACTIONS = (
+    "eks:AccessKubernetesApi",
+    "eks:AssociateAccessPolicy",
+    "eks:CreateAccessEntry",
+    "eks:UpdateAccessEntry",
+)
+AWS_ADMIN_POLICIES = ("AdministratorAccess", "PowerUserAccess")
+_AWS_POLICY_TYPES = {
+    "aws:iam/policy:Policy", "aws:iam/rolePolicy:RolePolicy",
+    "aws:iam/userPolicy:UserPolicy", "aws:iam/groupPolicy:GroupPolicy",
+}
+_AWS_ATTACHMENT_TYPES = {
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:iam/policyAttachment:PolicyAttachment",
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+    "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
+}
+
+# Azure: Kubernetes data actions on pods (Azure RBAC for Kubernetes), and the control-plane
+# actions that hand out cluster-admin.
+AKS_POD_DATA_ACTIONS = (
+    "Microsoft.ContainerService/managedClusters/pods/read",
+    "Microsoft.ContainerService/managedClusters/pods/write",
+    "Microsoft.ContainerService/managedClusters/pods/delete",
+    "Microsoft.ContainerService/managedClusters/pods/exec/action",
+)
+AKS_ADMIN_ACTIONS = (
+    "Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action",
+    "Microsoft.ContainerService/managedClusters/accessProfiles/listCredential/action",
+    "Microsoft.ContainerService/managedClusters/runCommand/action",
+)
+# Built-in Azure roles that carry those rights (role definition GUIDs).
+AZURE_POD_ROLES = {
+    "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b": "Azure Kubernetes Service RBAC Cluster Admin",
+    "3498e952-d568-435e-9b2c-8d77e338d7f7": "Azure Kubernetes Service RBAC Admin",
+    "a7ffa36f-339b-4b5c-8bdf-e2c188b2c0eb": "Azure Kubernetes Service RBAC Writer",
+    "7f6c6a51-bcf8-42ba-9220-52d62157d7db": "Azure Kubernetes Service RBAC Reader",
+    "0ab0b1a8-8aac-4efd-b8c2-3ee1fb270be8": "Azure Kubernetes Service Cluster Admin Role",
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+}
+
+
+def _gcp_iam(args, report) -> None:
+    typ = args.resource_type
+    if _GCP_CUSTOM_ROLE.fullmatch(typ):
+        pods = [p for p in _strings(_get(args.props, "permissions")) if p.lower().startswith("container.pods")]
+        if pods:
+            report(f"custom role {_name(args)}: grants {pods[0]}; pod rights come from namespace RBAC only")
+    elif _GCP_GRANT.fullmatch(typ):
+        role = _get(args.props, "role")
+        if role in GCP_POD_ROLES:
+            report(f"{_name(args)}: grants {role}, which includes container.pods.* project-wide")
+    elif _GCP_POLICY.fullmatch(typ):
+        for binding in _items(_get(_json(_get(args.props, "policyData")), "bindings")):
+            role = _get(binding, "role")
+            if role in GCP_POD_ROLES:
+                report(f"{_name(args)}: binds {role}, which includes container.pods.* project-wide")
+
+
+def _aws_document_problems(document: Any) -> Iterator[str]:
+    for statement in _items(_get(document, "Statement")):
+        if _get(statement, "Effect") != "Allow":
+            continue
+        if _get(statement, "NotAction") is not None:
+            yield "an Allow statement with NotAction (it allows every other action, EKS access included)"
+            continue
+        for pattern in _strings(_get(statement, "Action")):
+            hits = [action for action in EKS_POD_ACTIONS if _glob_matches(pattern, action)]
+            if hits:
+                yield f"the action {pattern!r}, which allows {hits[0]}"
+
+
+def _aws_trust_problems(document: Any) -> Iterator[str]:
+    for statement in _items(_get(document, "Statement")):
+        if _get(statement, "Effect") != "Allow":
+            continue
+        principal = _get(statement, "Principal")
+        principals = _strings(principal) + _strings(_get(principal, "AWS"))
+        wide = [p for p in principals if p == "*" or p.endswith(":root")]
+        if wide:
+            yield f"a trust policy that lets {wide[0]!r} (any principal of an account) assume it"
+
+
+def _aws_iam(args, report) -> None:
+    typ, props = args.resource_type, args.props
+    problems: list[str] = []
+    arns: list[str] = []
+    if typ in _AWS_POLICY_TYPES:
+        problems += _aws_document_problems(_json(_get(props, "policy")))
+    elif typ == "aws:iam/role:Role":
+        for inline in _items(_get(props, "inlinePolicies")):
+            problems += _aws_document_problems(_json(_get(inline, "policy")))
+        problems += _aws_trust_problems(_json(_get(props, "assumeRolePolicy")))
+        arns = _strings(_get(props, "managedPolicyArns"))
+    elif typ in _AWS_ATTACHMENT_TYPES:
+        arns = _strings(_get(props, "policyArn"))
+    for arn in arns:
+        if arn.rsplit("/", 1)[-1] in AWS_ADMIN_POLICIES and ":iam::aws:policy/" in arn:
+            problems.append(f"the managed policy {arn}, which allows every EKS action")
+    for problem in problems:
+        report(f"{_name(args)}: has {problem}; pod rights come from namespace RBAC only")
+
+
+def _azure_allows(allowed: list[str], denied: list[str], actions: tuple[str, ...]) -> Optional[tuple[str, str]]:
+    for action in actions:
+        if any(_glob_matches(p, action) for p in denied):
+            continue
+        for pattern in allowed:
+            if _glob_matches(pattern, action):
+                return pattern, action
+    return None
+
+
+def _azure_iam(args, report) -> None:
+    typ, props = args.resource_type, args.props
+    if _azure_type(typ, "authorization", "RoleDefinition"):
+        for permission in _items(_get(props, "permissions")):
+            data = _strings(_get(permission, "dataActions"))
+            pod_data = [a for a in data if a.lower().startswith("microsoft.containerservice/managedclusters/pods/")]
+            hit = _azure_allows(data, _strings(_get(permission, "notDataActions")), AKS_POD_DATA_ACTIONS)
+            if pod_data or hit:
+                pattern = pod_data[0] if pod_data else hit[0]
+                report(f"role definition {_name(args)}: the data action {pattern!r} reaches pods; "
+                       "pod rights come from namespace RBAC only")
+            hit = _azure_allows(_strings(_get(permission, "actions")),
+                                _strings(_get(permission, "notActions")), AKS_ADMIN_ACTIONS)
+            if hit:
+                report(f"role definition {_name(args)}: the action {hit[0]!r} allows {hit[1]} "
+                       "(cluster-admin on the cluster)")
+    elif _azure_type(typ, "authorization", "RoleAssignment"):
+        role = _get(props, "roleDefinitionId")
+        guid = role.rsplit("/", 1)[-1].lower() if isinstance(role, str) else None
+        if guid in AZURE_POD_ROLES:
+            report(f"role assignment {_name(args)}: assigns {AZURE_POD_ROLES[guid]}, which reaches pods "
+                   "beyond the namespace Role")
+
+
+def validate_no_iam_pod_rights(args, report_violation) -> None:
+    _gcp_iam(args, report_violation)
+    _aws_iam(args, report_violation)
+    _azure_iam(args, report_violation)
+
+
+# ---- GKE ------------------------------------------------------------------------------------
+
+GKE_CLUSTER = "gcp:container/cluster:Cluster"
+GKE_NODE_POOL = "gcp:container/nodePool:NodePool"
+
+
+def _gke_pools(args) -> Iterator[tuple[str, Any]]:
+    """(where, node pool props) for a NodePool, or for the pools declared inside a Cluster."""
+    if args.resource_type == GKE_NODE_POOL:
+        yield f"node pool {_name(args)}", args.props
+    elif args.resource_type == GKE_CLUSTER:
+        for i, pool in enumerate(_items(_get(args.props, "nodePools"))):
+            yield f"cluster {_name(args)} nodePools[{i}]", pool
+
+
+def validate_gke_private_nodes(args, report_violation) -> None:
+    if args.resource_type == GKE_CLUSTER:
+        private = _path(args.props, "privateClusterConfig", "enablePrivateNodes")
+        if private is not True and private is not UNKNOWN:
+            report_violation(f"cluster {_name(args)}: privateClusterConfig.enablePrivateNodes must be "
+                             "true (nodes without public IPs; gke.privateNodes)")
+    for where, pool in _gke_pools(args):
+        if _path(pool, "networkConfig", "enablePrivateNodes") is False:
+            report_violation(f"{where}: networkConfig.enablePrivateNodes is false (public node IPs)")
+
+
+def validate_gke_workload_identity(args, report_violation) -> None:
+    if args.resource_type != GKE_CLUSTER:
+        return
+    pool = _path(args.props, "workloadIdentityConfig", "workloadPool")
+    if pool is not UNKNOWN and not pool:
+        report_violation(f"cluster {_name(args)}: workloadIdentityConfig.workloadPool must be set "
+                         "(<project>.svc.id.goog), so pods never use the node's credentials")
+
+
+def validate_gke_deletion_protection(args, report_violation) -> None:
+    # Unset means the provider's default, true.
+    if args.resource_type == GKE_CLUSTER and _get(args.props, "deletionProtection") is False:
+        report_violation(f"cluster {_name(args)}: deletionProtection is false; one `pulumi destroy` "
+                         "or replacement would delete the cluster and every workload on it")
+
+
+def validate_gke_workload_metadata(args, report_violation) -> None:
+    configs = [(where, _get(pool, "nodeConfig")) for where, pool in _gke_pools(args)]
+    if args.resource_type == GKE_CLUSTER and _get(args.props, "nodeConfig") is not None:
+        configs.append((f"cluster {_name(args)} (default pool)", _get(args.props, "nodeConfig")))
+    for where, node_config in configs:
+        mode = _path(node_config, "workloadMetadataConfig", "mode")
+        if mode is not UNKNOWN and mode != "GKE_METADATA":
+            report_violation(f"{where}: nodeConfig.workloadMetadataConfig.mode is {mode!r}, not "
+                             "'GKE_METADATA'; pods could read the node service account's token")
+
+
+# ---- EKS ------------------------------------------------------------------------------------
+
+def validate_eks_secrets_encryption(args, report_violation) -> None:
+    if args.resource_type != "aws:eks/cluster:Cluster":
+        return
+    configs = _get(args.props, "encryptionConfig")
+    if configs is UNKNOWN:
+        return
+    for config in _items(configs):
+        if config is UNKNOWN:
+            return
+        resources = _get(config, "resources")
+        key = _path(config, "provider", "keyArn")
+        if (resources is UNKNOWN or "secrets" in _strings(resources)) and key:
+            return
+    report_violation(f"cluster {_name(args)}: encryptionConfig must encrypt 'secrets' with a KMS key "
+                     "(provider.keyArn): ServiceAccount tokens live in Secrets")
+
+
+def validate_eks_no_access_policy(args, report_violation) -> None:
+    typ = args.resource_type
+    if typ == "aws:eks/accessPolicyAssociation:AccessPolicyAssociation":
+        policy = _get(args.props, "policyArn")
+        what = policy.rsplit("/", 1)[-1] if isinstance(policy, str) else "an access policy"
+        report_violation(f"{_name(args)}: associates {what}; remote-kpo maps access entries to Kubernetes "
+                         "groups bound by namespace RBAC, never to an EKS access policy")
+    elif typ == "aws:eks/accessEntry:AccessEntry":
+        if "system:masters" in _strings(_get(args.props, "kubernetesGroups")):
+            report_violation(f"{_name(args)}: maps to system:masters (cluster-admin, not revocable by RBAC)")
+
+
+# ---- AKS ------------------------------------------------------------------------------------
+
+def validate_aks_local_accounts_off(args, report_violation) -> None:
+    if not _azure_type(args.resource_type, "containerservice", "ManagedCluster"):
+        return
+    props = args.props
+    if _get(props, "disableLocalAccounts") not in (True, UNKNOWN):
+        report_violation(f"cluster {_name(args)}: disableLocalAccounts must be true; the local admin "
+                         "kubeconfig is a static cluster-admin credential RBAC cannot revoke")
+    if _path(props, "aadProfile", "managed") not in (True, UNKNOWN):
+        report_violation(f"cluster {_name(args)}: aadProfile.managed must be true (Entra ID "
+                         "authentication is the only way in once local accounts are off)")
+    if _get(props, "enableRBAC") is False:
+        report_violation(f"cluster {_name(args)}: enableRBAC is false (every user would be admin)")
+
+
+# ---- the pack -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+    validate: Callable[[Any, Callable[..., None]], None]
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("no-rbac-wildcard",
+         "Role and ClusterRole rules name their apiGroups, resources, verbs and nonResourceURLs: "
+         "no value contains '*'.",
+         validate_no_rbac_wildcard),
+    Rule("no-cluster-scoped-rbac",
+         "No ClusterRole or ClusterRoleBinding at all, and no RoleBinding to a ClusterRole: a "
+         "Deployment's rights are a Role in its own namespace, whose rules this pack checks.",
+         validate_no_cluster_scoped_rbac),
+    Rule("pods-exec-only-with-xcom",
+         f"A Role (or ClusterRole) may grant pods/exec only if labelled {XCOM_LABEL}: \"true\", "
+         "the label DeploymentAccess sets from the Deployment's xcom setting.",
+         validate_pods_exec_only_with_xcom),
+    Rule("no-iam-pod-rights",
+         "No cloud IAM grant of pod rights: GCP custom roles with container.pods.* or grants of "
+         "roles that include them; AWS policies allowing EKS API/access-entry actions (or '*', "
+         "NotAction, AdministratorAccess/PowerUserAccess, trust of a whole account); Azure role "
+         "definitions with pod data actions or admin-credential actions, or assignments of the "
+         "AKS RBAC/Owner/Contributor roles.",
+         validate_no_iam_pod_rights),
+    Rule("gke-private-nodes",
+         "GKE clusters have privateClusterConfig.enablePrivateNodes true, and no node pool turns "
+         "it off.",
+         validate_gke_private_nodes),
+    Rule("gke-workload-identity",
+         "GKE clusters set workloadIdentityConfig.workloadPool (Workload Identity).",
+         validate_gke_workload_identity),
+    Rule("gke-deletion-protection",
+         "GKE clusters keep deletionProtection true (the provider's default when unset).",
+         validate_gke_deletion_protection),
+    Rule("gke-workload-metadata",
+         "Every GKE node pool (and the cluster's default node config) runs the GKE metadata "
+         "server: nodeConfig.workloadMetadataConfig.mode is GKE_METADATA.",
+         validate_gke_workload_metadata),
+    Rule("eks-secrets-encryption",
+         "EKS clusters encrypt Kubernetes Secrets with a KMS key (encryptionConfig with resources "
+         "['secrets'] and provider.keyArn).",
+         validate_eks_secrets_encryption),
+    Rule("eks-no-access-policy",
+         "No EKS AccessPolicyAssociation (every access policy reaches beyond a Deployment's "
+         "namespace Role) and no access entry mapped to system:masters.",
+         validate_eks_no_access_policy),
+    Rule("aks-local-accounts-off",
+         "AKS clusters have disableLocalAccounts true, managed Entra ID (aadProfile.managed true) "
+         "and Kubernetes RBAC on.",
+         validate_aks_local_accounts_off),
+)

@@ -1,0 +1,58 @@
+"""Helpers for tests against the real engine and API server (used by conftest and tests)."""
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# The tests run their own local cluster, apart from `make dev`'s (ports 26443/23790/23800).
+API_PORT, ETCD_PORT, ETCD_PEER_PORT = 36443, 33790, 33800
+API_URL = f"https://127.0.0.1:{API_PORT}"
+
+
+def cluster_settings(cluster_dir: Path) -> dict:
+    return {"REMOTE_KPO_CLUSTER_DIR": str(cluster_dir), "REMOTE_KPO_APISERVER_PORT": str(API_PORT),
+            "REMOTE_KPO_ETCD_PORT": str(ETCD_PORT), "REMOTE_KPO_ETCD_PEER_PORT": str(ETCD_PEER_PORT)}
+
+
+def script_env(base: dict) -> dict:
+    """The environment scripts/env.sh sets up (PATH, PULUMI_HOME, KUBECONFIG, ...) over `base`."""
+    dump = subprocess.run(["bash", "-c", f"source {ROOT}/scripts/env.sh && env -0"], env=base,
+                          check=True, capture_output=True, text=True).stdout
+    return dict(item.split("=", 1) for item in dump.split("\0") if "=" in item)
+
+
+@dataclass
+class Pulumi:
+    cwd: Path
+    env: dict
+
+    def run(self, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+        result = subprocess.run(["pulumi", *args, "--non-interactive"], cwd=self.cwd, env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def outputs(self, stack: str) -> dict:
+        return json.loads(self.run("stack", "output", "--json", "--show-secrets", "--stack", stack).stdout)
+
+    def write_stack(self, stack: str, config: dict) -> None:
+        """A stack file in the session's project copy (keys without `remote-kpo:`)."""
+        document = {"config": {f"remote-kpo:{key}": value for key, value in config.items()}}
+        (self.cwd / f"Pulumi.{stack}.yaml").write_text(json.dumps(document))
+
+
+def can_i(kubectl, kubeconfig: Path, verb: str, resource: str, namespace: str | None,
+          env: dict | None = None) -> bool:
+    """Ask the API server's own authorizer (SelfSubjectAccessReview) as that kubeconfig's user."""
+    # `pods/exec` on kubectl's command line means the pod named exec: subresources go apart.
+    resource, _, subresource = resource.partition("/")
+    args = ["auth", "can-i", verb, resource] + (["--subresource", subresource] if subresource else [])
+    args += ["--namespace", namespace] if namespace else []
+    result = kubectl(*args, kubeconfig=kubeconfig, check=False, env=env)
+    answer = result.stdout.strip()
+    if answer not in ("yes", "no"):
+        raise AssertionError(f"kubectl auth can-i {verb} {resource}: {result.stdout}{result.stderr}")
+    return answer == "yes"

@@ -1,0 +1,141 @@
+"""The dev stack applied by the real Pulumi engine to a real kube-apiserver with RBAC on."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from realenv import API_URL, ROOT, Pulumi
+from matrix import matrix_failures, namespace_grants, table_grants
+
+DEPLOYMENTS = {"analytics": ("kpo-analytics", True), "ml-training": ("kpo-ml-training", False)}
+
+
+def dev_config() -> dict:
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    return {key.split(":", 1)[1]: value for key, value in document["config"].items()}
+
+
+@pytest.fixture(scope="module")
+def kubeconfigs(dev_outputs, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("kubeconfigs")
+    paths = {}
+    for name, document in dev_outputs["kubeconfigs"].items():
+        paths[name] = folder / f"{name}.json"
+        paths[name].write_text(document)
+    return paths
+
+
+def test_a_second_up_and_a_preview_find_nothing_to_change(pulumi_cli, dev_outputs):
+    pulumi_cli.run("up", "--yes", "--expect-no-changes", "--stack", "dev")
+    pulumi_cli.run("preview", "--expect-no-changes", "--stack", "dev")
+
+
+def test_outputs_name_each_deployments_namespace_and_connection(dev_outputs):
+    assert dev_outputs["deployments"] == {
+        "analytics": {"namespace": "kpo-analytics", "connectionId": "kpo_analytics",
+                      "envVar": "AIRFLOW_CONN_KPO_ANALYTICS"},
+        "ml-training": {"namespace": "kpo-ml-training", "connectionId": "kpo_ml_training",
+                        "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING"},
+    }
+    assert dev_outputs["clusterEndpoint"] == API_URL
+
+
+def test_secret_outputs_are_hidden_without_show_secrets(pulumi_cli, dev_outputs):
+    shown = json.loads(pulumi_cli.run("stack", "output", "--json", "--stack", "dev").stdout)
+    for name in ("kubeconfigs", "airflowConnections", "kubeconfig"):
+        assert shown[name] == "[secret]"
+    token = json.loads(dev_outputs["kubeconfig"])["users"][0]["user"]["token"]
+    state = pulumi_cli.run("stack", "export", "--stack", "dev").stdout
+    assert token not in state and token not in json.dumps(shown)
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_exported_kubeconfig_can_do_exactly_the_permission_table(kubectl, kubeconfigs, name):
+    namespace, xcom = DEPLOYMENTS[name]
+    others = [ns for ns, _ in DEPLOYMENTS.values() if ns != namespace] + ["default", "kube-system"]
+    assert matrix_failures(kubectl, kubeconfigs[name], namespace, others, xcom) == []
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_can_i_list_in_the_namespace_is_the_table_and_nothing_more(kubectl, kubeconfigs, name):
+    namespace, xcom = DEPLOYMENTS[name]
+    assert namespace_grants(kubectl, kubeconfigs[name], namespace) == table_grants(xcom)
+
+
+def test_pod_round_trip_with_the_exported_kubeconfig(kubectl, kubeconfigs):
+    kubeconfig = kubeconfigs["ml-training"]
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "kpo-probe", "labels": {"dag_id": "e2e", "task_id": "probe"}},
+           "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "busybox"}]}}
+    kubectl("create", "-f", "-", kubeconfig=kubeconfig, stdin=json.dumps(pod))
+    created = json.loads(kubectl("get", "pod", "kpo-probe", "-o", "json", kubeconfig=kubeconfig).stdout)
+    # The namespace's LimitRange filled in the Deployment's podDefaults.
+    assert created["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    listed = kubectl("get", "pods", "-l", "dag_id=e2e", "-o", "name", kubeconfig=kubeconfig).stdout
+    assert listed.split() == ["pod/kpo-probe"]
+    kubectl("label", "pod", "kpo-probe", "already_checked=True", kubeconfig=kubeconfig)
+    labels = json.loads(kubectl("get", "pod", "kpo-probe", "-o", "json", kubeconfig=kubeconfig).stdout)["metadata"]["labels"]
+    assert labels["already_checked"] == "True"
+    kubectl("delete", "pod", "kpo-probe", "--wait=false", kubeconfig=kubeconfig)
+    gone = kubectl("get", "pod", "kpo-probe", kubeconfig=kubeconfig, check=False)
+    assert "NotFound" in gone.stderr
+
+
+def test_a_pod_in_another_deployments_namespace_is_refused(kubectl, kubeconfigs):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "intruder", "namespace": "kpo-analytics"},
+           "spec": {"containers": [{"name": "base", "image": "busybox"}]}}
+    refused = kubectl("create", "-f", "-", kubeconfig=kubeconfigs["ml-training"], stdin=json.dumps(pod), check=False)
+    assert refused.returncode != 0 and "Forbidden" in refused.stderr
+
+
+def test_bad_config_fails_up_with_the_named_key_and_creates_nothing(pulumi_cli, kubectl):
+    pulumi_cli.write_stack("bad", dev_config() | {"deployments": [{"name": "dup"}, {"name": "dup"}]})
+    pulumi_cli.run("stack", "init", "bad")
+    result = pulumi_cli.run("up", "--yes", "--stack", "bad", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "remote-kpo:deployments[1].name: duplicate of deployments[0]" in output
+    assert "Traceback" not in output
+    resources = json.loads(pulumi_cli.run("stack", "export", "--stack", "bad").stdout)["deployment"].get("resources") or []
+    assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []
+    assert "NotFound" in kubectl("get", "namespace", "kpo-dup", check=False).stderr
+
+
+def test_destroy_leaves_no_namespace_role_or_service_account_behind(pulumi_cli, kubectl):
+    pulumi_cli.write_stack("teardown", {"cloud": "existing", "clusterName": "teardown",
+                                        "deployments": [{"name": "td-xcom"},
+                                                        {"name": "td-quota", "xcom": False, "quota": {"pods": 3}}]})
+    pulumi_cli.run("stack", "init", "teardown")
+    pulumi_cli.run("up", "--yes", "--stack", "teardown")
+    for namespace in ("kpo-td-xcom", "kpo-td-quota"):
+        made = kubectl("get", "role/remote-kpo", "rolebinding/remote-kpo", "serviceaccount/remote-kpo",
+                       "-n", namespace, "-o", "name").stdout.split()
+        assert made == ["role.rbac.authorization.k8s.io/remote-kpo",
+                        "rolebinding.rbac.authorization.k8s.io/remote-kpo", "serviceaccount/remote-kpo"]
+    pulumi_cli.run("destroy", "--yes", "--stack", "teardown")
+    for namespace in ("kpo-td-xcom", "kpo-td-quota"):
+        assert "NotFound" in kubectl("get", "namespace", namespace, check=False).stderr
+        leftovers = kubectl("get", "role,rolebinding,serviceaccount,secret", "-n", namespace, "-o", "name").stdout
+        assert leftovers.strip() == ""
+
+
+def test_the_policy_pack_passes_the_dev_stack_in_a_real_preview(pulumi_cli, dev_outputs):
+    result = pulumi_cli.run("preview", "--stack", "dev", "--policy-pack", str(ROOT / "policy"))
+    assert "✅ remote-kpo@v0.1.0" in result.stdout
+    assert "[mandatory]" not in result.stdout
+
+
+def test_the_policy_pack_stops_a_stack_that_breaks_its_rbac_rules(cluster_env, tmp_path):
+    project = tmp_path / "violating"
+    shutil.copytree(ROOT / "tests/e2e/violating_program", project)
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    cli = Pulumi(project, {**cluster_env, "PULUMI_BACKEND_URL": f"file://{tmp_path}"})
+    cli.run("stack", "init", "violating")
+    result = cli.run("preview", "--stack", "violating", "--policy-pack", str(ROOT / "policy"), check=False)
+    assert result.returncode != 0
+    for rule in ("no-rbac-wildcard", "no-cluster-scoped-rbac", "pods-exec-only-with-xcom"):
+        assert f"[mandatory]  {rule}  (kubernetes:rbac.authorization.k8s.io/v1:ClusterRole: kpo-everything)" in result.stdout

@@ -1,0 +1,95 @@
+"""DAGs with KubernetesPodOperator tasks, as an Astro Deployment would ship them.
+
+Each DAG reaches the cluster only through the Airflow connection the stack exported
+(`kubernetes_conn_id`, set as an AIRFLOW_CONN_* variable); none names a namespace, so the pod
+goes where the connection says. The connection ids come from REMOTE_KPO_E2E_CONN_IDS (the
+`deployments` output's `connectionId`s, comma separated).
+
+On the local cluster the pods run on kwok's fake node (scripts/local-cluster): they tolerate its
+taint, and the annotation `kwok.remote-kpo.local/exit-code` makes a pod fail. Sync-mode tasks do
+not follow logs (get_logs=False): kwok's kubelet never ends a followed log stream, which would
+hold a real KPO task forever. The deferrable task reads its logs once, without following
+(logging_interval set), which kwok serves.
+
+DAG ids: kpo_<scenario>__<conn_id>, scenarios:
+  success      one pod that succeeds (operator defaults otherwise: on_finish_action delete_pod)
+  deferrable   the same with deferrable=True (the trigger waits for the pod)
+  failure      one pod whose container exits 3
+  xcom         do_xcom_push=True: KPO adds its XCom sidecar, execs into it to read the result
+  parallel     20 independent pod tasks (bench/kpo.py)
+and kpo_warmup, a task without a pod.
+"""
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import DAG, task
+from kubernetes.client import models as k8s
+
+# The fake node's taint (scripts/local-cluster); harmless on a real cluster.
+KWOK_TOLERATION = k8s.V1Toleration(key="kwok.x-k8s.io/node", operator="Exists", effect="NoSchedule")
+FAIL = {"kwok.remote-kpo.local/exit-code": "3"}
+# kwok keeps the XCom sidecar running this long after the base container ended, time enough for KPO
+# to exec into it (read the result, then `kill` it, which a fake sidecar survives) and delete the pod.
+SIDECAR = {"kwok.remote-kpo.local/sidecar-runtime": "15s"}
+
+
+def record_failure(context) -> None:
+    """Write the task's exception where the runner collects it (REMOTE_KPO_E2E_RESULTS)."""
+    folder = os.environ.get("REMOTE_KPO_E2E_RESULTS")
+    if not folder:
+        return
+    ti = context["ti"]
+    exception = context.get("exception")
+    document = {"task_id": ti.task_id, "type": type(exception).__name__, "message": str(exception),
+                "causes": []}
+    cause = getattr(exception, "__cause__", None) or getattr(exception, "__context__", None)
+    while cause is not None and len(document["causes"]) < 10:
+        document["causes"].append(f"{type(cause).__name__}: {cause}"[:2000])
+        cause = getattr(cause, "__cause__", None) or getattr(cause, "__context__", None)
+    (Path(folder) / f"failure-{ti.dag_id}-{ti.task_id}.json").write_text(json.dumps(document))
+
+
+def pod_task(task_id: str, conn_id: str, **kwargs) -> KubernetesPodOperator:
+    options = {"get_logs": False, "annotations": {}} | kwargs
+    return KubernetesPodOperator(
+        task_id=task_id,
+        kubernetes_conn_id=conn_id,
+        name=task_id.replace("_", "-"),
+        image="busybox:1.36",
+        cmds=["sh", "-c", "echo done"],
+        tolerations=[KWOK_TOLERATION],
+        on_failure_callback=record_failure,
+        **options,
+    )
+
+
+def scenarios(conn_id: str) -> dict:
+    return {
+        "success": lambda: pod_task("run_pod", conn_id),
+        "deferrable": lambda: pod_task("run_pod", conn_id, deferrable=True, get_logs=True,
+                                       logging_interval=3600, poll_interval=1),
+        "failure": lambda: pod_task("run_pod", conn_id, annotations=FAIL),
+        "xcom": lambda: pod_task("run_pod", conn_id, do_xcom_push=True, annotations=SIDECAR),
+        "parallel": lambda: [pod_task(f"run_pod_{i:02d}", conn_id) for i in range(20)],
+    }
+
+
+@task
+def nothing() -> None:
+    """No pod: a first task run sets up Airflow's in-process machinery (bench/kpo.py warm-up)."""
+
+
+for _conn_id in filter(None, os.environ.get("REMOTE_KPO_E2E_CONN_IDS", "").split(",")):
+    for _scenario, _build in scenarios(_conn_id).items():
+        with DAG(dag_id=f"kpo_{_scenario}__{_conn_id}", schedule=None, start_date=datetime(2024, 1, 1),
+                 catchup=False, tags=["remote-kpo-e2e"]) as _dag:
+            _build()
+        globals()[_dag.dag_id] = _dag
+
+with DAG(dag_id="kpo_warmup", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,
+         tags=["remote-kpo-e2e"]) as kpo_warmup:
+    nothing()

@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Benchmark: `pulumi up` / `preview` of the dev stack shape beside `kubectl apply` of the same
+objects, on a private local control plane that this script starts and stops.
+
+    .venv/bin/python bench/up.py                  # 1, 10 and 50 Deployments, 3 runs each
+    .venv/bin/python bench/up.py --sizes 1 10 --runs 1
+
+Not a test (nothing is asserted about time); it prints a table. See bench/README.md for what
+each row measures.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import config as stack_config  # noqa: E402  (the program's own modules, pure functions only)
+from components.access import (  # noqa: E402
+    MANAGED_BY, ROLE_NAME, XCOM_LABEL, limit_range_spec, rbac_subject, resource_quota_hard)
+from components.permissions import kpo_role_rules  # noqa: E402
+from stacks.existing import SERVICE_ACCOUNT, TOKEN_SECRET  # noqa: E402
+
+PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
+# Private ports, apart from `make dev` (26443) and the e2e session (36443).
+DEFAULT_PORTS = {"REMOTE_KPO_APISERVER_PORT": "56443", "REMOTE_KPO_ETCD_PORT": "53790",
+                 "REMOTE_KPO_ETCD_PEER_PORT": "53800"}
+STACK = "bench"
+
+
+# ------------------------------------------------------------------ the objects ---
+
+def dev_deployments() -> list[dict]:
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    return document["config"]["remote-kpo:deployments"]
+
+
+def bench_config(count: int) -> dict:
+    """The dev stack's shape with `count` Deployments: its two entries repeated in turn (xcom on;
+    xcom off with podDefaults and quota), named b001, b002, ..."""
+    template = dev_deployments()
+    deployments = [{**template[i % len(template)], "name": f"b{i + 1:03d}"} for i in range(count)]
+    return {"cloud": "existing", "clusterName": "remote-kpo-bench", "deployments": deployments}
+
+
+def rendered_manifests(config: dict) -> tuple[list[dict], list[dict]]:
+    """The objects `pulumi up` makes for `config`, rendered from the program's own pure functions,
+    in creation order; and the token Secrets apart (kubectl waits for them to be filled)."""
+    cfg = stack_config.load(config)
+    namespaces, others, secrets = [], [], []
+    for d in cfg.deployments:
+        labels = {**MANAGED_BY, "remote-kpo/deployment": d.name}
+        meta = {"name": ROLE_NAME, "namespace": d.namespace, "labels": labels}
+        namespaces.append({"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": d.namespace, "labels": labels}})
+        others.append({"apiVersion": "v1", "kind": "ServiceAccount", "automountServiceAccountToken": False,
+                       "metadata": {"name": SERVICE_ACCOUNT, "namespace": d.namespace}})
+        others.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                       "metadata": {**meta, "labels": {**labels, XCOM_LABEL: "true" if d.xcom else "false"}},
+                       "rules": kpo_role_rules(d.xcom)})
+        others.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE_NAME},
+                       "subjects": [rbac_subject("ServiceAccount", SERVICE_ACCOUNT, d.namespace)]})
+        if limits := limit_range_spec(d):
+            others.append({"apiVersion": "v1", "kind": "LimitRange",
+                           "metadata": {**meta, "name": "remote-kpo-pod-defaults"}, "spec": limits})
+        if hard := resource_quota_hard(d):
+            others.append({"apiVersion": "v1", "kind": "ResourceQuota",
+                           "metadata": {**meta, "name": "remote-kpo-quota"}, "spec": {"hard": hard}})
+        secrets.append({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+                        "metadata": {"name": TOKEN_SECRET, "namespace": d.namespace,
+                                     "annotations": {"kubernetes.io/service-account.name": SERVICE_ACCOUNT}}})
+    return namespaces + others + secrets, secrets
+
+
+# ---------------------------------------------------------------- the machinery ---
+
+def script_env(base: dict) -> dict:
+    """What scripts/env.sh sets (PATH, PULUMI_HOME, KUBECONFIG, passphrase) over `base`."""
+    dump = subprocess.run(["bash", "-c", f"source {ROOT}/scripts/env.sh && env -0"], env=base,
+                          check=True, capture_output=True, text=True).stdout
+    return dict(item.split("=", 1) for item in dump.split("\0") if "=" in item)
+
+
+class Runner:
+    def __init__(self, project: Path, env: dict):
+        self.project, self.env = project, env
+
+    def run(self, *command: str, env: dict | None = None) -> float:
+        """Run a command in the project copy; its wall time in seconds. Stops on a failure."""
+        started = time.perf_counter()
+        result = subprocess.run(command, cwd=self.project, env=env or self.env, capture_output=True,
+                                text=True, timeout=1800)
+        elapsed = time.perf_counter() - started
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-4000:]}\n"
+                             f"{result.stderr[-4000:]}")
+        self.stdout = result.stdout
+        return elapsed
+
+    def pulumi(self, *args: str, backend: Path) -> float:
+        env = {**self.env, "PULUMI_BACKEND_URL": f"file://{backend}"}
+        return self.run("pulumi", *args, "--stack", STACK, "--non-interactive", env=env)
+
+    def resources(self, backend: Path) -> int:
+        """Resources in the stack's state (`pulumi stack export`)."""
+        self.pulumi("stack", "export", backend=backend)
+        return len(json.loads(self.stdout)["deployment"].get("resources") or [])
+
+    def kubectl(self, *args: str) -> float:
+        return self.run("kubectl", *args)
+
+    def wait_until_empty(self) -> None:
+        """No namespace of ours left (the namespace controller finalizes them after a delete)."""
+        selector = "app.kubernetes.io/managed-by=remote-kpo"
+        for _ in range(600):
+            out = subprocess.run(["kubectl", "get", "namespaces", "-l", selector, "-o", "name"],
+                                 env=self.env, capture_output=True, text=True, check=True).stdout
+            if not out.strip():
+                return
+            time.sleep(0.2)
+        raise SystemExit("namespaces still terminating after 120 s")
+
+
+def measure(runner: Runner, work: Path, count: int, run: int) -> dict[str, float]:
+    """One round for `count` Deployments; every figure in seconds."""
+    config = bench_config(count)
+    manifests, secrets = rendered_manifests(config)
+    manifest_file = work / f"manifests-{count}.yaml"
+    secrets_file = work / f"secrets-{count}.yaml"
+    manifest_file.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
+    secrets_file.write_text(yaml.safe_dump_all(secrets, sort_keys=False))
+    apply = ("apply", "--server-side", "--field-manager=bench", "-f", str(manifest_file))
+    t: dict[str, float] = {"objects": len(manifests)}
+
+    # kubectl: the same objects, server-side apply as pulumi-kubernetes 4 does, into an empty cluster;
+    # then wait until the token controller has filled each token Secret (pulumi's outputs need them).
+    runner.wait_until_empty()
+    t["k_create"] = runner.kubectl(*apply) + runner.kubectl(
+        "wait", "--for=jsonpath={.data.token}", "--timeout=120s", "-f", str(secrets_file))
+    t["k_noop"] = runner.kubectl(*apply)
+    t["k_diff"] = runner.kubectl("diff", "--server-side", "--field-manager=bench", "-f", str(manifest_file))
+    t["k_delete"] = runner.kubectl("delete", "--wait=true", "--ignore-not-found", "-f", str(manifest_file))
+    runner.wait_until_empty()
+
+    # pulumi: a fresh file backend and a new stack (cold), against an empty cluster.
+    backend = work / f"state-{count}-{run}"
+    backend.mkdir()
+    stack_file = runner.project / f"Pulumi.{STACK}.yaml"
+    stack_file.write_text(json.dumps({"config": {f"remote-kpo:{k}": v for k, v in config.items()}}))
+    runner.pulumi("stack", "init", backend=backend)
+    t["p_cold"] = runner.pulumi("up", "--yes", backend=backend)
+    t["resources"] = runner.resources(backend)
+    t["p_preview"] = runner.pulumi("preview", "--expect-no-changes", backend=backend)
+    t["p_noop"] = runner.pulumi("up", "--yes", "--expect-no-changes", backend=backend)
+    t["p_noop_skip"] = runner.pulumi("up", "--yes", "--skip-preview", "--expect-no-changes", backend=backend)
+    t["p_refresh"] = runner.pulumi("up", "--yes", "--refresh", "--expect-no-changes", backend=backend)
+    # The rendered manifests are exactly what pulumi made: a server-side diff finds nothing.
+    runner.kubectl("diff", "--server-side", "--force-conflicts", "--field-manager=bench", "-f", str(manifest_file))
+    t["p_destroy"] = runner.pulumi("destroy", "--yes", backend=backend)
+    runner.wait_until_empty()
+    # warm: the same stack again after its destroy (state, stack file and caches kept).
+    t["p_warm"] = runner.pulumi("up", "--yes", backend=backend)
+    runner.pulumi("destroy", "--yes", backend=backend)
+    runner.pulumi("stack", "rm", "--yes", backend=backend)
+    runner.wait_until_empty()
+    return t
+
+
+# --------------------------------------------------------------------- output ---
+
+ROWS = (  # label, pulumi key, pulumi command, kubectl key, kubectl command
+    ("create (cold)", "p_cold", "up, fresh state", "k_create", "apply + wait tokens"),
+    ("create (warm)", "p_warm", "up after destroy", "k_create", "apply + wait tokens"),
+    ("no change", "p_noop", "up", "k_noop", "apply"),
+    ("no change, no preview", "p_noop_skip", "up --skip-preview", "k_noop", "apply"),
+    ("no change, read live", "p_refresh", "up --refresh", "k_noop", "apply"),
+    ("preview", "p_preview", "preview", "k_diff", "diff --server-side"),
+    ("delete", "p_destroy", "destroy", "k_delete", "delete --wait"),
+)
+
+
+def table(results: dict[int, list[dict]]) -> str:
+    lines = ["| Deployments | objects | operation | pulumi | s | kubectl | s | pulumi/kubectl |",
+             "| ---: | ---: | --- | --- | ---: | --- | ---: | ---: |"]
+    for count, rounds in results.items():
+        objects = int(rounds[0]["objects"])
+        for label, pkey, pcmd, kkey, kcmd in ROWS:
+            p = statistics.median(r[pkey] for r in rounds)
+            k = statistics.median(r[kkey] for r in rounds)
+            lines.append(f"| {count} | {objects} | {label} | `{pcmd}` | {p:.1f} | `{kcmd}` | {k:.1f} | {p / k:.1f}× |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--runs", type=int, default=3, help="rounds per size; the table shows medians")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (state, manifests)")
+    args = parser.parse_args()
+
+    subprocess.run([str(ROOT / "scripts/toolchain")], check=True, capture_output=True)
+    work = Path(tempfile.mkdtemp(prefix="remote-kpo-bench-"))
+    ports = {key: os.environ.get(key, value) for key, value in DEFAULT_PORTS.items()}
+    base = {**os.environ, **ports, "REMOTE_KPO_CLUSTER_DIR": str(work / "cluster")}
+    project = work / "project"
+    project.mkdir()
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, project / name)
+    (project / ".venv").symlink_to(ROOT / ".venv")
+
+    local_cluster = [str(ROOT / "scripts/local-cluster")]
+    subprocess.run(local_cluster + ["up"], env=base, check=True, stdout=subprocess.DEVNULL)
+    results: dict[int, list[dict]] = {}
+    try:
+        runner = Runner(project, script_env(base))
+        for count in args.sizes:
+            results[count] = []
+            for run in range(args.runs):
+                round_ = measure(runner, work, count, run)
+                results[count].append(round_)
+                print(f"# {count} Deployments, round {run + 1}: "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in round_.items() if k.startswith(("p_", "k_"))),
+                      file=sys.stderr, flush=True)
+    finally:
+        subprocess.run(local_cluster + ["down"], env=base, check=False, stdout=subprocess.DEVNULL)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    cpus = os.cpu_count()
+    print(f"pulumi {subprocess.run(['pulumi', 'version'], env=runner.env, capture_output=True, text=True).stdout.strip()}, "
+          f"pulumi-kubernetes 4.25.0, kube-apiserver 1.34.2 (local, etcd --unsafe-no-fsync), {cpus} CPUs; "
+          f"median of {args.runs} run(s), seconds of wall time\n")
+    print(table(results))
+    print("\nPulumi resources per stack: " + ", ".join(
+        f"{count} Deployments → {int(rounds[0]['resources'])}" for count, rounds in results.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Faults during `pulumi up` on the local control plane, and the documented recoveries.
+
+The module runs its own cluster (API server 37443, etcd 37790/37800, kwok 37444 when built),
+so stopping its API server leaves the session cluster of the other e2e tests alone, with its own
+file backend and copy of the project. A clean `pulumi up` of a 20-Deployment stack is the baseline; after each
+fault and its recovery, the stack's resources (`pulumi stack export`) and the objects in the
+cluster must be exactly the baseline's: nothing duplicated, nothing lost, nothing pending.
+"""
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from realenv import ROOT, Pulumi, script_env
+
+API_PORT, ETCD_PORT, ETCD_PEER_PORT = 37443, 37790, 37800
+PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
+STACK = "faults"
+DEPLOYMENTS = 20
+MANAGED = "app.kubernetes.io/managed-by=remote-kpo"
+KINDS = "roles,rolebindings,serviceaccounts,secrets,limitranges,resourcequotas"
+
+
+def faults_config() -> dict:
+    """The dev stack's shape with 20 Deployments: its two entries in turn (xcom on; xcom off with
+    podDefaults and a quota), named f01..f20."""
+    template = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["remote-kpo:deployments"]
+    deployments = [{**template[i % 2], "name": f"f{i + 1:02d}"} for i in range(DEPLOYMENTS)]
+    return {"cloud": "existing", "clusterName": "remote-kpo-faults", "deployments": deployments}
+
+
+@dataclass
+class Faults:
+    cli: Pulumi
+    env: dict
+    cluster_dir: Path
+    state: Path  # the file backend's folder
+
+    def kubectl(self, *args: str, kubeconfig: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        command = ["kubectl", *(["--kubeconfig", str(kubeconfig)] if kubeconfig else []), *args]
+        result = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.cli.run(*args, "--stack", STACK, check=check)
+
+    def export(self) -> dict:
+        return json.loads(self.pulumi("stack", "export").stdout)["deployment"]
+
+    def snapshot(self) -> dict:
+        """What a converged stack is made of, in the state and in the cluster."""
+        deployment = self.export()
+        resources = sorted((r["type"], r["urn"]) for r in deployment.get("resources") or [])
+        namespaces = set(self.kubectl("get", "namespaces", "-l", MANAGED, "-o", "name").stdout.split())
+        listed = json.loads(self.kubectl("get", KINDS, "--all-namespaces", "-o", "json").stdout)["items"]
+        objects = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in listed
+                   if f"namespace/{o['metadata']['namespace']}" in namespaces and o["metadata"]["name"] != "default"}
+        return {"resources": resources, "pending": deployment.get("pending_operations") or [],
+                "namespaces": namespaces, "objects": objects}
+
+    def start_up(self, *args: str) -> "RunningUp":
+        return RunningUp(self, args)
+
+    def wipe_stack(self) -> None:
+        """A new, empty stack and no object of ours left in the cluster."""
+        # --force leaves the objects (deleted below); --preserve-config keeps Pulumi.faults.yaml.
+        self.cli.run("stack", "rm", STACK, "--force", "--yes", "--preserve-config")
+        self.kubectl("delete", "namespaces", "-l", MANAGED, "--wait=true", "--timeout=120s")
+        self.cli.run("stack", "init", STACK)
+
+
+class RunningUp:
+    """`pulumi up --yes` in the background, in its own process group; its output is collected
+    line by line so the test can strike once the first resources are created."""
+
+    def __init__(self, faults: Faults, args: tuple[str, ...]):
+        self.process = subprocess.Popen(
+            ["pulumi", "up", "--yes", "--stack", STACK, "--non-interactive", *args], cwd=faults.cli.cwd,
+            env=faults.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.lines: list[str] = []
+        self.created = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if re.search(r"kubernetes:core/v1:Namespace .* created", line):
+                self.created.set()
+
+    def wait_for_first_namespace(self) -> None:
+        assert self.created.wait(timeout=120), "no Namespace created:\n" + self.output()
+        assert self.process.poll() is None, "up already finished:\n" + self.output()
+
+    def finish(self, timeout: int = 180) -> int:
+        code = self.process.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        return code
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of a session: the engine starts its plugins in process groups of
+    their own, and orphaned, the language host and program do not exit."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # after "pid (comm)": state, ppid, pgrp, session
+            try:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def start_cluster(env: dict) -> None:
+    """scripts/local-cluster up, tried again if a port is briefly taken: these ports lie in the
+    kernel's ephemeral range, so an outgoing connection may hold one for a moment."""
+    for _ in range(3):
+        result = subprocess.run([str(ROOT / "scripts/local-cluster"), "up"], env=env, capture_output=True,
+                                text=True, timeout=300)
+        if result.returncode == 0:
+            return
+        time.sleep(5)
+    raise AssertionError(f"local-cluster up failed:\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory) -> Faults:
+    """A private cluster, file backend and project copy for this module; stopped and wiped after."""
+    cluster_dir = tmp_path_factory.mktemp("faults-cluster")
+    base = {**os.environ, "REMOTE_KPO_CLUSTER_DIR": str(cluster_dir), "REMOTE_KPO_APISERVER_PORT": str(API_PORT),
+            "REMOTE_KPO_ETCD_PORT": str(ETCD_PORT), "REMOTE_KPO_ETCD_PEER_PORT": str(ETCD_PEER_PORT)}
+    project = tmp_path_factory.mktemp("faults-project")
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, project / name)
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    state = tmp_path_factory.mktemp("faults-state")
+    subprocess.run([str(ROOT / "scripts/toolchain")], check=True, capture_output=True)
+    start_cluster(base)
+    try:
+        env = script_env(base)
+        # The project's backend URL (scripts/env.sh), options included, on this module's folder.
+        query = urlsplit(env["PULUMI_BACKEND_URL"]).query
+        env["PULUMI_BACKEND_URL"] = f"file://{state}" + (f"?{query}" if query else "")
+        cli = Pulumi(project, env)
+        cli.write_stack(STACK, faults_config())
+        yield Faults(cli, env, cluster_dir, state)
+    finally:
+        # Its data is wiped anyway: no graceful stop (that takes ~15 s), then `down` wipes.
+        for pid_file in (cluster_dir / "run").glob("*.pid"):
+            pid = pid_file.read_text().strip()
+            if pid and os.path.basename(os.path.realpath(f"/proc/{pid}/exe")) == pid_file.stem:
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run([str(ROOT / "scripts/local-cluster"), "down"], env=base, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def baseline(faults) -> dict:
+    """A clean `pulumi up` of the stack: what every recovery must converge to."""
+    faults.cli.run("stack", "init", STACK)
+    faults.pulumi("up", "--yes")
+    clean = faults.snapshot()
+    clean["outputs"] = faults.cli.outputs(STACK)
+    # The clean up is complete: per Deployment a namespace and four objects, two more for every
+    # second one (LimitRange, ResourceQuota); in the state also the stack, the provider and one
+    # component per Deployment.
+    objects = DEPLOYMENTS * 4 + (DEPLOYMENTS // 2) * 2
+    assert len(clean["namespaces"]) == DEPLOYMENTS
+    assert len(clean["objects"]) == objects
+    assert len(clean["resources"]) == 2 + DEPLOYMENTS * 2 + objects
+    assert clean["pending"] == []
+    return clean
+
+
+def assert_converged(faults: Faults, baseline: dict) -> dict:
+    """Same resources in the state, same objects in the cluster as the clean up; every
+    exported kubeconfig carries its namespace's live token."""
+    now = faults.snapshot()
+    assert now["pending"] == []
+    assert now["resources"] == baseline["resources"]  # a sorted list: a duplicate would show
+    assert now["namespaces"] == baseline["namespaces"]
+    assert now["objects"] == baseline["objects"]
+    faults.pulumi("preview", "--expect-no-changes")
+    outputs = faults.cli.outputs(STACK)
+    assert outputs["deployments"] == baseline["outputs"]["deployments"]
+    secrets = json.loads(faults.kubectl("get", "secrets", "--all-namespaces", "--field-selector",
+                                        "type=kubernetes.io/service-account-token", "-o", "json").stdout)["items"]
+    live = {s["metadata"]["namespace"]: s["data"]["token"] for s in secrets}
+    for name, document in outputs["kubeconfigs"].items():
+        kubeconfig = json.loads(document)
+        namespace = kubeconfig["contexts"][0]["context"]["namespace"]
+        token = kubeconfig["users"][0]["user"]["token"]
+        assert base64.b64decode(live[namespace]).decode() == token, name
+    return outputs
+
+
+def kubeconfig_file(outputs: dict, name: str, path: Path) -> Path:
+    path.write_text(outputs["kubeconfigs"][name])
+    return path
+
+
+def test_a_namespace_deleted_out_of_band_comes_back_with_new_credentials(faults, baseline, tmp_path):
+    victim, namespace = "f02", "kpo-f02"
+    before = kubeconfig_file(baseline["outputs"], victim, tmp_path / "before.json")
+    faults.kubectl("get", "pods", "-n", namespace, kubeconfig=before)
+
+    faults.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=120s")
+    # The Deployment's access went with its namespace (its RoleBinding and, once the API server's
+    # token cache lets go, its token: Forbidden first, then Unauthorized).
+    refused = faults.kubectl("get", "pods", "-n", namespace, kubeconfig=before, check=False)
+    assert refused.returncode != 0 and re.search(r"Forbidden|Unauthorized", refused.stderr), refused.stderr
+
+    # Without --refresh Pulumi trusts its state and sees nothing to do: hence `make dev`'s --refresh.
+    faults.pulumi("preview", "--expect-no-changes")
+    result = faults.pulumi("up", "--refresh", "--yes")
+    # The up says what it found missing: that Deployment's seven objects, made again, and no other.
+    created = set(re.findall(r"^ \+  (kubernetes:\S+ \S+) created", result.stdout, re.MULTILINE))
+    assert created == {f"kubernetes:core/v1:Namespace {victim}-namespace", f"kubernetes:core/v1:ServiceAccount {victim}-serviceaccount",
+                       f"kubernetes:core/v1:Secret {victim}-token", f"kubernetes:rbac.authorization.k8s.io/v1:Role {victim}-role",
+                       f"kubernetes:rbac.authorization.k8s.io/v1:RoleBinding {victim}-rolebinding",
+                       f"kubernetes:core/v1:LimitRange {victim}-limitrange", f"kubernetes:core/v1:ResourceQuota {victim}-quota"}
+    assert re.search(r"\+ 7 created\n +135 unchanged", result.stdout), result.stdout
+
+    outputs = assert_converged(faults, baseline)
+    after = kubeconfig_file(outputs, victim, tmp_path / "after.json")
+    assert json.loads(after.read_text())["users"] != json.loads(before.read_text())["users"]
+    assert faults.kubectl("auth", "can-i", "create", "pods", "-n", namespace, kubeconfig=after).stdout.strip() == "yes"
+    faults.kubectl("get", "pods", "-n", namespace, kubeconfig=after)
+    # Every other Deployment kept its credential.
+    for name in baseline["outputs"]["kubeconfigs"]:
+        if name != victim:
+            assert outputs["kubeconfigs"][name] == baseline["outputs"]["kubeconfigs"][name]
+
+
+def test_up_interrupted_by_a_stopped_api_server_says_so_and_converges_after_restart(faults, baseline):
+    faults.wipe_stack()
+    running = faults.start_up()
+    running.wait_for_first_namespace()
+    pid = int((faults.cluster_dir / "run/kube-apiserver.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    assert running.finish() != 0
+    output = running.output()
+    # Each failed object names the API server it could not reach, and how: requests in flight
+    # were reset, later ones refused.
+    assert "was not successfully created by the Kubernetes API server" in output, output
+    assert re.search(rf"dial tcp 127.0.0.1:{API_PORT}: connect: connection refused"
+                     rf"|->127.0.0.1:{API_PORT}: read: connection reset by peer", output), output
+    assert "Traceback" not in output
+    # It stopped part way: some resources recorded, not all.
+    partial = faults.export()["resources"]
+    assert 0 < len(partial) < len(baseline["resources"])
+
+    start_cluster(faults.env)
+    faults.pulumi("up", "--refresh", "--yes")
+    assert_converged(faults, baseline)
+
+
+def test_up_killed_mid_way_says_the_stack_is_locked_and_converges_after_the_documented_recovery(faults, baseline):
+    faults.wipe_stack()
+    running = faults.start_up()
+    running.wait_for_first_namespace()
+    # As a CI runner cancelling a job hard: the CLI, its language host, program and provider.
+    kill_session(running.process.pid)
+    running.finish()
+
+    # `make dev` again is refused.
+    refused = faults.pulumi("up", "--refresh", "--yes", check=False)
+    assert refused.returncode != 0
+    # Recovery, step 1: if the kill hit the file backend while it rewrote the checkpoint's
+    # metadata sidecar (`<stack>.json.attrs`, truncated then written, without a rename), every
+    # command fails to read the stack; the checkpoint itself is the last complete one.
+    emptied = [path for path in faults.state.rglob("*.json.attrs") if path.stat().st_size == 0]
+    if any(path.name == f"{STACK}.json.attrs" for path in emptied):
+        assert "error: failed to load checkpoint: EOF" in refused.stdout + refused.stderr
+    if emptied:
+        for path in emptied:
+            path.unlink()
+        refused = faults.pulumi("up", "--refresh", "--yes", check=False)
+    # Otherwise, or then: refused for the dead process's lock, named with the command that clears it.
+    message = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "the stack is currently locked by 1 lock(s)" in message, message
+    assert f"(pid {running.process.pid})" in message and "pulumi cancel" in message, message
+    # Part of the stack is recorded; only creates can be left pending (those in flight).
+    interrupted = faults.export()
+    assert 0 < len(interrupted["resources"]) < len(baseline["resources"])
+    assert {op["type"] for op in interrupted.get("pending_operations") or []} <= {"creating"}
+
+    # Steps 2 to 4: drop the lock, forget the creates that were never confirmed (every object has a
+    # fixed name, so the next up adopts any the interrupted one made), `make dev`.
+    faults.pulumi("cancel", "--yes")
+    faults.pulumi("refresh", "--yes", "--clear-pending-creates")
+    faults.pulumi("up", "--refresh", "--yes")
+    assert_converged(faults, baseline)

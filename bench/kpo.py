@@ -34,11 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from realenv import Pulumi, script_env  # noqa: E402
+from realenv import Pulumi, copy_project, script_env  # noqa: E402
 
 AIRFLOW_PYTHON = ROOT / ".venv-airflow" / "bin" / "python"
 KPO_DAGS = ROOT / "tests" / "e2e" / "kpo_dags"
-PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
 CONN = "kpo_analytics"
 
 
@@ -51,15 +50,7 @@ def cluster_base(work: Path) -> dict:
 
 
 def dev_stack_outputs(env: dict, work: Path) -> dict:
-    project = work / "project"
-    project.mkdir()
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, project / name)
-    (project / ".venv").symlink_to(ROOT / ".venv")
+    project = copy_project(work / "project")
     (work / "state").mkdir()
     cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": f"file://{work / 'state'}"})
     cli.run("stack", "init", "dev")

@@ -31,7 +31,9 @@ from components.access import (  # noqa: E402
 from components.permissions import kpo_role_rules  # noqa: E402
 from stacks.existing import SERVICE_ACCOUNT, TOKEN_SECRET  # noqa: E402
 
-PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from realenv import copy_project  # noqa: E402
+
 # Private ports, apart from `make dev` (26443) and the e2e session (36443).
 DEFAULT_PORTS = {"REMOTE_KPO_APISERVER_PORT": "56443", "REMOTE_KPO_ETCD_PORT": "53790",
                  "REMOTE_KPO_ETCD_PEER_PORT": "53800"}
@@ -213,15 +215,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="remote-kpo-bench-"))
     ports = {key: os.environ.get(key, value) for key, value in DEFAULT_PORTS.items()}
     base = {**os.environ, **ports, "REMOTE_KPO_CLUSTER_DIR": str(work / "cluster")}
-    project = work / "project"
-    project.mkdir()
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, project / name)
-    (project / ".venv").symlink_to(ROOT / ".venv")
+    project = copy_project(work / "project")
 
     local_cluster = [str(ROOT / "scripts/local-cluster")]
     subprocess.run(local_cluster + ["up"], env=base, check=True, stdout=subprocess.DEVNULL)

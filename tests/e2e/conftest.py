@@ -8,15 +8,13 @@ stack files stay untouched.
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from realenv import ROOT, Pulumi, cluster_settings, script_env
+from realenv import ROOT, Pulumi, cluster_settings, copy_project, script_env
 
-PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -32,13 +30,7 @@ def cluster_env(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pulumi_cli(cluster_env, tmp_path_factory) -> Pulumi:
     project = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, project / name)
-    (project / ".venv").symlink_to(ROOT / ".venv")
+    copy_project(project)
     state = tmp_path_factory.mktemp("state")
     env = {**cluster_env, "PULUMI_BACKEND_URL": f"file://{state}"}
     return Pulumi(project, env)

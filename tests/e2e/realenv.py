@@ -1,6 +1,7 @@
 """Helpers for tests against the real engine and API server (used by conftest and tests)."""
 
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,21 @@ ROOT = Path(__file__).resolve().parents[2]
 # The tests run their own local cluster, apart from `make dev`'s (ports 26443/23790/23800).
 API_PORT, ETCD_PORT, ETCD_PEER_PORT = 36443, 33790, 33800
 API_URL = f"https://127.0.0.1:{API_PORT}"
+PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
+
+
+def copy_project(project: Path) -> Path:
+    """The program and its stack files in `project`, with the project's venv linked: a place
+    to init stacks and write stack files without touching the repo."""
+    project.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, project / name)
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    return project
 
 
 def cluster_settings(cluster_dir: Path) -> dict:

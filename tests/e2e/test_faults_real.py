@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -23,10 +22,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from realenv import ROOT, Pulumi, script_env
+from realenv import ROOT, Pulumi, copy_project, script_env
 
 API_PORT, ETCD_PORT, ETCD_PEER_PORT = 37443, 37790, 37800
-PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
 STACK = "faults"
 DEPLOYMENTS = 20
 MANAGED = "app.kubernetes.io/managed-by=remote-kpo"
@@ -149,13 +147,7 @@ def faults(tmp_path_factory) -> Faults:
     base = {**os.environ, "REMOTE_KPO_CLUSTER_DIR": str(cluster_dir), "REMOTE_KPO_APISERVER_PORT": str(API_PORT),
             "REMOTE_KPO_ETCD_PORT": str(ETCD_PORT), "REMOTE_KPO_ETCD_PEER_PORT": str(ETCD_PEER_PORT)}
     project = tmp_path_factory.mktemp("faults-project")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, project / name)
-    (project / ".venv").symlink_to(ROOT / ".venv")
+    copy_project(project)
     state = tmp_path_factory.mktemp("faults-state")
     subprocess.run([str(ROOT / "scripts/toolchain")], check=True, capture_output=True)
     start_cluster(base)

@@ -1,14 +1,20 @@
 """Helpers for tests against the real engine and API server (used by conftest and tests)."""
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# The tests run their own local cluster, apart from `make dev`'s (ports 26443/23790/23800).
-API_PORT, ETCD_PORT, ETCD_PEER_PORT = 36443, 33790, 33800
+# The tests run their own local cluster, apart from `make dev`'s (ports 26443/23790/23800), on
+# ports below Linux's ephemeral range (32768+), so no outgoing connection can take them.
+# REMOTE_KPO_E2E_PORT_BASE moves them, so two checkouts can run their suites side by side.
+PORT_BASE = int(os.environ.get("REMOTE_KPO_E2E_PORT_BASE", "16000"))
+API_PORT, ETCD_PORT, ETCD_PEER_PORT = PORT_BASE + 443, PORT_BASE + 379, PORT_BASE + 380
+# The fault tests' own cluster (test_faults_real.py).
+FAULTS_API_PORT, FAULTS_ETCD_PORT, FAULTS_ETCD_PEER_PORT = PORT_BASE + 1443, PORT_BASE + 1379, PORT_BASE + 1380
 API_URL = f"https://127.0.0.1:{API_PORT}"
 PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
 

@@ -1,6 +1,6 @@
 """Faults during `pulumi up` on the local control plane, and the documented recoveries.
 
-The module runs its own cluster (API server 37443, etcd 37790/37800, kwok 37444 when built),
+The module runs its own cluster (API server 17443, etcd 17379/17380, kwok 17444; realenv.py),
 so stopping its API server leaves the session cluster of the other e2e tests alone, with its own
 file backend and copy of the project. A clean `pulumi up` of a 20-Deployment stack is the baseline; after each
 fault and its recovery, the stack's resources (`pulumi stack export`) and the objects in the
@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from realenv import ROOT, Pulumi, copy_project, script_env
+from realenv import (FAULTS_API_PORT as API_PORT, FAULTS_ETCD_PEER_PORT as ETCD_PEER_PORT,
+                     FAULTS_ETCD_PORT as ETCD_PORT, ROOT, Pulumi, copy_project, script_env)
 
-API_PORT, ETCD_PORT, ETCD_PEER_PORT = 37443, 37790, 37800
 STACK = "faults"
 DEPLOYMENTS = 20
 MANAGED = "app.kubernetes.io/managed-by=remote-kpo"

@@ -1,0 +1,156 @@
+"""The GPU path, one source of truth for every cloud and for the local proof.
+
+What a GPU node carries (label, taint, resource), what a GPU KPO task must say to land on one
+(the `gpuTask` output), and the Kubernetes-side objects that make a pool at zero scale up: the
+EKS Auto Mode NodePool (`karpenter.sh/v1`) and the NVIDIA device plugin DaemonSet (AKS). The
+pure functions build plain manifests; the components apply them through a stack's provider.
+"""
+
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from config import GpuPool
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_LABELS = {"remote-kpo/gpu": "true"}
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
+# AKS puts this taint on every Spot node itself (AKS docs, "Add a spot node pool").
+AKS_SPOT_TAINT = {"key": "kubernetes.azure.com/scalesetpriority", "value": "spot", "effect": "NoSchedule"}
+
+# Keep a running task's node: cluster-autoscaler (GKE, AKS) honours safe-to-evict, Karpenter
+# (EKS Auto Mode) do-not-disrupt. Both are set so one task shape works on every cloud.
+NO_EVICTION_ANNOTATIONS = {
+    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+    "karpenter.sh/do-not-disrupt": "true",
+}
+# KPO's default startup_timeout_seconds (120) is shorter than a GPU node's boot from zero
+# (provisioning, driver install, image pull): 15 minutes covers a cold pool.
+GPU_STARTUP_TIMEOUT_SECONDS = 900
+
+
+def gpu_tolerations(cloud: str, spot: bool) -> list[dict]:
+    """The taints a GPU task tolerates: the pool's own and, on AKS spot pools, Azure's."""
+    tolerations = [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
+    if cloud == "aks" and spot:
+        tolerations.append({"key": AKS_SPOT_TAINT["key"], "operator": "Equal",
+                            "value": AKS_SPOT_TAINT["value"], "effect": AKS_SPOT_TAINT["effect"]})
+    return tolerations
+
+
+def gpu_task(cloud: str, pool: GpuPool) -> dict:
+    """The `gpuTask` output: what a GPU KubernetesPodOperator task passes (README)."""
+    return {
+        "nodeSelector": dict(GPU_LABELS),
+        "tolerations": gpu_tolerations(cloud, pool.spot),
+        "resourceName": GPU_RESOURCE,
+        "annotations": dict(NO_EVICTION_ANNOTATIONS),
+        "startupTimeoutSeconds": GPU_STARTUP_TIMEOUT_SECONDS,
+    }
+
+
+# --- EKS Auto Mode: the GPU pool as a Karpenter NodePool --------------------------------------
+
+NODE_POOL_NAME = "remote-kpo-gpu"
+# The NodeClass EKS Auto Mode creates with the cluster (EKS user guide, "Create a Node Pool for
+# EKS Auto Mode"). The local proof points the same spec at a KWOKNodeClass instead.
+EKS_NODE_CLASS_REF = {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
+# An empty GPU node goes soon after its last task: GPUs are billed by the second.
+CONSOLIDATE_AFTER = "1m"
+
+
+def karpenter_node_pool(pool: GpuPool, node_class_ref: dict, gpus_per_node: int) -> dict:
+    """A `karpenter.sh/v1` NodePool for the GPU pool: one instance type, spot or on-demand,
+    the pool's label and taint, capped at `maxNodes` nodes' worth of GPUs, emptied nodes
+    removed after CONSOLIDATE_AFTER. Scales from zero by design (Karpenter has no minimum)."""
+    return {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": NODE_POOL_NAME},
+        "spec": {
+            "template": {
+                "metadata": {"labels": dict(GPU_LABELS)},
+                "spec": {
+                    "nodeClassRef": dict(node_class_ref),
+                    "taints": [dict(GPU_TAINT)],
+                    "requirements": [
+                        {"key": "node.kubernetes.io/instance-type", "operator": "In",
+                         "values": [pool.machine_type]},
+                        {"key": "karpenter.sh/capacity-type", "operator": "In",
+                         "values": ["spot" if pool.spot else "on-demand"]},
+                    ],
+                },
+            },
+            "limits": {GPU_RESOURCE: str(pool.max_nodes * gpus_per_node)},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": CONSOLIDATE_AFTER},
+        },
+    }
+
+
+class GpuNodePool(pulumi.ComponentResource):
+    """The GPU NodePool, applied through the cluster's Kubernetes provider (`opts.providers`)."""
+
+    def __init__(self, name: str, pool: GpuPool, node_class_ref: dict, gpus_per_node: int,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:GpuNodePool", name, None, opts)
+        manifest = karpenter_node_pool(pool, node_class_ref, gpus_per_node)
+        self.node_pool = k8s.apiextensions.CustomResource(
+            f"{name}-nodepool", api_version=manifest["apiVersion"], kind=manifest["kind"],
+            metadata=manifest["metadata"], spec=manifest["spec"],
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"name": NODE_POOL_NAME})
+
+
+# --- AKS: the NVIDIA device plugin ------------------------------------------------------------
+
+DEVICE_PLUGIN_NAME = "nvidia-device-plugin"
+# TODO(gpu-cloud helper): confirm the newest stable tag from NVIDIA's releases.
+DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
+DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
+
+
+def device_plugin_daemonset(tolerations: list[dict]) -> dict:
+    """NVIDIA's device plugin (its static manifest, nvidia-device-plugin.yml), placed on GPU
+    nodes only: selected by the pool label, tolerating every taint the pool carries."""
+    labels = {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME, "app.kubernetes.io/managed-by": "remote-kpo"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": DEVICE_PLUGIN_NAME, "namespace": "kube-system", "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME}},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": dict(GPU_LABELS),
+                    "tolerations": tolerations,
+                    # Without it, a full node could evict the plugin and strand its GPUs.
+                    "priorityClassName": "system-node-critical",
+                    "containers": [{
+                        "name": "nvidia-device-plugin-ctr",
+                        "image": DEVICE_PLUGIN_IMAGE,
+                        # Keep running on a node whose driver is still installing.
+                        "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+                        "securityContext": {"allowPrivilegeEscalation": False,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "device-plugin", "mountPath": DEVICE_PLUGIN_DIR}],
+                    }],
+                    "volumes": [{"name": "device-plugin", "hostPath": {"path": DEVICE_PLUGIN_DIR}}],
+                },
+            },
+        },
+    }
+
+
+class NvidiaDevicePlugin(pulumi.ComponentResource):
+    """The device plugin DaemonSet, applied through the cluster's Kubernetes provider."""
+
+    def __init__(self, name: str, tolerations: list[dict], opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:NvidiaDevicePlugin", name, None, opts)
+        manifest = device_plugin_daemonset(tolerations)
+        self.daemonset = k8s.apps.v1.DaemonSet(
+            f"{name}-daemonset", metadata=manifest["metadata"], spec=manifest["spec"],
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"name": DEVICE_PLUGIN_NAME})

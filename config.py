@@ -213,6 +213,10 @@ class Deployment(Model):
     ephemeral_node_pools: bool = False
     pod_defaults: Optional[PodDefaults] = None
     quota: Optional[Quota] = None
+    # The Pod Security Standard enforced on its namespace: baseline stops privileged, hostPath,
+    # hostNetwork and similar node takeovers; restricted also requires non-root, no privilege
+    # escalation, dropped capabilities and a seccomp profile.
+    pod_security: Literal["baseline", "restricted"] = "baseline"
 
     @model_validator(mode="after")
     def _default_namespace(self):

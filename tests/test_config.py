@@ -46,7 +46,7 @@ def test_the_dev_stack_file_is_valid_with_one_xcom_and_one_quota_deployment():
 
 def test_deployment_defaults_namespace_xcom_and_connection_names():
     (d,) = config.load(VALID["existing"] | {"deployments": [{"name": "ml-training"}]}).deployments
-    assert (d.namespace, d.xcom, d.ephemeral_node_pools) == ("kpo-ml-training", True, False)
+    assert (d.namespace, d.xcom, d.ephemeral_node_pools, d.pod_security) == ("kpo-ml-training", True, False, "baseline")
     assert (d.connection_id, d.env_var) == ("kpo_ml_training", "AIRFLOW_CONN_KPO_ML_TRAINING")
 
 
@@ -136,6 +136,8 @@ BAD_INPUT = [
      "remote-kpo:deployments[0].xcom: must be true or false"),
     ("bad quantity", variant("existing", deployments=[{"name": "a", "quota": {"memory": "lots"}}]),
      "remote-kpo:deployments[0].quota.memory: not a Kubernetes quantity like 500m or 2Gi"),
+    ("pod security level not enforceable", variant("existing", deployments=[{"name": "a", "podSecurity": "privileged"}]),
+     "remote-kpo:deployments[0].podSecurity: must be one of 'baseline' or 'restricted'"),
     ("gpu pool on existing", variant("existing", gpuPool={"enabled": True}),
      "remote-kpo:gpuPool.enabled: node pools are not managed on an existing cluster"),
 ]

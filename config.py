@@ -227,6 +227,27 @@ class Deployment(Model):
             self.namespace = default
         return self
 
+    @model_validator(mode="after")
+    def _quota_needs_default_requests(self):
+        # A cpu or memory quota makes quota admission refuse every pod that does not request
+        # that resource, and a KPO task sets no requests unless its author does: the LimitRange
+        # from podDefaults fills them in (a default limit doubles as the default request).
+        # https://kubernetes.io/docs/concepts/policy/resource-quotas/#requests-vs-limits
+        quota = self.quota
+        quotaed = [r for r in ("cpu", "memory") if quota is not None and getattr(quota, r) is not None]
+        if not quotaed:
+            return self
+        if self.pod_defaults is None:
+            raise _at("podDefaults", "required with a cpu or memory quota: Kubernetes refuses "
+                      "every pod that sets no requests, as KPO tasks do by default")
+        for resource in quotaed:
+            defaults = [getattr(part, resource) for part in (self.pod_defaults.requests, self.pod_defaults.limits)
+                        if part is not None]
+            if not any(defaults):
+                raise _at(f"podDefaults.requests.{resource}", f"required with quota.{resource}: "
+                          f"Kubernetes refuses every pod that sets no {resource} request")
+        return self
+
     @property
     def connection_id(self) -> str:
         return "kpo_" + self.name.replace("-", "_")

@@ -60,6 +60,15 @@ def test_eks_without_network_config_gets_a_new_vpc_block():
     assert config.load(VALID["eks"]).eks.vpc_cidr == "10.0.0.0/16"
 
 
+@pytest.mark.parametrize("quota, pod_defaults", [
+    ({"gpu": 2, "pods": 10}, None),  # no cpu or memory quota: nothing to default
+    ({"cpu": "8", "memory": "16Gi"}, {"limits": {"cpu": "1", "memory": "1Gi"}}),  # a limit defaults the request too
+])
+def test_a_quota_is_valid_when_every_quotaed_resource_has_a_default(quota, pod_defaults):
+    deployment = {"name": "a", "quota": quota} | ({"podDefaults": pod_defaults} if pod_defaults else {})
+    assert config.load(variant("existing", deployments=[deployment])).deployments[0].quota is not None
+
+
 def test_cluster_name_defaults_to_the_stack():
     assert config.load(VALID["existing"]).resolved_cluster_name("prod") == "remote-kpo-prod"
 
@@ -138,6 +147,14 @@ BAD_INPUT = [
      "remote-kpo:deployments[0].quota.memory: not a Kubernetes quantity like 500m or 2Gi"),
     ("pod security level not enforceable", variant("existing", deployments=[{"name": "a", "podSecurity": "privileged"}]),
      "remote-kpo:deployments[0].podSecurity: must be one of 'baseline' or 'restricted'"),
+    ("cpu quota without pod defaults", variant("existing", deployments=[{"name": "a", "quota": {"cpu": "8", "pods": 3}}]),
+     "remote-kpo:deployments[0].podDefaults: required with a cpu or memory quota: Kubernetes refuses "
+     "every pod that sets no requests, as KPO tasks do by default"),
+    ("memory quota, pod defaults for cpu only", variant("existing", deployments=[
+        {"name": "a"}, {"name": "b", "quota": {"cpu": "8", "memory": "16Gi"},
+                        "podDefaults": {"requests": {"cpu": "250m"}, "limits": {"cpu": "1"}}}]),
+     "remote-kpo:deployments[1].podDefaults.requests.memory: required with quota.memory: "
+     "Kubernetes refuses every pod that sets no memory request"),
     ("gpu pool on existing", variant("existing", gpuPool={"enabled": True}),
      "remote-kpo:gpuPool.enabled: node pools are not managed on an existing cluster"),
 ]

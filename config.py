@@ -174,9 +174,33 @@ class GpuPool(NodePool):
     spot: bool = False
 
 
+# Entra ID allows at most 20 federated credentials on one managed identity.
+# https://learn.microsoft.com/en-us/entra/workload-id/workload-identity-federation-considerations
+MAX_FEDERATED_CREDENTIALS = 20
+
+
 class AzureIdentity(Model):
     issuer: HttpsUrl
-    subject: ServiceAccountSubject
+    # One service account, or several: a deferrable task runs in Astro's triggerer, which may
+    # use another service account than the worker. One federated credential each.
+    subject: Optional[ServiceAccountSubject] = None
+    subjects: Optional[list[ServiceAccountSubject]] = Field(
+        default=None, min_length=1, max_length=MAX_FEDERATED_CREDENTIALS)
+
+    @model_validator(mode="after")
+    def _subject_or_subjects(self):
+        if self.subject is not None and self.subjects is not None:
+            raise _at("subjects", "set either subject or subjects, not both")
+        if self.subject is None and self.subjects is None:
+            raise _at("subject", "required (or subjects, a list)")
+        for i, subject in enumerate(self.subjects or []):
+            if subject in self.subjects[:i]:
+                raise _at(f"subjects[{i}]", f"duplicate of subjects[{self.subjects.index(subject)}]")
+        return self
+
+    @property
+    def all_subjects(self) -> list[str]:
+        return [self.subject] if self.subject is not None else list(self.subjects or [])
 
 
 class Identity(Model):
@@ -392,6 +416,8 @@ def _describe(error: dict) -> str:
         return f"must be one of {error['ctx']['expected']}"
     if kind == "too_short":
         return f"needs at least {error['ctx']['min_length']} entry"
+    if kind == "too_long":
+        return f"at most {error['ctx']['max_length']} entries"
     return error["msg"]
 
 

@@ -120,6 +120,21 @@ BAD_INPUT = [
      "remote-kpo:deployments[0].identity.azure.issuer: not an https:// URL"),
     ("azure subject not a service account", variant("aks", deployments=[{"name": "a", "identity": {"azure": AZURE | {"subject": "astro"}}}]),
      "remote-kpo:deployments[0].identity.azure.subject: not a Kubernetes service account subject system:serviceaccount:<namespace>:<name>"),
+    ("azure subject and subjects", variant("aks", deployments=[{"name": "a", "identity": {"azure": AZURE | {
+        "subjects": ["system:serviceaccount:astro-ns:airflow-triggerer"]}}}]),
+     "remote-kpo:deployments[0].identity.azure.subjects: set either subject or subjects, not both"),
+    ("azure without a subject", variant("aks", deployments=[{"name": "a", "identity": {"azure": {"issuer": AZURE["issuer"]}}}]),
+     "remote-kpo:deployments[0].identity.azure.subject: required (or subjects, a list)"),
+    ("azure subjects duplicate", variant("aks", deployments=[{"name": "a", "identity": {"azure": {
+        "issuer": AZURE["issuer"], "subjects": [AZURE["subject"], AZURE["subject"]]}}}]),
+     "remote-kpo:deployments[0].identity.azure.subjects[1]: duplicate of subjects[0]"),
+    ("azure subjects not service accounts", variant("aks", deployments=[{"name": "a", "identity": {"azure": {
+        "issuer": AZURE["issuer"], "subjects": [AZURE["subject"], "astro"]}}}]),
+     "remote-kpo:deployments[0].identity.azure.subjects[1]: not a Kubernetes service account subject "
+     "system:serviceaccount:<namespace>:<name>"),
+    ("azure subjects above the federated credential limit", variant("aks", deployments=[{"name": "a", "identity": {"azure": {
+        "issuer": AZURE["issuer"], "subjects": [f"system:serviceaccount:ns:sa{i}" for i in range(21)]}}}]),
+     "remote-kpo:deployments[0].identity.azure.subjects: at most 20 entries"),
     ("missing aks tenant id", variant("aks", aks={"location": "westeurope", "adminGroupObjectIds": [GROUP]}),
      "remote-kpo:aks.tenantId: required"),
     ("aks without admin groups", variant("aks", aks={"location": "westeurope", "tenantId": TENANT}),

@@ -146,11 +146,15 @@ class AksCluster(pulumi.ComponentResource):
 
         self.agent_pool_role: Optional[authorization.RoleDefinition] = None
         if agent_pool_role:
-            # Defined and assignable at this cluster only, so it cannot reach other clusters.
+            # Custom roles are defined for, and assignable in, management groups, subscriptions
+            # or resource groups, not single resources (learn.microsoft.com/en-us/azure/
+            # role-based-access-control/role-definitions#assignablescopes): the narrowest is the
+            # cluster's resource group. Each assignment is on the cluster itself
+            # (AksDeploymentIdentity), so it reaches no other cluster.
             self.agent_pool_role = authorization.RoleDefinition(
                 f"{name}-agent-pool-role",
-                scope=self.cluster.id,
-                assignable_scopes=[self.cluster.id],
+                scope=self.resource_group.id,
+                assignable_scopes=[self.resource_group.id],
                 role_name=f"remote-kpo agent pools {resource_group}/{cluster_name}",
                 description=CLOUD_ACTIONS["aks"]["ephemeralNodePools"].why,
                 role_type="CustomRole",

@@ -23,8 +23,8 @@ USER_CREDENTIALS = "azure-native:containerservice:listManagedClusterUserCredenti
 
 SUBSCRIPTION = "/subscriptions/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 EXAMPLE_TENANT = "3d1f6c2a-8b7e-4f05-9a1d-6c2e4b8f0a17"
-EXAMPLE_CLUSTER_ID = (f"{SUBSCRIPTION}/resourceGroups/rg-kpo-gpu-weu/providers/"
-                      "Microsoft.ContainerService/managedClusters/kpo-gpu-weu")
+EXAMPLE_RESOURCE_GROUP_ID = f"{SUBSCRIPTION}/resourceGroups/rg-kpo-gpu-weu"
+EXAMPLE_CLUSTER_ID = f"{EXAMPLE_RESOURCE_GROUP_ID}/providers/Microsoft.ContainerService/managedClusters/kpo-gpu-weu"
 EXAMPLE_SERVER = "https://kpo-gpu-weu-dns.hcp.westeurope.azmk8s.io:443"
 TENANT = "99999999-8888-7777-6666-555555555555"
 GROUP = "11111111-2222-3333-4444-555555555555"
@@ -53,6 +53,7 @@ class AzureMocks(RecordingMocks):
         inputs = args.inputs
         if args.typ == "azure-native:resources:ResourceGroup":
             outputs["name"] = inputs["resourceGroupName"]
+            resource_id = f"{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}"
         elif args.typ == CLUSTER:
             outputs["name"] = inputs["resourceName"]
             resource_id = (f"{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}/providers/"
@@ -246,14 +247,16 @@ def test_only_the_ephemeral_node_pool_deployment_gets_an_azure_role_on_this_clus
     }
 
 
-def test_agent_pool_role_allows_only_agent_pool_actions_and_only_on_this_cluster(example):
+def test_agent_pool_role_allows_only_agent_pool_actions_and_is_defined_at_the_resource_group(example):
     role = only(example, ROLE_DEFINITION)
     assert role["permissions"] == [{"actions": [
         "Microsoft.ContainerService/managedClusters/agentPools/read",
         "Microsoft.ContainerService/managedClusters/agentPools/write",
         "Microsoft.ContainerService/managedClusters/agentPools/delete"]}]
+    # Azure takes no single resource as a custom role's assignable scope; the assignment
+    # (test above) stays on the cluster.
     assert (role["scope"], role["assignableScopes"], role["roleType"]) == (
-        EXAMPLE_CLUSTER_ID, [EXAMPLE_CLUSTER_ID], "CustomRole")
+        EXAMPLE_RESOURCE_GROUP_ID, [EXAMPLE_RESOURCE_GROUP_ID], "CustomRole")
 
 
 def test_using_the_kubeconfig_needs_no_azure_role(minimal):

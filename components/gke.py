@@ -50,6 +50,7 @@ RESOURCE_LABELS = {"managed-by": "remote-kpo"}
 # CLOUD_ACTIONS row).
 AUTHENTICATE = ("auth", "authenticate")
 NODE_POOLS = ("nodePools", "ephemeralNodePools")
+NODE_POOL_OPERATIONS = ("nodePoolOps", "nodePoolOperations")
 ACT_AS_NODES = ("actAsNodes", "actAsNodeServiceAccount")
 
 
@@ -83,6 +84,19 @@ def node_service_account_id(cluster_name: str) -> str:
 def custom_role_id(cluster_name: str, suffix: str) -> str:
     """A project custom role id ([a-zA-Z0-9_.], at most 64) unique to this cluster."""
     return f"remoteKpo_{cluster_name.replace('-', '_')}_{suffix}"
+
+
+def cluster_only_condition(project: str, location: str, cluster_name: str) -> dict:
+    """An IAM condition that holds for this cluster and what is below it (its node pools), and
+    for nothing else. GKE honours resource.name in conditions, with zonal clusters named
+    projects/<p>/zones/<zone>/clusters/<c> and regional ones .../locations/<region>/...
+    (cloud.google.com/iam/docs/conditions-resource-attributes#resource-name); both are allowed.
+    """
+    names = [f"projects/{project}/{kind}/{location}/clusters/{cluster_name}" for kind in ("locations", "zones")]
+    expression = " || ".join(f'resource.name == "{n}" || resource.name.startsWith("{n}/")' for n in names)
+    return {"title": f"only cluster {cluster_name}"[:100],
+            "description": "node pools of this remote-kpo cluster only",
+            "expression": expression}
 
 
 def custom_role_permissions(purpose: str) -> list[str]:
@@ -314,6 +328,7 @@ class DeploymentRoles(pulumi.ComponentResource):
         self._cluster_name, self._project = cluster_name, project
         self.authenticate = self._role(AUTHENTICATE)
         self.node_pools = self._role(NODE_POOLS) if node_pools else None
+        self.node_pool_operations = self._role(NODE_POOL_OPERATIONS) if node_pools else None
         self.act_as_nodes = self._role(ACT_AS_NODES) if node_pools else None
         self.register_outputs({"authenticate": self.authenticate.name})
 
@@ -332,11 +347,13 @@ class DeploymentRoles(pulumi.ComponentResource):
 
 class DeploymentIdentity(pulumi.ComponentResource):
     """One Deployment's IAM: authenticate to clusters in the project; with ephemeralNodePools,
-    manage node pools and act as the node service account (on that account only, so it cannot
-    run pools as any other account)."""
+    manage node pools of this cluster only (`cluster_condition`), read node-pool operations, and
+    act as the node service account (on that account only, so it cannot run pools as any other
+    account)."""
 
     def __init__(self, name: str, deployment: Deployment, project: str, roles: DeploymentRoles,
-                 node_service_account: pulumi.Input[str], opts: Optional[pulumi.ResourceOptions] = None):
+                 node_service_account: pulumi.Input[str], cluster_condition: dict,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:GkeDeploymentIdentity", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.email = deployment.identity.gcp_service_account
@@ -346,7 +363,11 @@ class DeploymentIdentity(pulumi.ComponentResource):
             f"{name}-authenticate", project=project, role=roles.authenticate.name, member=member, opts=child)
         if deployment.ephemeral_node_pools:
             gcp.projects.IAMMember(
-                f"{name}-node-pools", project=project, role=roles.node_pools.name, member=member, opts=child)
+                f"{name}-node-pools", project=project, role=roles.node_pools.name, member=member,
+                condition=cluster_condition, opts=child)
+            gcp.projects.IAMMember(
+                f"{name}-node-pool-operations", project=project, role=roles.node_pool_operations.name,
+                member=member, opts=child)
             gcp.serviceaccount.IAMMember(
                 f"{name}-act-as-nodes", service_account_id=node_service_account,
                 role=roles.act_as_nodes.name, member=member, opts=child)

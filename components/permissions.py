@@ -65,11 +65,18 @@ CLOUD_ACTIONS: dict[str, dict[str, CloudActions]] = {
             "gke-gcloud-auth-plugin reads the cluster to mint a token",
             ("container.clusters.get",),
         ),
-        # GKE's API: nodePools.create/delete need clusters.update, get/list need clusters.get,
-        # waiting on the returned operation needs operations.get.
+        # GKE's API: nodePools.create/delete need clusters.update, get/list need clusters.get.
+        # Granted on this cluster only, by an IAM condition on its resource name.
         "ephemeralNodePools": CloudActions(
-            "a DAG creates, waits for and deletes its own node pool",
-            ("container.clusters.get", "container.clusters.update", "container.operations.get"),
+            "a DAG creates and deletes its own node pool in this cluster",
+            ("container.clusters.get", "container.clusters.update"),
+        ),
+        # Waiting on the operation nodePools.create/delete return. Operations are named
+        # projects/<p>/locations/<l>/operations/<id>, not below the cluster, so the cluster
+        # condition cannot cover them; the permission only reads an operation's status.
+        "nodePoolOperations": CloudActions(
+            "a DAG waits for its node pool's create and delete operations",
+            ("container.operations.get",),
         ),
         "actAsNodeServiceAccount": CloudActions(
             "a new node pool runs as the cluster's node service account",

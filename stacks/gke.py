@@ -18,6 +18,7 @@ from components.gke import (
     GkeClusterArgs,
     GkeNetwork,
     NodeServiceAccount,
+    cluster_only_condition,
 )
 from config import StackConfig
 from stacks.outputs import DeploymentEndpoint, stack_outputs
@@ -64,7 +65,8 @@ def build(cfg: StackConfig, stack: str) -> dict:
     endpoints = []
     for deployment in cfg.deployments:
         identity = DeploymentIdentity(
-            f"{deployment.name}-gcp", deployment, gke.project, roles, nodes.resource_name)
+            f"{deployment.name}-gcp", deployment, gke.project, roles, nodes.resource_name,
+            cluster_only_condition(gke.project, gke.location, cluster_name))
         access = DeploymentAccess(
             deployment.name, deployment,
             # GKE names a Google service account's Kubernetes user by its email.

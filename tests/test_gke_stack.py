@@ -267,8 +267,8 @@ def test_custom_roles_hold_exactly_the_permission_table_actions(example):
     roles = {r.inputs["roleId"]: r.inputs["permissions"] for r in example.of_type(CUSTOM_ROLE)}
     assert roles == {
         "remoteKpo_kpo_gpu_prod_auth": ["container.clusters.get"],
-        "remoteKpo_kpo_gpu_prod_nodePools": [
-            "container.clusters.get", "container.clusters.update", "container.operations.get"],
+        "remoteKpo_kpo_gpu_prod_nodePools": ["container.clusters.get", "container.clusters.update"],
+        "remoteKpo_kpo_gpu_prod_nodePoolOps": ["container.operations.get"],
         "remoteKpo_kpo_gpu_prod_actAsNodes": ["iam.serviceAccounts.actAs"],
     }
 
@@ -285,10 +285,51 @@ def test_a_node_pool_managing_deployment_acts_as_the_node_account_only_on_that_a
     assert set(bindings) == {
         (PROJECT_MEMBER, "projects/acme-data-platform/roles/remoteKpo_kpo_gpu_prod_auth"),
         (PROJECT_MEMBER, "projects/acme-data-platform/roles/remoteKpo_kpo_gpu_prod_nodePools"),
+        (PROJECT_MEMBER, "projects/acme-data-platform/roles/remoteKpo_kpo_gpu_prod_nodePoolOps"),
         (SA_MEMBER, "projects/acme-data-platform/roles/remoteKpo_kpo_gpu_prod_actAsNodes"),
     }
     act_as = bindings[(SA_MEMBER, "projects/acme-data-platform/roles/remoteKpo_kpo_gpu_prod_actAsNodes")]
     assert act_as["serviceAccountId"] == f"projects/acme-data-platform/serviceAccounts/{NODE_SA}"
+
+
+def test_node_pool_rights_hold_only_on_this_cluster_by_an_iam_condition(example):
+    bindings = {b.inputs["role"].rsplit("_", 1)[1]: b.inputs for b in members_of(example, TRAINING_SA)}
+    regional = "projects/acme-data-platform/locations/us-central1/clusters/kpo-gpu-prod"
+    zonal = "projects/acme-data-platform/zones/us-central1/clusters/kpo-gpu-prod"
+    assert bindings["nodePools"]["condition"]["expression"] == (
+        f'resource.name == "{regional}" || resource.name.startsWith("{regional}/") || '
+        f'resource.name == "{zonal}" || resource.name.startsWith("{zonal}/")')
+    # Authenticating and reading operations (not named below the cluster) are unconditioned.
+    assert "condition" not in bindings["auth"] and "condition" not in bindings["nodePoolOps"]
+
+
+@pytest.mark.parametrize("resource_name, allowed", [
+    ("projects/p/locations/europe-west4-b/clusters/kpo", True),
+    ("projects/p/zones/europe-west4-b/clusters/kpo", True),
+    ("projects/p/locations/europe-west4-b/clusters/kpo/nodePools/gpu-run-42", True),
+    ("projects/p/locations/europe-west4-b/clusters/kpo-2", False),
+    ("projects/p/locations/europe-west4-b/clusters/kpo-2/nodePools/gpu", False),
+    ("projects/p/locations/europe-west4/clusters/kpo", False),
+    ("projects/other/locations/europe-west4-b/clusters/kpo", False),
+])
+def test_the_cluster_condition_admits_this_cluster_and_its_node_pools_only(resource_name, allowed):
+    expression = gke.cluster_only_condition("p", "europe-west4-b", "kpo")["expression"]
+    assert evaluate_name_condition(expression, resource_name) is allowed
+
+
+def evaluate_name_condition(expression: str, resource_name: str) -> bool:
+    """The condition's CEL, which uses only ==, startsWith and ||, evaluated in Python."""
+    terms = expression.split(" || ")
+    for term in terms:
+        if term.startswith("resource.name == "):
+            if resource_name == json.loads(term.removeprefix("resource.name == ")):
+                return True
+        elif term.startswith("resource.name.startsWith("):
+            if resource_name.startswith(json.loads(term.removeprefix("resource.name.startsWith(")[:-1])):
+                return True
+        else:
+            raise AssertionError(f"unexpected term {term}")
+    return False
 
 
 def test_no_iam_binding_outside_the_node_roles_and_the_stacks_custom_roles(example):
@@ -299,7 +340,7 @@ def test_no_iam_binding_outside_the_node_roles_and_the_stacks_custom_roles(examp
             assert binding.inputs["role"] in node_roles
         else:
             assert binding.inputs["role"] in custom, binding.name
-    assert len(example.of_type(PROJECT_MEMBER) + example.of_type(SA_MEMBER)) == 6
+    assert len(example.of_type(PROJECT_MEMBER) + example.of_type(SA_MEMBER)) == 7
 
 
 def test_no_iam_role_grants_pod_rights(example):

@@ -71,7 +71,9 @@ ServiceAccountSubject = _matching(
 Quantity = _matching(r"\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?", "a Kubernetes quantity like 500m or 2Gi")
 Cidr = Annotated[str, AfterValidator(_cidr)]
 GcpProject = _matching(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", "a Google Cloud project id")
-GcpLocation = _matching(r"[a-z]+-[a-z]+\d(-[a-z])?", "a Google Cloud region or zone like us-central1")
+# Regions end in one or two digits (us-east5, europe-west10, me-central2); a zone adds -<letter>.
+GCP_REGION = r"[a-z]+-[a-z]+\d{1,2}"
+GcpLocation = _matching(rf"{GCP_REGION}(-[a-z])?", "a Google Cloud region or zone like us-central1")
 AzureRegion = _matching(r"[a-z]+[a-z0-9]*", "an Azure region like westeurope")
 ResourceGroupName = _matching(r"[-\w.()]{1,89}[-\w()]", "an Azure resource group name")
 KubernetesMinor = _matching(r"1\.\d{2}", "a Kubernetes minor version like 1.34")

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.permissions import CLOUD_ACTIONS
-from config import Deployment, GkeConfig, GpuPool, NodePool
+from config import GCP_REGION, Deployment, GkeConfig, GpuPool, NodePool
 
 # A new VPC's subnetwork: nodes, and the secondary ranges that make the cluster VPC-native.
 NODES_CIDR = "10.0.0.0/20"
@@ -58,7 +58,7 @@ ACT_AS_NODES = ("actAsNodes", "actAsNodeServiceAccount")
 
 def region_of(location: str) -> str:
     """us-central1 for us-central1 or us-central1-a: networks are regional, clusters need not be."""
-    match = re.fullmatch(r"([a-z]+-[a-z]+\d)(-[a-z])?", location)
+    match = re.fullmatch(rf"({GCP_REGION})(-[a-z])?", location)
     if not match:
         raise ValueError(f"not a Google Cloud region or zone: {location}")
     return match.group(1)

@@ -153,6 +153,8 @@ BAD_INPUT = [
     ("bad CIDR", variant("gke", gke={"project": "my-project", "location": "us-central1",
                                      "masterAuthorizedNetworks": ["10.0.0.1/8"]}),
      "remote-kpo:gke.masterAuthorizedNetworks[0]: not a CIDR block like 203.0.113.0/24"),
+    ("gcp location with three digits", variant("gke", gke={"project": "my-project", "location": "europe-west100"}),
+     "remote-kpo:gke.location: not a Google Cloud region or zone like us-central1"),
     ("unknown top-level key", variant("existing", clusterNmae="x"), "remote-kpo:clusterNmae: unknown key"),
     ("unknown nested key", variant("existing", deployments=[{"name": "a", "qouta": {"cpu": "1"}}]),
      "remote-kpo:deployments[0].qouta: unknown key"),

@@ -441,8 +441,14 @@ def test_bad_gke_config_stops_before_any_resource_is_registered():
     assert mocks.resources == []
 
 
-@pytest.mark.parametrize("location, region", [("us-central1", "us-central1"), ("europe-west4-b", "europe-west4")])
-def test_region_of_a_region_or_zone(location, region):
+@pytest.mark.parametrize("location, region", [
+    ("us-central1", "us-central1"), ("europe-west4-b", "europe-west4"), ("europe-west10", "europe-west10"),
+    ("europe-west12-c", "europe-west12"), ("us-east5", "us-east5"), ("me-central2-a", "me-central2"),
+    ("northamerica-northeast2", "northamerica-northeast2"), ("europe-west10-a", "europe-west10"),
+])
+def test_config_accepts_current_region_and_zone_shapes_and_region_of_agrees(location, region):
+    assert config.load({"cloud": "gke", "gke": {"project": "acme-data", "location": location},
+                        "deployments": [{"name": "a", "identity": {"gcpServiceAccount": ANALYTICS_SA}}]}).gke.location == location
     assert gke.region_of(location) == region
 
 

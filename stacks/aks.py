@@ -15,9 +15,16 @@ from config import StackConfig
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 
+def _warn_public_endpoint(cfg: StackConfig) -> None:
+    if not cfg.aks.authorized_ip_ranges:
+        pulumi.log.warn("remote-kpo:aks.authorizedIpRanges is empty: the cluster's public endpoint "
+                        "accepts connections from any address (requests still need Entra ID credentials)")
+
+
 def build(cfg: StackConfig, stack: str) -> dict:
     aks = cfg.aks
     cluster_name = cfg.resolved_cluster_name(stack)
+    _warn_public_endpoint(cfg)
     cluster = AksCluster(
         "aks",
         cluster_name=cluster_name,

@@ -32,9 +32,18 @@ def provider_kubeconfig(cluster_name: str, server: str, ca_data: str) -> str:
         user_name=f"{cluster_name}-pulumi", user=kc.gke_user()))
 
 
+def _warn_public_endpoint(cfg: StackConfig) -> None:
+    # The endpoint stays public (Astro reaches it); without authorized networks GKE admits any
+    # address to it.
+    if not cfg.gke.master_authorized_networks:
+        pulumi.log.warn("remote-kpo:gke.masterAuthorizedNetworks is empty: the cluster's public endpoint "
+                        "accepts connections from any address (requests still need Google credentials)")
+
+
 def build(cfg: StackConfig, stack: str) -> dict:
     gke = cfg.gke
     cluster_name = cfg.resolved_cluster_name(stack)
+    _warn_public_endpoint(cfg)
 
     if gke.network:
         # The platform's own network: GKE picks (or creates) the secondary ranges, and NAT

@@ -343,6 +343,18 @@ def test_dockerfile_installs_the_azure_cli_kubectl_and_kubelogin(example):
     assert "az aks install-cli" in example.outputs["dockerfile"]
 
 
+def test_an_endpoint_open_to_any_address_is_warned_about_and_an_authorized_one_is_not():
+    def warnings_of(raw: dict, stack: str) -> list[str]:
+        with mock.patch.object(pulumi.log, "warn") as warn:
+            run(raw, stack)
+        return [call.args[0] for call in warn.call_args_list]
+
+    assert warnings_of(MINIMAL, "staging") == [
+        "remote-kpo:aks.authorizedIpRanges is empty: the cluster's public endpoint accepts "
+        "connections from any address (requests still need Entra ID credentials)"]
+    assert warnings_of(stack_config("aks"), "aks") == []
+
+
 def test_a_system_pool_that_scales_to_zero_stops_before_any_resource():
     mocks = AzureMocks()
     with pytest.raises(pulumi.RunError) as caught:

@@ -1,6 +1,7 @@
 """The gke stack under Pulumi mocks: network, cluster, node pools, IAM, RBAC and outputs."""
 
 import json
+from unittest import mock
 
 import pulumi
 import pytest
@@ -427,6 +428,21 @@ def test_first_kubeconfig_and_dockerfile_for_the_auth_plugin(example):
     dockerfile = example.outputs["dockerfile"]
     assert "apt-get install -y google-cloud-cli google-cloud-cli-gke-gcloud-auth-plugin" in dockerfile
     assert dockerfile.startswith("USER root\n") and dockerfile.endswith("USER astro\n")
+
+
+# ---- warnings -----------------------------------------------------------------------------
+
+def warnings_of(raw: dict, stack: str) -> list[str]:
+    with mock.patch.object(pulumi.log, "warn") as warn:
+        run_gke(raw, stack=stack)
+    return [call.args[0] for call in warn.call_args_list]
+
+
+def test_an_endpoint_open_to_any_address_is_warned_about_and_an_authorized_one_is_not():
+    assert warnings_of(PLAIN, "sandbox") == [
+        "remote-kpo:gke.masterAuthorizedNetworks is empty: the cluster's public endpoint accepts "
+        "connections from any address (requests still need Google credentials)"]
+    assert warnings_of(stack_config("gke"), "gke") == []
 
 
 # ---- bad input and names ----------------------------------------------------------------

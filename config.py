@@ -97,6 +97,10 @@ class GkeConfig(Model):
     master_authorized_networks: list[Cidr] = []
     private_nodes: bool = True
     deletion_protection: bool = True
+    # How this program's own Kubernetes provider gets its token from gke-gcloud-auth-plugin:
+    # gcloud (a person's `gcloud auth login`) or adc (application default credentials, e.g.
+    # CI with GOOGLE_APPLICATION_CREDENTIALS and no gcloud login).
+    login: Literal["gcloud", "adc"] = "gcloud"
 
     @model_validator(mode="after")
     def _subnetwork_needs_network(self):

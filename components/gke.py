@@ -14,6 +14,7 @@ from typing import Optional
 import pulumi
 import pulumi_gcp as gcp
 
+from components import kubeconfig as kc
 from components.permissions import CLOUD_ACTIONS
 from config import GCP_REGION, Deployment, GkeConfig, GpuPool, NodePool
 
@@ -97,6 +98,16 @@ def cluster_only_condition(project: str, location: str, cluster_name: str) -> di
     return {"title": f"only cluster {cluster_name}"[:100],
             "description": "node pools of this remote-kpo cluster only",
             "expression": expression}
+
+
+def provider_user(login: str) -> dict:
+    """The exec user of this program's own Kubernetes provider (exported kubeconfigs keep the
+    plugin's default, the Astro Deployment's gcloud identity). `adc`: the plugin's
+    --use_application_default_credentials (kubernetes/cloud-provider-gcp,
+    cmd/gke-gcloud-auth-plugin/cred.go) mints the token from application default credentials,
+    with no gcloud login."""
+    args = ["--use_application_default_credentials"] if login == "adc" else []
+    return kc.exec_user("gke-gcloud-auth-plugin", args, provide_cluster_info=True)
 
 
 def custom_role_permissions(purpose: str) -> list[str]:

@@ -19,17 +19,18 @@ from components.gke import (
     GkeNetwork,
     NodeServiceAccount,
     cluster_only_condition,
+    provider_user,
 )
 from config import StackConfig
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 
-def provider_kubeconfig(cluster_name: str, server: str, ca_data: str) -> str:
-    """The program's own kubeconfig: the same exec plugin, run with the operator's gcloud
-    credentials; no token is stored in state."""
+def provider_kubeconfig(cluster_name: str, server: str, ca_data: str, login: str) -> str:
+    """The program's own kubeconfig: the same exec plugin, run with the credentials of whoever
+    runs `pulumi up` (gke.login); no token is stored in state."""
     return kc.to_json(kc.kubeconfig(
         cluster_name=cluster_name, server=server, ca_data=ca_data, namespace="default",
-        user_name=f"{cluster_name}-pulumi", user=kc.gke_user()))
+        user_name=f"{cluster_name}-pulumi", user=provider_user(login)))
 
 
 def _warn_public_endpoint(cfg: StackConfig) -> None:
@@ -63,7 +64,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
     provider = k8s.Provider(
         "gke-cluster",
         kubeconfig=pulumi.Output.all(cluster.endpoint, cluster.ca_certificate).apply(
-            lambda args: provider_kubeconfig(cluster_name, args[0], args[1])),
+            lambda args: provider_kubeconfig(cluster_name, args[0], args[1], gke.login)),
         # A changed endpoint or CA must not replace every namespaced object.
         cluster_identifier=cluster_name,
     )

@@ -155,6 +155,8 @@ BAD_INPUT = [
      "remote-kpo:gke.masterAuthorizedNetworks[0]: not a CIDR block like 203.0.113.0/24"),
     ("gcp location with three digits", variant("gke", gke={"project": "my-project", "location": "europe-west100"}),
      "remote-kpo:gke.location: not a Google Cloud region or zone like us-central1"),
+    ("unknown gke login", variant("gke", gke={"project": "my-project", "location": "us-central1", "login": "sa-key"}),
+     "remote-kpo:gke.login: must be one of 'gcloud' or 'adc'"),
     ("unknown top-level key", variant("existing", clusterNmae="x"), "remote-kpo:clusterNmae: unknown key"),
     ("unknown nested key", variant("existing", deployments=[{"name": "a", "qouta": {"cpu": "1"}}]),
      "remote-kpo:deployments[0].qouta: unknown key"),

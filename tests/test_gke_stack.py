@@ -381,6 +381,15 @@ def test_provider_reaches_the_new_cluster_through_the_exec_plugin(example):
     assert doc["users"][0]["user"] == GKE_EXEC_USER
 
 
+def test_gke_login_adc_makes_the_programs_plugin_use_application_default_credentials_only():
+    run = run_gke(PLAIN | {"gke": PLAIN["gke"] | {"login": "adc"}}, stack="sandbox")
+    (provider,) = run.of_type("pulumi:providers:kubernetes")
+    user = json.loads(provider.inputs["kubeconfig"])["users"][0]["user"]
+    assert user == {"exec": {**GKE_EXEC_USER["exec"], "args": ["--use_application_default_credentials"]}}
+    # Exported kubeconfigs run as the Astro Deployment's own identity, as before.
+    assert json.loads(run.outputs["kubeconfig"])["users"][0]["user"] == GKE_EXEC_USER
+
+
 def test_every_kubernetes_object_goes_through_the_gke_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
     # 2 x (Namespace, Role, RoleBinding) + analytics' LimitRange and ResourceQuota

@@ -88,6 +88,13 @@ class Model(BaseModel):
     )
 
 
+def _slash_28(value: str) -> str:
+    prefix = ipaddress.ip_network(value).prefixlen
+    if prefix != 28:
+        raise PydanticCustomError("format", f"/{prefix}: GKE takes a /28 for the control plane")
+    return value
+
+
 class GkeConfig(Model):
     project: GcpProject
     location: GcpLocation
@@ -96,6 +103,9 @@ class GkeConfig(Model):
     release_channel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] = "REGULAR"
     master_authorized_networks: list[Cidr] = []
     private_nodes: bool = True
+    # With private nodes, the control plane's internal range in the legacy VPC-peering mode.
+    # Unset (the default): GKE's Private Service Connect mode, which needs no range.
+    control_plane_cidr: Optional[Annotated[Cidr, AfterValidator(_slash_28)]] = None
     deletion_protection: bool = True
     # How this program's own Kubernetes provider gets its token from gke-gcloud-auth-plugin:
     # gcloud (a person's `gcloud auth login`) or adc (application default credentials, e.g.
@@ -106,6 +116,8 @@ class GkeConfig(Model):
     def _subnetwork_needs_network(self):
         if self.subnetwork and not self.network:
             raise _at("network", "required when subnetwork is set")
+        if self.control_plane_cidr and not self.private_nodes:
+            raise _at("controlPlaneCidr", "only with privateNodes: true")
         return self
 
 

@@ -24,9 +24,6 @@ PODS_RANGE = "pods"
 PODS_CIDR = "10.4.0.0/14"
 SERVICES_RANGE = "services"
 SERVICES_CIDR = "10.8.0.0/20"
-# The control plane's range when nodes are private (a /28 outside the ranges above). The GCP
-# provider requires one whenever private nodes are on.
-CONTROL_PLANE_CIDR = "172.16.0.0/28"
 
 # Roles of the node service account. roles/container.defaultNodeServiceAccount is Google's
 # least-privilege role for GKE nodes and the one GKE checks for (logs, metrics, the HPA
@@ -125,12 +122,22 @@ def master_authorized_networks(cidrs: list[str]) -> Optional[dict]:
     }
 
 
-def private_cluster_config(private_nodes: bool) -> dict:
-    """Nodes without public IPs; the endpoint stays public so Astro can reach it."""
+def private_cluster_config(private_nodes: bool, control_plane_cidr: Optional[str]) -> Optional[dict]:
+    """Nodes without public IPs; the endpoint stays public so Astro can reach it.
+
+    Without a control-plane range GKE uses Private Service Connect: no range to reserve or to
+    collide on a shared network (GKE docs, how-to/alias-ips: with enable-private-nodes the
+    master-ipv4-cidr and private-endpoint-subnetwork flags are optional, and the internal
+    endpoint takes an address from the cluster's subnetwork); the provider dropped its
+    requirement of one (terraform-provider-google#20191, fixed in 6.11). With private nodes
+    off the block is omitted, as the provider's docs recommend.
+    """
     if not private_nodes:
-        return {"enable_private_nodes": False, "enable_private_endpoint": False}
-    return {"enable_private_nodes": True, "enable_private_endpoint": False,
-            "master_ipv4_cidr_block": CONTROL_PLANE_CIDR}
+        return None
+    config = {"enable_private_nodes": True, "enable_private_endpoint": False}
+    if control_plane_cidr:
+        config["master_ipv4_cidr_block"] = control_plane_cidr
+    return config
 
 
 def pool_autoscaling(pool: NodePool, location_policy: str) -> dict:
@@ -283,7 +290,7 @@ class GkeCluster(pulumi.ComponentResource):
             node_config=node_config(args.system_pool.machine_type, args.node_service_account),
             release_channel={"channel": gke.release_channel},
             workload_identity_config={"workload_pool": workload_pool(gke.project)},
-            private_cluster_config=private_cluster_config(gke.private_nodes),
+            private_cluster_config=private_cluster_config(gke.private_nodes, gke.control_plane_cidr),
             master_authorized_networks_config=master_authorized_networks(gke.master_authorized_networks),
             # No client certificate (a local account RBAC cannot revoke) and no legacy ABAC.
             master_auth={"client_certificate_config": {"issue_client_certificate": False}},

@@ -155,6 +155,12 @@ BAD_INPUT = [
      "remote-kpo:gke.masterAuthorizedNetworks[0]: not a CIDR block like 203.0.113.0/24"),
     ("gcp location with three digits", variant("gke", gke={"project": "my-project", "location": "europe-west100"}),
      "remote-kpo:gke.location: not a Google Cloud region or zone like us-central1"),
+    ("gke control plane range not a /28", variant("gke", gke={"project": "my-project", "location": "us-central1",
+                                                             "controlPlaneCidr": "172.16.0.0/24"}),
+     "remote-kpo:gke.controlPlaneCidr: /24: GKE takes a /28 for the control plane"),
+    ("gke control plane range with public nodes", variant("gke", gke={
+        "project": "my-project", "location": "us-central1", "privateNodes": False, "controlPlaneCidr": "172.16.0.0/28"}),
+     "remote-kpo:gke.controlPlaneCidr: only with privateNodes: true"),
     ("unknown gke login", variant("gke", gke={"project": "my-project", "location": "us-central1", "login": "sa-key"}),
      "remote-kpo:gke.login: must be one of 'gcloud' or 'adc'"),
     ("unknown top-level key", variant("existing", clusterNmae="x"), "remote-kpo:clusterNmae: unknown key"),

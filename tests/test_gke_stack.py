@@ -162,8 +162,8 @@ def test_cluster_is_regional_with_default_pool_removed_release_channel_and_workl
 
 def test_nodes_are_private_and_the_public_endpoint_admits_only_authorized_networks(example):
     (cluster,) = example.of_type(CLUSTER)
-    assert cluster.inputs["privateClusterConfig"] == {
-        "enablePrivateNodes": True, "enablePrivateEndpoint": False, "masterIpv4CidrBlock": "172.16.0.0/28"}
+    # No control-plane range: GKE's Private Service Connect mode, nothing to collide with.
+    assert cluster.inputs["privateClusterConfig"] == {"enablePrivateNodes": True, "enablePrivateEndpoint": False}
     assert cluster.inputs["masterAuthorizedNetworksConfig"] == {
         "cidrBlocks": [
             {"cidrBlock": "203.0.113.10/32", "displayName": "authorized-0"},
@@ -172,6 +172,13 @@ def test_nodes_are_private_and_the_public_endpoint_admits_only_authorized_networ
         ],
         "gcpPublicCidrsAccessEnabled": False,
     }
+
+
+def test_a_configured_control_plane_range_selects_the_vpc_peering_mode():
+    raw = stack_config("gke") | {"gke": stack_config("gke")["gke"] | {"controlPlaneCidr": "10.200.0.16/28"}}
+    (cluster,) = run_gke(raw).of_type(CLUSTER)
+    assert cluster.inputs["privateClusterConfig"] == {
+        "enablePrivateNodes": True, "enablePrivateEndpoint": False, "masterIpv4CidrBlock": "10.200.0.16/28"}
 
 
 def test_cluster_has_shielded_nodes_deletion_protection_and_no_client_certificate(example):
@@ -187,7 +194,8 @@ def test_zonal_public_cluster_without_protection_follows_its_config(plain):
     assert cluster.inputs["location"] == "europe-west4-b"
     assert cluster.inputs["releaseChannel"] == {"channel": "STABLE"}
     assert cluster.inputs["deletionProtection"] is False
-    assert cluster.inputs["privateClusterConfig"] == {"enablePrivateNodes": False, "enablePrivateEndpoint": False}
+    # Public nodes: no private cluster block at all.
+    assert "privateClusterConfig" not in cluster.inputs
     assert "masterAuthorizedNetworksConfig" not in cluster.inputs
     assert cluster.inputs["workloadIdentityConfig"] == {"workloadPool": "acme-sandbox.svc.id.goog"}
 

@@ -15,6 +15,7 @@ import yaml
 from pulumi_azure_native import authorization, containerservice, managedidentity, resources
 
 from components import kubeconfig as kc
+from components import names
 from components.permissions import CLOUD_ACTIONS
 from config import AksConfig, Deployment, GpuPool, NodePool
 
@@ -25,6 +26,9 @@ GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
 # equal to what Azure reports (no diff on refresh), and tells DAG authors to tolerate it.
 SPOT_TAINT = "kubernetes.azure.com/scalesetpriority=spot:NoSchedule"
 GPU_LABELS = {"remote-kpo/gpu": "true"}
+# A user-assigned identity's name: 3-128 characters (Azure resource naming rules); a
+# cluster (40) and a Deployment name (63) always fit, the cut is a guard.
+MANAGED_IDENTITY_NAME_MAX = 128
 # The audience Entra ID requires on a federated token it exchanges (seed 002).
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 
@@ -187,7 +191,7 @@ class AksDeploymentIdentity(pulumi.ComponentResource):
         self.identity = managedidentity.UserAssignedIdentity(
             f"{name}-identity",
             resource_group_name=cluster.resource_group.name,
-            resource_name_=f"{cluster.cluster_name}-{deployment.name}",
+            resource_name_=names.fit(f"{cluster.cluster_name}-{deployment.name}", MANAGED_IDENTITY_NAME_MAX),
             location=cluster.location,
             opts=child,
         )

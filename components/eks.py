@@ -13,10 +13,12 @@ import pulumi
 import pulumi_aws as aws
 
 from components import kubeconfig as kc
+from components import names
 from components.permissions import CLOUD_ACTIONS
 from config import Deployment, GpuPool, NodePool
 
 POLICY_VERSION = "2012-10-17"
+IAM_ROLE_NAME_MAX = 64
 
 # Seed 004's node role policies, and the one EKS documents for the cluster role.
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
@@ -71,6 +73,12 @@ def nodegroup_arn_pattern(cluster_arn: str) -> str:
     if not sep:
         raise ValueError(f"not an EKS cluster ARN: {cluster_arn}")
     return f"{prefix}:nodegroup/{cluster_name}/*/*"
+
+
+def access_role_logical_name(name: str) -> str:
+    """`<Deployment>-access-role`, cut so that the IAM role name Pulumi makes from it (plus a
+    random suffix) fits IAM's 64 characters: a 63-character Deployment name would not."""
+    return names.fit(f"{name}-access-role", IAM_ROLE_NAME_MAX - names.AUTONAME_SUFFIX)
 
 
 def kubernetes_group(deployment_name: str) -> str:
@@ -408,7 +416,7 @@ class EksDeploymentIdentity(pulumi.ComponentResource):
         deployment = args.deployment
 
         self.role = aws.iam.Role(
-            f"{name}-access-role",
+            access_role_logical_name(name),
             assume_role_policy=json.dumps(deployment_trust_policy(deployment.identity.aws_role_arn)),
             description=f"remote-kpo: Astro Deployment {deployment.name} on EKS", opts=child)
         if deployment.ephemeral_node_pools:

@@ -6,7 +6,6 @@ Pod rights never come from IAM here: a Deployment's service account may only aut
 (components/access.py).
 """
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -15,6 +14,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components import kubeconfig as kc
+from components import names
 from components.permissions import CLOUD_ACTIONS
 from config import GCP_REGION, Deployment, GkeConfig, GpuPool, NodePool
 
@@ -41,6 +41,9 @@ NODE_OAUTH_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 # GPU nodes repel every pod that does not tolerate the taint; DAGs select them by the label.
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
 GPU_LABELS = {"remote-kpo/gpu": "true"}
+# IAM limits: service account ids 6-30 characters, custom role ids at most 64.
+SERVICE_ACCOUNT_ID_MAX = 30
+CUSTOM_ROLE_ID_MAX = 64
 # GCP resource labels (not Kubernetes labels) on everything that takes them.
 RESOURCE_LABELS = {"managed-by": "remote-kpo"}
 
@@ -72,16 +75,13 @@ def service_account_member(email: str) -> str:
 
 def node_service_account_id(cluster_name: str) -> str:
     """`<cluster>-nodes`, shortened with a hash to the 30 characters an account id allows."""
-    account_id = f"{cluster_name}-nodes"
-    if len(account_id) <= 30:
-        return account_id
-    digest = hashlib.sha256(cluster_name.encode()).hexdigest()[:4]
-    return f"{cluster_name[:19].rstrip('-')}-{digest}-nodes"
+    return names.fit(cluster_name, SERVICE_ACCOUNT_ID_MAX, suffix="-nodes", digest_length=4)
 
 
 def custom_role_id(cluster_name: str, suffix: str) -> str:
     """A project custom role id ([a-zA-Z0-9_.], at most 64) unique to this cluster."""
-    return f"remoteKpo_{cluster_name.replace('-', '_')}_{suffix}"
+    return names.fit(f"remoteKpo_{cluster_name.replace('-', '_')}", CUSTOM_ROLE_ID_MAX,
+                     suffix=f"_{suffix}", separator="_")
 
 
 def cluster_only_condition(project: str, location: str, cluster_name: str) -> dict:

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from realenv import Pulumi, copy_project, script_env  # noqa: E402
+from realenv import Pulumi, backend_url, copy_project, script_env  # noqa: E402
 
 AIRFLOW_PYTHON = ROOT / ".venv-airflow" / "bin" / "python"
 KPO_DAGS = ROOT / "tests" / "e2e" / "kpo_dags"
@@ -52,7 +52,7 @@ def cluster_base(work: Path) -> dict:
 def dev_stack_outputs(env: dict, work: Path) -> dict:
     project = copy_project(work / "project")
     (work / "state").mkdir()
-    cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": f"file://{work / 'state'}"})
+    cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": backend_url(work / "state")})
     cli.run("stack", "init", "dev")
     cli.run("up", "--yes", "--stack", "dev")
     return cli.outputs("dev")

@@ -17,13 +17,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from realenv import (FAULTS_API_PORT as API_PORT, FAULTS_ETCD_PEER_PORT as ETCD_PEER_PORT,
-                     FAULTS_ETCD_PORT as ETCD_PORT, ROOT, Pulumi, copy_project, script_env)
+                     FAULTS_ETCD_PORT as ETCD_PORT, ROOT, Pulumi, backend_url, copy_project,
+                     script_env)
 
 STACK = "faults"
 DEPLOYMENTS = 20
@@ -128,9 +128,22 @@ def kill_session(sid: int) -> None:
                 pass
 
 
+def programs_of(project: Path) -> list[int]:
+    """Pids of Python programs the language host runs for `project` (pulumi-language-python-exec)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(b"pulumi-language-python-exec") for arg in argv) and f"--pwd\0{project}".encode() in b"\0".join(argv):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
 def start_cluster(env: dict) -> None:
-    """scripts/local-cluster up, tried again if a port is briefly taken: these ports lie in the
-    kernel's ephemeral range, so an outgoing connection may hold one for a moment."""
+    """scripts/local-cluster up, tried again if a port is briefly taken (a second cluster may
+    be starting or stopping beside this one)."""
     for _ in range(3):
         result = subprocess.run([str(ROOT / "scripts/local-cluster"), "up"], env=env, capture_output=True,
                                 text=True, timeout=300)
@@ -153,9 +166,7 @@ def faults(tmp_path_factory) -> Faults:
     start_cluster(base)
     try:
         env = script_env(base)
-        # The project's backend URL (scripts/env.sh), options included, on this module's folder.
-        query = urlsplit(env["PULUMI_BACKEND_URL"]).query
-        env["PULUMI_BACKEND_URL"] = f"file://{state}" + (f"?{query}" if query else "")
+        env["PULUMI_BACKEND_URL"] = backend_url(state)
         cli = Pulumi(project, env)
         cli.write_stack(STACK, faults_config())
         yield Faults(cli, env, cluster_dir, state)
@@ -280,17 +291,10 @@ def test_up_killed_mid_way_says_the_stack_is_locked_and_converges_after_the_docu
     # `make dev` again is refused.
     refused = faults.pulumi("up", "--refresh", "--yes", check=False)
     assert refused.returncode != 0
-    # Recovery, step 1: if the kill hit the file backend while it rewrote the checkpoint's
-    # metadata sidecar (`<stack>.json.attrs`, truncated then written, without a rename), every
-    # command fails to read the stack; the checkpoint itself is the last complete one.
-    emptied = [path for path in faults.state.rglob("*.json.attrs") if path.stat().st_size == 0]
-    if any(path.name == f"{STACK}.json.attrs" for path in emptied):
-        assert "error: failed to load checkpoint: EOF" in refused.stdout + refused.stderr
-    if emptied:
-        for path in emptied:
-            path.unlink()
-        refused = faults.pulumi("up", "--refresh", "--yes", check=False)
-    # Otherwise, or then: refused for the dead process's lock, named with the command that clears it.
+    # The backend keeps no metadata sidecars (`?metadata=skip`): a kill mid-write once left an empty
+    # `<stack>.json.attrs`, and every later command failed with `failed to load checkpoint: EOF`.
+    assert not list(faults.state.rglob("*.attrs"))
+    # Refused for the dead process's lock, named with the command that clears it.
     message = refused.stdout + refused.stderr
     assert refused.returncode != 0
     assert "the stack is currently locked by 1 lock(s)" in message, message
@@ -302,6 +306,28 @@ def test_up_killed_mid_way_says_the_stack_is_locked_and_converges_after_the_docu
 
     # Steps 2 to 4: drop the lock, forget the creates that were never confirmed (every object has a
     # fixed name, so the next up adopts any the interrupted one made), `make dev`.
+    faults.pulumi("cancel", "--yes")
+    faults.pulumi("refresh", "--yes", "--clear-pending-creates")
+    faults.pulumi("up", "--refresh", "--yes")
+    assert_converged(faults, baseline)
+
+
+def test_a_killed_cli_leaves_no_program_running(faults, baseline):
+    faults.wipe_stack()
+    running = faults.start_up()
+    running.wait_for_first_namespace()
+    assert programs_of(faults.cli.cwd), "the program is not running mid-up"
+    # Only the CLI, as the OOM killer or `kill -9 <pid>` would: its language host notices it has
+    # been orphaned and ends the program it started.
+    os.kill(running.process.pid, signal.SIGKILL)
+    running.finish()
+    deadline = time.monotonic() + 15
+    while programs_of(faults.cli.cwd) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    left = programs_of(faults.cli.cwd)
+    kill_session(running.process.pid)
+    assert not left, f"programs outlived the killed CLI: {left}"
+
     faults.pulumi("cancel", "--yes")
     faults.pulumi("refresh", "--yes", "--clear-pending-creates")
     faults.pulumi("up", "--refresh", "--yes")

@@ -3,7 +3,7 @@
     .venv/bin/python bench/kpo.py [--parallel 20] [--repeat 5]
 
 Brings up a private local cluster (with kwok's fake node; ports from REMOTE_KPO_APISERVER_PORT,
-REMOTE_KPO_ETCD_PORT, REMOTE_KPO_ETCD_PEER_PORT, default 46443/43790/43800, never the dev or test
+REMOTE_KPO_ETCD_PORT, REMOTE_KPO_ETCD_PEER_PORT, default 24443/24379/24380, never the dev or test
 cluster's), applies the dev stack to it with the real Pulumi engine, then runs the DAGs of
 tests/e2e/kpo_dags/dags/ in Airflow (.venv-airflow, sqlite, `dag.test()`) with only the AIRFLOW_CONN_*
 variables of the `airflowConnections` output, against the `analytics` Deployment. Prints a table;
@@ -44,9 +44,9 @@ CONN = "kpo_analytics"
 def cluster_base(work: Path) -> dict:
     return {**os.environ,
             "REMOTE_KPO_CLUSTER_DIR": str(work / "cluster"),
-            "REMOTE_KPO_APISERVER_PORT": os.environ.get("REMOTE_KPO_APISERVER_PORT", "46443"),
-            "REMOTE_KPO_ETCD_PORT": os.environ.get("REMOTE_KPO_ETCD_PORT", "43790"),
-            "REMOTE_KPO_ETCD_PEER_PORT": os.environ.get("REMOTE_KPO_ETCD_PEER_PORT", "43800")}
+            "REMOTE_KPO_APISERVER_PORT": os.environ.get("REMOTE_KPO_APISERVER_PORT", "24443"),
+            "REMOTE_KPO_ETCD_PORT": os.environ.get("REMOTE_KPO_ETCD_PORT", "24379"),
+            "REMOTE_KPO_ETCD_PEER_PORT": os.environ.get("REMOTE_KPO_ETCD_PEER_PORT", "24380")}
 
 
 def dev_stack_outputs(env: dict, work: Path) -> dict:

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from realenv import backend_url, copy_project  # noqa: E402
 
 # Private ports, apart from `make dev` (26443) and the e2e session (16443).
-DEFAULT_PORTS = {"REMOTE_KPO_APISERVER_PORT": "56443", "REMOTE_KPO_ETCD_PORT": "53790",
-                 "REMOTE_KPO_ETCD_PEER_PORT": "53800"}
+DEFAULT_PORTS = {"REMOTE_KPO_APISERVER_PORT": "25443", "REMOTE_KPO_ETCD_PORT": "25379",
+                 "REMOTE_KPO_ETCD_PEER_PORT": "25380"}
 STACK = "bench"
 
 

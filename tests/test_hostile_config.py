@@ -47,7 +47,7 @@ VALID = {
             "gpuPool": {"enabled": True, "accelerator": {"type": "nvidia-tesla-t4", "count": 1}},
             "deployments": [{"name": "a", "identity": {"gcpServiceAccount": GSA}, "ephemeralNodePools": True}]},
     "eks": {"cloud": "eks", "eks": {"region": "us-east-1", "vpcCidr": "10.1.0.0/16", "version": "1.34"},
-            "systemPool": {"minNodes": 1, "maxNodes": 3},
+            "gpuPool": {"enabled": True, "maxNodes": 3, "accelerator": {"count": 1}},
             "deployments": [{"name": "a", "identity": {"awsRoleArn": ROLE}}]},
     "aks": {"cloud": "aks", "aks": {"location": "westeurope", "tenantId": TENANT, "adminGroupObjectIds": [TENANT]},
             "deployments": [{"name": "a", "identity": {"azure": AZURE}}]},

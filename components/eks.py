@@ -241,10 +241,11 @@ class EksCluster(pulumi.ComponentResource):
     access entries only (the creator as admin), private plus limited public endpoint, KMS
     envelope encryption of Secrets, audit and authenticator logs.
 
-    Instance metadata: Auto Mode launches its nodes as EC2 managed instances with IMDSv2
-    required and a hop limit of 1, so a pod (one hop further) cannot read the node role's
-    credentials; the NodeClass has no setting to change it, and AWS owns the instances ("Security
-    considerations for Amazon EKS Auto Mode", https://docs.aws.amazon.com/eks/latest/userguide/auto-security.html).
+    Instance metadata: Auto Mode enforces IMDSv2 with a hop limit of 1 on its nodes, so a pod
+    (one hop further) cannot read the node role's credentials; only a hostNetwork pod could,
+    which Pod Security baseline refuses. The NodeClass has no setting to change it ("Learn about
+    Amazon EKS Auto Mode Managed instances", Instance Metadata Service,
+    https://docs.aws.amazon.com/eks/latest/userguide/automode-learn-instances.html).
     """
 
     def __init__(self, name: str, args: EksClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):

@@ -62,7 +62,7 @@ KNOWN_KEYS = sorted({
     "name", "namespace", "xcom", "identity", "ephemeralNodePools", "podDefaults", "quota",
     "gcpServiceAccount", "awsRoleArn", "azure", "issuer", "subject", "project", "location",
     "network", "subnetwork", "privateNodes", "deletionProtection", "region", "vpcCidr", "subnetIds",
-    "machineType", "minNodes", "maxNodes", "enabled", "accelerator", "type", "count", "spot",
+    "machineType", "minNodes", "maxNodes", "enabled", "accelerator", "type", "count", "spot", "zones",
     "cpu", "memory", "gpu", "pods", "requests", "limits", "kubeconfig", "context", "server",
     "tenantId", "adminGroupObjectIds", "login", "resourceGroup", "releaseChannel",
 })

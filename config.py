@@ -284,7 +284,7 @@ class StackConfig(Model):
 
     @model_validator(mode="after")
     def _pool_defaults(self):
-        self._check_pool_keys_of_other_clouds()
+        self._check_pools_per_cloud()
         if self.cloud == "existing":
             if self.gpu_pool.enabled:
                 raise _at("gpuPool.enabled", "node pools are not managed on an existing cluster")
@@ -303,8 +303,9 @@ class StackConfig(Model):
                 self.gpu_pool = self.gpu_pool.model_copy(update={"machine_type": GPU_MACHINE_TYPE[self.cloud]})
         return self
 
-    def _check_pool_keys_of_other_clouds(self) -> None:
-        """Pool keys a cloud has no use for are errors, not silently ignored."""
+    def _check_pools_per_cloud(self) -> None:
+        """Pool keys a cloud has no use for are errors, not silently ignored; GPU zones lie in the
+        cluster's region."""
         system_keys = [to_camel(key) for key in NodePool.model_fields if key in self.system_pool.model_fields_set]
         if self.cloud == "eks" and system_keys:
             raise _at(f"systemPool.{system_keys[0]}",

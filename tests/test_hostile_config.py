@@ -47,7 +47,7 @@ VALID = {
             "gpuPool": {"enabled": True, "accelerator": {"type": "nvidia-tesla-t4", "count": 1}},
             "deployments": [{"name": "a", "identity": {"gcpServiceAccount": GSA}, "ephemeralNodePools": True}]},
     "eks": {"cloud": "eks", "eks": {"region": "us-east-1", "vpcCidr": "10.1.0.0/16", "version": "1.34"},
-            "systemPool": {"minNodes": 1, "maxNodes": 3},
+            "gpuPool": {"enabled": True, "maxNodes": 3, "accelerator": {"count": 1}},
             "deployments": [{"name": "a", "identity": {"awsRoleArn": ROLE}}]},
     "aks": {"cloud": "aks", "aks": {"location": "westeurope", "tenantId": TENANT, "adminGroupObjectIds": [TENANT]},
             "deployments": [{"name": "a", "identity": {"azure": AZURE}}]},
@@ -62,7 +62,7 @@ KNOWN_KEYS = sorted({
     "name", "namespace", "xcom", "identity", "ephemeralNodePools", "podDefaults", "quota",
     "gcpServiceAccount", "awsRoleArn", "azure", "issuer", "subject", "project", "location",
     "network", "subnetwork", "privateNodes", "deletionProtection", "region", "vpcCidr", "subnetIds",
-    "machineType", "minNodes", "maxNodes", "enabled", "accelerator", "type", "count", "spot",
+    "machineType", "minNodes", "maxNodes", "enabled", "accelerator", "type", "count", "spot", "zones",
     "cpu", "memory", "gpu", "pods", "requests", "limits", "kubeconfig", "context", "server",
     "tenantId", "adminGroupObjectIds", "login", "resourceGroup", "releaseChannel",
 })

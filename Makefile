@@ -30,11 +30,13 @@ test: venv test-venvs
 	$(PY) -m pytest -q tests
 
 # State lives in .pulumi-state/ (file backend), passphrase remote-kpo-dev. --refresh: the local
-# cluster may have been wiped (make down) or changed out of band since the last up.
+# cluster may have been wiped (make down) or changed out of band since the last up. stale-lock:
+# an `up` killed on this machine left its lock; a running one's lock stops here.
 dev: venv
 	scripts/toolchain
 	scripts/local-cluster up
 	source scripts/env.sh && pulumi stack select --create dev --non-interactive \
+	  && scripts/stale-lock dev \
 	  && pulumi up --refresh --yes --stack dev --non-interactive && pulumi stack output --stack dev
 
 down:

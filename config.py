@@ -136,6 +136,14 @@ class EksConfig(Model):
     subnet_ids: Optional[list[SubnetId]] = None
     version: Optional[KubernetesMinor] = None
     public_access_cidrs: list[Cidr] = []
+    deletion_protection: bool = True
+
+    @model_validator(mode="after")
+    def _auto_mode_version(self):
+        # EKS user guide, "Create a cluster with Amazon EKS Auto Mode".
+        if self.version is not None and int(self.version.split(".")[1]) < 29:
+            raise _at("version", f"{self.version} is too old: EKS Auto Mode needs Kubernetes 1.29 or newer")
+        return self
 
     @model_validator(mode="after")
     def _one_network_source(self):
@@ -179,8 +187,13 @@ class NodePool(Model):
 
 
 class Accelerator(Model):
-    type: str = Field(min_length=1)
+    # The GKE accelerator (required there); EKS and AKS take the GPU from machineType.
+    type: Optional[str] = Field(default=None, min_length=1)
+    # GPUs per node: attached on GKE, the NodePool's GPU limit per node on EKS.
     count: int = Field(default=1, ge=1)
+
+
+GcpZone = _matching(r"[a-z]+-[a-z]+\d+-[a-z]", "a Google Cloud zone like us-central1-a")
 
 
 class GpuPool(NodePool):
@@ -190,6 +203,12 @@ class GpuPool(NodePool):
     min_nodes: int = Field(default=0, ge=0)
     max_nodes: int = Field(default=2, ge=1)
     spot: bool = False
+    # GKE: the zones of the cluster's region where the accelerator is offered.
+    zones: Optional[list[GcpZone]] = Field(default=None, min_length=1)
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.accelerator.count if self.accelerator else 1
 
 
 # Entra ID allows at most 20 federated credentials on one managed identity.
@@ -299,11 +318,12 @@ class Deployment(Model):
         return "AIRFLOW_CONN_" + self.connection_id.upper()
 
 
-# Per-cloud defaults for pools left unset: small general-purpose system nodes, and one
-# NVIDIA T4 per GPU node (the cheapest current GPU on each cloud).
-SYSTEM_MACHINE_TYPE = {"gke": "e2-standard-4", "eks": "m6i.large", "aks": "Standard_D4s_v5"}
+# Per-cloud defaults for pools left unset: small general-purpose system nodes (EKS Auto Mode
+# sizes its own), and one NVIDIA T4 per GPU node (the cheapest current GPU on each cloud;
+# g4dn is among the instance types EKS Auto Mode launches, EKS user guide "Learn about Amazon
+# EKS Auto Mode Managed instances").
+SYSTEM_MACHINE_TYPE = {"gke": "e2-standard-4", "aks": "Standard_D4s_v5"}
 GPU_MACHINE_TYPE = {"gke": "n1-standard-4", "eks": "g4dn.xlarge", "aks": "Standard_NC4as_T4_v3"}
-GPU_ACCELERATOR_TYPE = {"gke": "nvidia-tesla-t4", "eks": "nvidia-tesla-t4", "aks": "nvidia-tesla-t4"}
 
 
 class StackConfig(Model):
@@ -331,6 +351,7 @@ class StackConfig(Model):
 
     @model_validator(mode="after")
     def _pool_defaults(self):
+        self._check_pools_per_cloud()
         if self.cloud == "existing":
             if self.gpu_pool.enabled:
                 raise _at("gpuPool.enabled", "node pools are not managed on an existing cluster")
@@ -338,19 +359,40 @@ class StackConfig(Model):
         # AKS keeps cluster add-ons on the System pool, which cannot scale to zero.
         if self.cloud == "aks" and self.system_pool.min_nodes < 1:
             raise _at("systemPool.minNodes", "an AKS system pool needs at least 1 node")
-        if self.system_pool.machine_type is None:
+        if self.cloud != "eks" and self.system_pool.machine_type is None:
             pool = self.system_pool.model_copy(update={"machine_type": SYSTEM_MACHINE_TYPE[self.cloud]})
             self.system_pool = pool
         if self.gpu_pool.enabled:
-            if self.cloud == "gke" and self.gpu_pool.accelerator is None:
+            accelerator = self.gpu_pool.accelerator
+            if self.cloud == "gke" and (accelerator is None or accelerator.type is None):
                 raise _at("gpuPool.accelerator.type", "required for a GKE GPU pool")
-            update = {}
             if self.gpu_pool.machine_type is None:
-                update["machine_type"] = GPU_MACHINE_TYPE[self.cloud]
-            if self.gpu_pool.accelerator is None:
-                update["accelerator"] = Accelerator(type=GPU_ACCELERATOR_TYPE[self.cloud])
-            self.gpu_pool = self.gpu_pool.model_copy(update=update)
+                self.gpu_pool = self.gpu_pool.model_copy(update={"machine_type": GPU_MACHINE_TYPE[self.cloud]})
         return self
+
+    def _check_pools_per_cloud(self) -> None:
+        """Pool keys a cloud has no use for are errors, not silently ignored; GPU zones lie in the
+        cluster's region."""
+        system_keys = [to_camel(key) for key in NodePool.model_fields if key in self.system_pool.model_fields_set]
+        if self.cloud == "eks" and system_keys:
+            raise _at(f"systemPool.{system_keys[0]}",
+                      "not used on eks: EKS Auto Mode runs cluster add-ons on its built-in system pool, which sizes itself")
+        gpu = self.gpu_pool
+        if gpu.zones is not None and self.cloud != "gke":
+            raise _at("gpuPool.zones", f"only used on gke (where accelerators are offered per zone), not on {self.cloud}")
+        if gpu.accelerator is not None:
+            if self.cloud == "aks":
+                raise _at("gpuPool.accelerator", "not used on aks: the VM size in machineType sets the GPU type and count")
+            if self.cloud == "eks" and gpu.accelerator.type is not None:
+                raise _at("gpuPool.accelerator.type",
+                          "not used on eks: machineType sets the GPU (accelerator.count is the GPUs per node)")
+        if self.cloud == "eks" and gpu.min_nodes > 0:
+            raise _at("gpuPool.minNodes", "must be 0 on eks: an EKS Auto Mode NodePool starts GPU nodes only for pending tasks")
+        if self.cloud == "gke" and gpu.zones is not None:
+            region = _gcp_region(self.gke.location)
+            for i, zone in enumerate(gpu.zones):
+                if _gcp_region(zone) != region:
+                    raise _at(f"gpuPool.zones[{i}]", f"{zone} is not in the cluster's region {region}")
 
     @model_validator(mode="after")
     def _deployments(self):
@@ -385,6 +427,11 @@ class StackConfig(Model):
 
     def resolved_cluster_name(self, stack: str) -> str:
         return self.cluster_name or f"remote-kpo-{stack}"
+
+
+def _gcp_region(location: str) -> str:
+    """us-central1 for us-central1 or us-central1-a."""
+    return re.sub(r"-[a-z]$", "", location)
 
 
 def _at(key: str, message: str) -> PydanticCustomError:

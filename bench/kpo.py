@@ -3,7 +3,7 @@
     .venv/bin/python bench/kpo.py [--parallel 20] [--repeat 5]
 
 Brings up a private local cluster (with kwok's fake node; ports from REMOTE_KPO_APISERVER_PORT,
-REMOTE_KPO_ETCD_PORT, REMOTE_KPO_ETCD_PEER_PORT, default 46443/43790/43800, never the dev or test
+REMOTE_KPO_ETCD_PORT, REMOTE_KPO_ETCD_PEER_PORT, default 24443/24379/24380, never the dev or test
 cluster's), applies the dev stack to it with the real Pulumi engine, then runs the DAGs of
 tests/e2e/kpo_dags/dags/ in Airflow (.venv-airflow, sqlite, `dag.test()`) with only the AIRFLOW_CONN_*
 variables of the `airflowConnections` output, against the `analytics` Deployment. Prints a table;
@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from realenv import Pulumi, copy_project, script_env  # noqa: E402
+from realenv import Pulumi, backend_url, copy_project, script_env  # noqa: E402
 
 AIRFLOW_PYTHON = ROOT / ".venv-airflow" / "bin" / "python"
 KPO_DAGS = ROOT / "tests" / "e2e" / "kpo_dags"
@@ -44,15 +44,15 @@ CONN = "kpo_analytics"
 def cluster_base(work: Path) -> dict:
     return {**os.environ,
             "REMOTE_KPO_CLUSTER_DIR": str(work / "cluster"),
-            "REMOTE_KPO_APISERVER_PORT": os.environ.get("REMOTE_KPO_APISERVER_PORT", "46443"),
-            "REMOTE_KPO_ETCD_PORT": os.environ.get("REMOTE_KPO_ETCD_PORT", "43790"),
-            "REMOTE_KPO_ETCD_PEER_PORT": os.environ.get("REMOTE_KPO_ETCD_PEER_PORT", "43800")}
+            "REMOTE_KPO_APISERVER_PORT": os.environ.get("REMOTE_KPO_APISERVER_PORT", "24443"),
+            "REMOTE_KPO_ETCD_PORT": os.environ.get("REMOTE_KPO_ETCD_PORT", "24379"),
+            "REMOTE_KPO_ETCD_PEER_PORT": os.environ.get("REMOTE_KPO_ETCD_PEER_PORT", "24380")}
 
 
 def dev_stack_outputs(env: dict, work: Path) -> dict:
     project = copy_project(work / "project")
     (work / "state").mkdir()
-    cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": f"file://{work / 'state'}"})
+    cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": backend_url(work / "state")})
     cli.run("stack", "init", "dev")
     cli.run("up", "--yes", "--stack", "dev")
     return cli.outputs("dev")

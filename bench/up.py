@@ -32,11 +32,11 @@ from components.permissions import kpo_role_rules  # noqa: E402
 from stacks.existing import SERVICE_ACCOUNT, TOKEN_SECRET  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from realenv import copy_project  # noqa: E402
+from realenv import backend_url, copy_project  # noqa: E402
 
 # Private ports, apart from `make dev` (26443) and the e2e session (16443).
-DEFAULT_PORTS = {"REMOTE_KPO_APISERVER_PORT": "56443", "REMOTE_KPO_ETCD_PORT": "53790",
-                 "REMOTE_KPO_ETCD_PEER_PORT": "53800"}
+DEFAULT_PORTS = {"REMOTE_KPO_APISERVER_PORT": "25443", "REMOTE_KPO_ETCD_PORT": "25379",
+                 "REMOTE_KPO_ETCD_PEER_PORT": "25380"}
 STACK = "bench"
 
 
@@ -111,7 +111,7 @@ class Runner:
         return elapsed
 
     def pulumi(self, *args: str, backend: Path) -> float:
-        env = {**self.env, "PULUMI_BACKEND_URL": f"file://{backend}"}
+        env = {**self.env, "PULUMI_BACKEND_URL": backend_url(backend)}
         return self.run("pulumi", *args, "--stack", STACK, "--non-interactive", env=env)
 
     def resources(self, backend: Path) -> int:

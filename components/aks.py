@@ -14,6 +14,7 @@ import yaml
 # Submodules only: the package root would import every Azure service.
 from pulumi_azure_native import authorization, containerservice, managedidentity, resources
 
+from components import gpu
 from components import kubeconfig as kc
 from components import names
 from components.permissions import CLOUD_ACTIONS
@@ -21,11 +22,6 @@ from config import AksConfig, Deployment, GpuPool, NodePool
 
 SYSTEM_POOL = "system"
 GPU_POOL = "gpu"
-GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
-# AKS puts this taint on every Spot node itself; declaring it too keeps the pool's inputs
-# equal to what Azure reports (no diff on refresh), and tells DAG authors to tolerate it.
-SPOT_TAINT = "kubernetes.azure.com/scalesetpriority=spot:NoSchedule"
-GPU_LABELS = {"remote-kpo/gpu": "true"}
 # A user-assigned identity's name: 3-128 characters (Azure resource naming rules); a
 # cluster (40) and a Deployment name (63) always fit, the cut is a guard.
 MANAGED_IDENTITY_NAME_MAX = 128
@@ -68,7 +64,18 @@ def system_pool_profile(pool: NodePool) -> dict:
 
 
 def gpu_taints(spot: bool) -> list[str]:
-    return [GPU_TAINT, SPOT_TAINT] if spot else [GPU_TAINT]
+    # On spot, AKS puts its spot taint on every node itself; declaring it too keeps the pool's
+    # inputs equal to what Azure reports (no diff on refresh).
+    return [gpu.taint_string(taint) for taint in gpu.node_taints("aks", spot)]
+
+
+# Batch work leaves nodes idle as soon as a task ends: remove them after minutes, not the
+# cluster autoscaler's default ten (pulumi-azure-native ManagedClusterPropertiesAutoScalerProfile;
+# values are whole minutes with an `m`).
+AUTO_SCALER_PROFILE: containerservice.ManagedClusterPropertiesAutoScalerProfileArgsDict = {
+    "scale_down_unneeded_time": "3m",
+    "scale_down_delay_after_add": "3m",
+}
 
 
 def gpu_pool_args(pool: GpuPool) -> dict:
@@ -77,7 +84,7 @@ def gpu_pool_args(pool: GpuPool) -> dict:
         "mode": "User",
         **_autoscaled(pool),
         "node_taints": gpu_taints(pool.spot),
-        "node_labels": dict(GPU_LABELS),
+        "node_labels": dict(gpu.GPU_LABELS),
     }
     if pool.spot:
         # Delete evicted nodes (no stopped VMs holding quota); -1 pays up to the on-demand
@@ -135,6 +142,7 @@ class AksCluster(pulumi.ComponentResource):
             security_profile={"workload_identity": {"enabled": True}},
             api_server_access_profile=api_server_access_profile(aks),
             agent_pool_profiles=[system_pool_profile(system_pool)],
+            auto_scaler_profile=AUTO_SCALER_PROFILE,
             auto_upgrade_profile={"upgrade_channel": "patch", "node_os_upgrade_channel": "NodeImage"},
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"]),
         )

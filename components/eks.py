@@ -1,6 +1,9 @@
-"""EKS: network, cluster, node groups and per-Deployment access roles (seed 004, today's practice).
+"""EKS: network, an EKS Auto Mode cluster, the role of node groups DAGs create, and
+per-Deployment access roles (seed 004, today's practice).
 
-Pure functions (policy documents, subnet plan, taints, autoscaler tags) come first so tests can
+Compute is EKS Auto Mode: AWS runs the node provisioner (Karpenter), the NVIDIA driver and
+device plugin, and the cluster networking on the nodes it launches; the GPU pool is a NodePool
+(components/gpu.py). Pure functions (policy documents, subnet plan) come first so tests can
 call them directly; the ComponentResources below only wire them to pulumi_aws resources.
 """
 
@@ -15,33 +18,41 @@ import pulumi_aws as aws
 from components import kubeconfig as kc
 from components import names
 from components.permissions import CLOUD_ACTIONS
-from config import Deployment, GpuPool, NodePool
+from config import Deployment
 
 POLICY_VERSION = "2012-10-17"
 IAM_ROLE_NAME_MAX = 64
 
-# Seed 004's node role policies, and the one EKS documents for the cluster role.
-NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
-CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
+# The cluster role of an Auto Mode cluster: EKS user guide, "Amazon EKS Auto Mode cluster IAM
+# role" (https://docs.aws.amazon.com/eks/latest/userguide/auto-cluster-iam-role.html). Its
+# trust policy also allows sts:TagSession.
+CLUSTER_POLICIES = ("AmazonEKSClusterPolicy", "AmazonEKSComputePolicy", "AmazonEKSBlockStoragePolicy",
+                    "AmazonEKSLoadBalancingPolicy", "AmazonEKSNetworkingPolicy")
+# The Auto Mode node role: exactly these two, "Amazon EKS Auto Mode node IAM role"
+# (https://docs.aws.amazon.com/eks/latest/userguide/auto-create-node-role.html). EKS creates
+# the node role's access entry itself when the cluster is created.
+AUTO_NODE_POLICIES = ("AmazonEKSWorkerNodeMinimalPolicy", "AmazonEC2ContainerRegistryPullOnly")
+# Auto Mode's built-in pools: `system` (cluster add-ons, tainted CriticalAddonsOnly) and
+# `general-purpose`. Neither has size settings; both scale with what is pending.
+AUTO_NODE_POOLS = ["system", "general-purpose"]
+
+# Node groups DAGs create (ephemeralNodePools, seed 004) are managed node groups, not Auto Mode
+# nodes: they get their own role, because an IAM principal can be in only one access entry and
+# EKS adds an EC2_LINUX entry for a managed node group's role ("Create access entries"). Their
+# policies: "Amazon EKS node IAM role" (kubelet, image pulls) and the VPC CNI's own policy.
+NODE_GROUP_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryPullOnly")
+# What such nodes need from the cluster that Auto Mode provides only to its own nodes (a cluster
+# made with bootstrap_self_managed_addons=False has none): pod networking, Services, and DNS.
+# The VPC CNI's DaemonSet skips Auto Mode nodes (its affinity excludes compute-type auto).
+NODE_GROUP_ADDONS = ("vpc-cni", "kube-proxy", "coredns")
+# The AMI type a DAG's node group passes (the `amiType` output): Bottlerocket's NVIDIA variant
+# carries the driver and the NVIDIA device plugin, so its GPUs are schedulable without a
+# DaemonSet. Seed 004's AL2_x86_64_GPU is past end of support.
+NODE_GROUP_AMI_TYPE = "BOTTLEROCKET_x86_64_NVIDIA"
 
 CLUSTER_LOG_TYPES = ["audit", "authenticator"]
 # EKS writes control-plane logs here; creating the group first bounds their retention.
 LOG_RETENTION_DAYS = 90
-
-SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
-# Seed 004's AL2_x86_64_GPU is past end of support; AL2023 NVIDIA carries the driver and the
-# container toolkit (the NVIDIA device plugin is installed separately).
-GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
-# CUDA images are several GB; the 20 GiB default fills after a few pulls.
-GPU_DISK_GIB = 100
-
-GPU_LABELS = {"remote-kpo/gpu": "true"}
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
-# EKS spells taint effects in upper snake case; Kubernetes (and the autoscaler tags) in camel case.
-KUBERNETES_EFFECT = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute",
-                     "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
-AUTOSCALER_TAG = "k8s.io/cluster-autoscaler"
-NODE_TEMPLATE_TAG = f"{AUTOSCALER_TAG}/node-template"
 
 # Zones where EKS cannot place a control plane (EKS user guide, subnet requirements).
 EKS_UNSUPPORTED_ZONE_IDS = ["use1-az3", "usw1-az2", "cac1-az3"]
@@ -99,9 +110,11 @@ def _document(statements: list[dict]) -> dict:
     return {"Version": POLICY_VERSION, "Statement": statements}
 
 
-def service_trust_policy(service: str) -> dict:
-    """Lets one AWS service (eks.amazonaws.com, ec2.amazonaws.com) assume the role."""
-    return _document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}])
+def service_trust_policy(service: str, tag_session: bool = False) -> dict:
+    """Lets one AWS service (eks.amazonaws.com, ec2.amazonaws.com) assume the role; with
+    tag_session, also tag the session (the Auto Mode cluster role needs it)."""
+    action = ["sts:AssumeRole", "sts:TagSession"] if tag_session else "sts:AssumeRole"
+    return _document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": action}])
 
 
 def deployment_trust_policy(aws_role_arn: str) -> dict:
@@ -111,8 +124,8 @@ def deployment_trust_policy(aws_role_arn: str) -> dict:
 
 def deployment_access_policy(cluster_arn: str, node_role_arn: Optional[str] = None) -> dict:
     """What a Deployment's access role may do in AWS: read this cluster to mint a token and,
-    given the node role (ephemeralNodePools), manage this cluster's node groups and pass
-    the node role to EKS. Pod rights are not here: they are namespace RBAC."""
+    given the node-group role (ephemeralNodePools), manage this cluster's node groups and pass
+    that role to EKS. Pod rights are not here: they are namespace RBAC."""
     eks = CLOUD_ACTIONS["eks"]
     statements = [{"Sid": "Authenticate", "Effect": "Allow",
                    "Action": list(eks["authenticate"].actions), "Resource": cluster_arn}]
@@ -149,29 +162,6 @@ def subnet_plan(vpc_cidr: str, zones: list[str]) -> list[ZoneSubnets]:
     quarters = list(ipaddress.ip_network(vpc_cidr).subnets(prefixlen_diff=2))
     public = list(quarters[3].subnets(prefixlen_diff=2))
     return [ZoneSubnets(zone, str(public[i]), str(quarters[i])) for i, zone in enumerate(zones[:MAX_ZONES])]
-
-
-# --- node group scheduling --------------------------------------------------------------------
-
-def autoscaler_tags(cluster_name: str, labels: dict, taints: list[dict]) -> dict:
-    """Cluster-autoscaler auto-discovery tags plus node-template tags, which let it build a
-    node from an empty group's labels and taints and so scale it up from zero."""
-    tags = {f"{AUTOSCALER_TAG}/enabled": "true", f"{AUTOSCALER_TAG}/{cluster_name}": "owned"}
-    for key, value in labels.items():
-        tags[f"{NODE_TEMPLATE_TAG}/label/{key}"] = value
-    for taint in taints:
-        tags[f"{NODE_TEMPLATE_TAG}/taint/{taint['key']}"] = f"{taint['value']}:{KUBERNETES_EFFECT[taint['effect']]}"
-    return tags
-
-
-def node_template_tags(tags: dict) -> dict:
-    """The subset the autoscaler reads from the Auto Scaling group itself. EKS does not copy
-    node group tags to its Auto Scaling group (it adds the auto-discovery tags itself)."""
-    return {key: value for key, value in tags.items() if key.startswith(f"{NODE_TEMPLATE_TAG}/")}
-
-
-def _tag_resource_suffix(key: str) -> str:
-    return key.removeprefix(f"{NODE_TEMPLATE_TAG}/").replace("/", "-").replace(".", "-")
 
 
 # --- components -------------------------------------------------------------------------------
@@ -255,8 +245,16 @@ class EksClusterArgs:
 
 
 class EksCluster(pulumi.ComponentResource):
-    """The control plane: its own role, access entries only (the creator as admin), private plus
-    limited public endpoint, KMS envelope encryption of Secrets, audit and authenticator logs."""
+    """The control plane with EKS Auto Mode compute: its own role, the Auto Mode node role,
+    access entries only (the creator as admin), private plus limited public endpoint, KMS
+    envelope encryption of Secrets, audit and authenticator logs.
+
+    Instance metadata: Auto Mode enforces IMDSv2 with a hop limit of 1 on its nodes, so a pod
+    (one hop further) cannot read the node role's credentials; only a hostNetwork pod could,
+    which Pod Security baseline refuses. The NodeClass has no setting to change it ("Learn about
+    Amazon EKS Auto Mode Managed instances", Instance Metadata Service,
+    https://docs.aws.amazon.com/eks/latest/userguide/automode-learn-instances.html).
+    """
 
     def __init__(self, name: str, args: EksClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:EksCluster", name, None, opts)
@@ -264,13 +262,19 @@ class EksCluster(pulumi.ComponentResource):
 
         self.role = aws.iam.Role(
             f"{name}-cluster-role",
-            assume_role_policy=json.dumps(service_trust_policy("eks.amazonaws.com")),
+            assume_role_policy=json.dumps(service_trust_policy("eks.amazonaws.com", tag_session=True)),
             description=f"EKS control plane of {args.cluster_name}", opts=child)
+        self.node_role = aws.iam.Role(
+            f"{name}-node-role",
+            assume_role_policy=json.dumps(service_trust_policy("ec2.amazonaws.com")),
+            description=f"EKS Auto Mode nodes of {args.cluster_name}", opts=child)
         attachments = [
             aws.iam.RolePolicyAttachment(
-                f"{name}-cluster-{policy}", role=self.role.name,
+                f"{name}-{kind}-{policy}", role=role.name,
                 policy_arn=managed_policy_arn(args.partition, policy), opts=child)
-            for policy in CLUSTER_POLICIES
+            for kind, role, policies in (("cluster", self.role, CLUSTER_POLICIES),
+                                         ("node", self.node_role, AUTO_NODE_POLICIES))
+            for policy in policies
         ]
         self.secrets_key = aws.kms.Key(
             f"{name}-secrets",
@@ -280,121 +284,88 @@ class EksCluster(pulumi.ComponentResource):
             f"{name}-control-plane-logs", name=f"/aws/eks/{args.cluster_name}/cluster",
             retention_in_days=LOG_RETENTION_DAYS, opts=child)
 
-        public_access = {"public_access_cidrs": args.public_access_cidrs} if args.public_access_cidrs else {}
+        vpc_config: aws.eks.ClusterVpcConfigArgsDict = {
+            "subnet_ids": args.subnet_ids,
+            "endpoint_private_access": True,
+            "endpoint_public_access": True,
+        }
+        if args.public_access_cidrs:
+            vpc_config["public_access_cidrs"] = args.public_access_cidrs
+        access_config: aws.eks.ClusterAccessConfigArgsDict = {
+            # Access entries only (no aws-auth ConfigMap); the identity running `pulumi up`
+            # becomes admin so the program can manage namespaces and RBAC.
+            "authentication_mode": "API",
+            "bootstrap_cluster_creator_admin_permissions": True,
+        }
+        # Auto Mode is the three capabilities together, and no self-managed add-ons (pulumi-aws
+        # aws.eks.Cluster, "EKS Cluster with EKS Auto Mode"); Auto Mode nodes launch in the
+        # cluster's subnets, from the built-in pools and the GPU NodePool.
+        compute_config: aws.eks.ClusterComputeConfigArgsDict = {
+            "enabled": True, "node_pools": AUTO_NODE_POOLS, "node_role_arn": self.node_role.arn}
+        network_config: aws.eks.ClusterKubernetesNetworkConfigArgsDict = {
+            "elastic_load_balancing": {"enabled": True}}
+        storage_config: aws.eks.ClusterStorageConfigArgsDict = {"block_storage": {"enabled": True}}
+        encryption_config: aws.eks.ClusterEncryptionConfigArgsDict = {
+            "resources": ["secrets"], "provider": {"key_arn": self.secrets_key.arn}}
         self.cluster = aws.eks.Cluster(
             f"{name}-cluster",
             name=args.cluster_name,
             role_arn=self.role.arn,
             version=args.version,
-            access_config={
-                # Access entries only (no aws-auth ConfigMap); the identity running `pulumi up`
-                # becomes admin so the program can manage namespaces and RBAC.
-                "authentication_mode": "API",
-                "bootstrap_cluster_creator_admin_permissions": True,
-            },
-            vpc_config={
-                "subnet_ids": args.subnet_ids,
-                "endpoint_private_access": True,
-                "endpoint_public_access": True,
-                **public_access,
-            },
-            encryption_config={"resources": ["secrets"], "provider": {"key_arn": self.secrets_key.arn}},
+            access_config=access_config,
+            vpc_config=vpc_config,
+            compute_config=compute_config,
+            kubernetes_network_config=network_config,
+            storage_config=storage_config,
+            # Changing it replaces the cluster: a stack made before Auto Mode gets a new one.
+            bootstrap_self_managed_addons=False,
+            encryption_config=encryption_config,
             enabled_cluster_log_types=CLUSTER_LOG_TYPES,
             deletion_protection=args.deletion_protection,
-            # EKS needs its role's policy while deleting the cluster's network interfaces.
+            # EKS needs its role's policies while creating nodes and deleting the cluster's
+            # network interfaces and load balancers.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*attachments, log_group]),
         )
         self.name = self.cluster.name
         self.arn = self.cluster.arn
         self.endpoint = self.cluster.endpoint
         self.ca_data = self.cluster.certificate_authority.apply(lambda ca: ca.data)
-        self.register_outputs({"name": self.name, "arn": self.arn, "endpoint": self.endpoint})
+        self.register_outputs({"name": self.name, "arn": self.arn, "endpoint": self.endpoint,
+                               "nodeRoleArn": self.node_role.arn})
 
 
 @dataclass
-class EksNodeGroupsArgs:
-    cluster_name: pulumi.Input[str]
-    autoscaler_cluster_name: str  # the configured name, known before the cluster exists
+class EksNodeGroupSupportArgs:
+    cluster: aws.eks.Cluster
+    cluster_name: str
     partition: str
-    subnet_ids: pulumi.Input[list[str]]
-    system_pool: NodePool
-    gpu_pool: GpuPool
 
 
-class EksNodeGroups(pulumi.ComponentResource):
-    """The node role (seed 004's three policies), a system managed node group and, when enabled,
-    a GPU managed node group that scales from zero."""
+class EksNodeGroupSupport(pulumi.ComponentResource):
+    """What the managed node groups DAGs create (ephemeralNodePools) need on an Auto Mode
+    cluster: their own node role (NODE_GROUP_POLICIES) and the EKS add-ons NODE_GROUP_ADDONS."""
 
-    def __init__(self, name: str, args: EksNodeGroupsArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("remote-kpo:index:EksNodeGroups", name, None, opts)
+    def __init__(self, name: str, args: EksNodeGroupSupportArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:EksNodeGroupSupport", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        self.node_role = aws.iam.Role(
-            f"{name}-node-role",
+        self.role = aws.iam.Role(
+            f"{name}-node-group-role",
             assume_role_policy=json.dumps(service_trust_policy("ec2.amazonaws.com")),
-            description=f"Nodes of EKS cluster {args.autoscaler_cluster_name}", opts=child)
-        attachments = [
+            description=f"Node groups that Astro DAGs create in EKS cluster {args.cluster_name}", opts=child)
+        for policy in NODE_GROUP_POLICIES:
             aws.iam.RolePolicyAttachment(
-                f"{name}-node-{policy}", role=self.node_role.name,
+                f"{name}-node-group-{policy}", role=self.role.name,
                 policy_arn=managed_policy_arn(args.partition, policy), opts=child)
-            for policy in NODE_POLICIES
-        ]
-        # Nodes cannot join before their role has its policies; the autoscaler, not Pulumi,
-        # owns the desired size once the group exists.
-        group_opts = pulumi.ResourceOptions(parent=self, depends_on=attachments,
-                                            ignore_changes=["scalingConfig.desiredSize"])
-
-        system = args.system_pool
-        self.system = aws.eks.NodeGroup(
-            f"{name}-system",
-            cluster_name=args.cluster_name,
-            node_role_arn=self.node_role.arn,
-            subnet_ids=args.subnet_ids,
-            ami_type=SYSTEM_AMI_TYPE,
-            instance_types=[system.machine_type],
-            capacity_type="ON_DEMAND",
-            # CoreDNS needs a node even when minNodes is 0.
-            scaling_config={"min_size": system.min_nodes, "max_size": system.max_nodes,
-                            "desired_size": max(system.min_nodes, 1)},
-            update_config={"max_unavailable": 1},
-            opts=group_opts,
-        )
-
-        self.gpu: Optional[aws.eks.NodeGroup] = None
-        if args.gpu_pool.enabled:
-            self.gpu = self._gpu_group(name, args, group_opts)
-
-        self.node_role_arn = self.node_role.arn
-        self.register_outputs({"nodeRoleArn": self.node_role_arn})
-
-    def _gpu_group(self, name: str, args: EksNodeGroupsArgs, group_opts: pulumi.ResourceOptions) -> aws.eks.NodeGroup:
-        gpu = args.gpu_pool
-        tags = autoscaler_tags(args.autoscaler_cluster_name, GPU_LABELS, [GPU_TAINT])
-        group = aws.eks.NodeGroup(
-            f"{name}-gpu",
-            cluster_name=args.cluster_name,
-            node_role_arn=self.node_role.arn,
-            subnet_ids=args.subnet_ids,
-            ami_type=GPU_AMI_TYPE,
-            instance_types=[gpu.machine_type],
-            capacity_type="SPOT" if gpu.spot else "ON_DEMAND",
-            disk_size=GPU_DISK_GIB,
-            scaling_config={"min_size": gpu.min_nodes, "max_size": gpu.max_nodes,
-                            "desired_size": gpu.min_nodes},
-            update_config={"max_unavailable": 1},
-            labels=GPU_LABELS,
-            taints=[GPU_TAINT],
-            tags=tags,
-            opts=group_opts,
-        )
-        asg_name = group.resources.apply(lambda resources: resources[0].autoscaling_groups[0].name)
-        for key, value in node_template_tags(tags).items():
-            aws.autoscaling.Tag(
-                f"{name}-gpu-asg-{_tag_resource_suffix(key)}",
-                autoscaling_group_name=asg_name,
-                tag={"key": key, "value": value, "propagate_at_launch": False},
-                opts=pulumi.ResourceOptions(parent=self))
-        return group
+        for addon in NODE_GROUP_ADDONS:
+            aws.eks.Addon(
+                f"{name}-{addon}", cluster_name=args.cluster.name, addon_name=addon,
+                # The default version for the cluster's Kubernetes version, taken over from any
+                # self-managed copy.
+                resolve_conflicts_on_create="OVERWRITE",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]))
+        self.role_arn = self.role.arn
+        self.register_outputs({"roleArn": self.role_arn})
 
 
 @dataclass
@@ -402,7 +373,8 @@ class EksDeploymentIdentityArgs:
     deployment: Deployment
     cluster_name: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
-    node_role_arn: pulumi.Input[str]
+    # The role of DAG-made node groups; set exactly when the Deployment has ephemeralNodePools.
+    node_group_role_arn: Optional[pulumi.Input[str]] = None
 
 
 class EksDeploymentIdentity(pulumi.ComponentResource):
@@ -419,8 +391,8 @@ class EksDeploymentIdentity(pulumi.ComponentResource):
             access_role_logical_name(name),
             assume_role_policy=json.dumps(deployment_trust_policy(deployment.identity.aws_role_arn)),
             description=f"remote-kpo: Astro Deployment {deployment.name} on EKS", opts=child)
-        if deployment.ephemeral_node_pools:
-            policy = pulumi.Output.all(args.cluster_arn, args.node_role_arn).apply(
+        if args.node_group_role_arn is not None:
+            policy = pulumi.Output.all(args.cluster_arn, args.node_group_role_arn).apply(
                 lambda arns: json.dumps(deployment_access_policy(arns[0], arns[1])))
         else:
             policy = pulumi.Output.from_input(args.cluster_arn).apply(

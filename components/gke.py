@@ -13,6 +13,7 @@ from typing import Optional
 import pulumi
 import pulumi_gcp as gcp
 
+from components import gpu
 from components import kubeconfig as kc
 from components import names
 from components.permissions import CLOUD_ACTIONS
@@ -38,9 +39,6 @@ NODE_SERVICE_ACCOUNT_ROLES = (
 # Access is governed by IAM, not scopes (Google's recommendation for custom node accounts).
 NODE_OAUTH_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
-# GPU nodes repel every pod that does not tolerate the taint; DAGs select them by the label.
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
-GPU_LABELS = {"remote-kpo/gpu": "true"}
 # IAM limits: service account ids 6-30 characters, custom role ids at most 64.
 SERVICE_ACCOUNT_ID_MAX = 30
 CUSTOM_ROLE_ID_MAX = 64
@@ -167,17 +165,18 @@ def node_config(machine_type: str, service_account: pulumi.Input[str], **extra) 
     }
 
 
-def gpu_node_extras(gpu: GpuPool) -> dict:
+def gpu_node_extras(pool: GpuPool) -> dict:
     """Accelerators with GKE-installed drivers, the GPU taint and label, optional spot."""
     return {
         "guest_accelerators": [{
-            "type": gpu.accelerator.type,
-            "count": gpu.accelerator.count,
+            "type": pool.accelerator.type,
+            "count": pool.accelerator.count,
             "gpu_driver_installation_config": {"gpu_driver_version": "DEFAULT"},
         }],
-        "taints": [GPU_TAINT],
-        "labels": GPU_LABELS,
-        "spot": gpu.spot,
+        # GPU nodes repel every pod that does not tolerate the taint; tasks select them by label.
+        "taints": [gpu.gke_taint(taint) for taint in gpu.node_taints("gke", pool.spot)],
+        "labels": dict(gpu.GPU_LABELS),
+        "spot": pool.spot,
     }
 
 
@@ -311,14 +310,16 @@ class GkeCluster(pulumi.ComponentResource):
             self.gpu_pool = self._pool(
                 "gpu", args, args.gpu_pool, location_policy="ANY",
                 node=node_config(args.gpu_pool.machine_type, args.node_service_account,
-                                 **gpu_node_extras(args.gpu_pool)))
+                                 **gpu_node_extras(args.gpu_pool)),
+                # Only zones that offer the accelerator (else: the cluster's zones).
+                node_locations=args.gpu_pool.zones)
 
         self.endpoint = self.cluster.endpoint.apply(lambda host: f"https://{host}")
         self.ca_certificate = self.cluster.master_auth.cluster_ca_certificate
         self.register_outputs({"endpoint": self.endpoint, "caCertificate": self.ca_certificate})
 
     def _pool(self, kind: str, args: GkeClusterArgs, pool: NodePool, location_policy: str,
-              node: dict) -> gcp.container.NodePool:
+              node: dict, node_locations: Optional[list[str]] = None) -> gcp.container.NodePool:
         # No name: Pulumi names it `<kind>-<random>` (short enough for GKE's 40 characters),
         # so a replaced pool comes up before the old one goes.
         return gcp.container.NodePool(
@@ -327,10 +328,13 @@ class GkeCluster(pulumi.ComponentResource):
             location=args.gke.location,
             cluster=self.cluster.name,
             initial_node_count=initial_node_count(pool),
+            node_locations=node_locations,
             autoscaling=pool_autoscaling(pool, location_policy),
             management={"auto_repair": True, "auto_upgrade": True},
             node_config=node,
-            opts=pulumi.ResourceOptions(parent=self))
+            # The initial count only matters at creation (the autoscaler owns the size after);
+            # changing it, e.g. minNodes across zero, would otherwise replace the pool.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]))
 
 
 class DeploymentRoles(pulumi.ComponentResource):

@@ -18,6 +18,8 @@ GPU_LABELS = {"remote-kpo/gpu": "true"}
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
 # AKS puts this taint on every Spot node itself (AKS docs, "Add a spot node pool").
 AKS_SPOT_TAINT = {"key": "kubernetes.azure.com/scalesetpriority", "value": "spot", "effect": "NoSchedule"}
+# GKE's API spells taint effects in upper snake case.
+GKE_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 
 # Keep a running task's node: cluster-autoscaler (GKE, AKS) honours safe-to-evict, Karpenter
 # (EKS Auto Mode) do-not-disrupt. Both are set so one task shape works on every cloud.
@@ -30,12 +32,31 @@ NO_EVICTION_ANNOTATIONS = {
 GPU_STARTUP_TIMEOUT_SECONDS = 900
 
 
-def gpu_tolerations(cloud: str, spot: bool) -> list[dict]:
-    """The taints a GPU task tolerates: the pool's own and, on AKS spot pools, Azure's."""
-    tolerations = [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
+def node_taints(cloud: str, spot: bool) -> list[dict]:
+    """The taints a GPU node carries: the pool's own and, on AKS spot pools, Azure's."""
     if cloud == "aks" and spot:
-        tolerations.append({"key": AKS_SPOT_TAINT["key"], "operator": "Equal",
-                            "value": AKS_SPOT_TAINT["value"], "effect": AKS_SPOT_TAINT["effect"]})
+        return [dict(GPU_TAINT), dict(AKS_SPOT_TAINT)]
+    return [dict(GPU_TAINT)]
+
+
+def taint_string(taint: dict) -> str:
+    """`key=value:Effect`, the form AKS node pools take."""
+    return f"{taint['key']}={taint['value']}:{taint['effect']}"
+
+
+def gke_taint(taint: dict) -> dict:
+    return {**taint, "effect": GKE_TAINT_EFFECT[taint["effect"]]}
+
+
+def gpu_tolerations(cloud: str, spot: bool) -> list[dict]:
+    """Tolerations for every taint a GPU node carries (node_taints)."""
+    tolerations = []
+    for taint in node_taints(cloud, spot):
+        if taint["key"] == GPU_TAINT["key"]:
+            tolerations.append({"key": taint["key"], "operator": "Exists", "effect": taint["effect"]})
+        else:
+            tolerations.append({"key": taint["key"], "operator": "Equal",
+                                "value": taint["value"], "effect": taint["effect"]})
     return tolerations
 
 
@@ -89,7 +110,11 @@ def karpenter_node_pool(pool: GpuPool, node_class_ref: dict, gpus_per_node: int)
 
 
 class GpuNodePool(pulumi.ComponentResource):
-    """The GPU NodePool, applied through the cluster's Kubernetes provider (`opts.providers`)."""
+    """The GPU NodePool, applied through the cluster's Kubernetes provider (`opts.providers`).
+
+    `opts.depends_on` (the cluster: its NodePool CRD and NodeClass exist once it is up) is
+    passed on to the NodePool itself, which a component's children do not inherit.
+    """
 
     def __init__(self, name: str, pool: GpuPool, node_class_ref: dict, gpus_per_node: int,
                  opts: Optional[pulumi.ResourceOptions] = None):
@@ -98,15 +123,16 @@ class GpuNodePool(pulumi.ComponentResource):
         self.node_pool = k8s.apiextensions.CustomResource(
             f"{name}-nodepool", api_version=manifest["apiVersion"], kind=manifest["kind"],
             metadata=manifest["metadata"], spec=manifest["spec"],
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None))
         self.register_outputs({"name": NODE_POOL_NAME})
 
 
 # --- AKS: the NVIDIA device plugin ------------------------------------------------------------
 
 DEVICE_PLUGIN_NAME = "nvidia-device-plugin"
-# TODO(gpu-cloud helper): confirm the newest stable tag from NVIDIA's releases.
-DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
+# The newest release: tag v0.20.0 of github.com/NVIDIA/k8s-device-plugin (CHANGELOG.md, and
+# deployments/static/nvidia-device-plugin.yml at that tag, which this DaemonSet follows).
+DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 
 
@@ -137,7 +163,7 @@ def device_plugin_daemonset(tolerations: list[dict]) -> dict:
                                             "capabilities": {"drop": ["ALL"]}},
                         "volumeMounts": [{"name": "device-plugin", "mountPath": DEVICE_PLUGIN_DIR}],
                     }],
-                    "volumes": [{"name": "device-plugin", "hostPath": {"path": DEVICE_PLUGIN_DIR}}],
+                    "volumes": [{"name": "device-plugin", "hostPath": {"path": DEVICE_PLUGIN_DIR, "type": "Directory"}}],
                 },
             },
         },

@@ -95,7 +95,7 @@ CLOUD_ACTIONS: dict[str, dict[str, CloudActions]] = {
             ("eks:CreateNodegroup", "eks:DescribeNodegroup", "eks:DeleteNodegroup"),
         ),
         "passNodeRole": CloudActions(
-            "a new node group runs as the cluster's node role (passed to EKS only)",
+            "a new node group runs as the stack's node-group role (passed to EKS only)",
             ("iam:PassRole",),
         ),
     },

@@ -21,7 +21,10 @@ export PULUMI_HOME="$_rkpo_root/.toolchain/pulumi-home"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 mkdir -p "$_rkpo_root/.pulumi-state"
-export PULUMI_BACKEND_URL="file://$_rkpo_root/.pulumi-state"
+# metadata=skip: the file backend (gocloud fileblob) writes no `<file>.attrs` sidecars. It
+# rewrote them in place, so a SIGKILL mid-write left an empty one and every later command failed
+# with `failed to load checkpoint: EOF`; nothing in Pulumi reads them.
+export PULUMI_BACKEND_URL="file://$_rkpo_root/.pulumi-state?metadata=skip"
 if [ -z "${PULUMI_CONFIG_PASSPHRASE+x}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
 	export PULUMI_CONFIG_PASSPHRASE=remote-kpo-dev
 fi

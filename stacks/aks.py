@@ -8,6 +8,7 @@ RoleBinding names the identity's principal id as a User.
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import gpu
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.aks import AksCluster, AksDeploymentIdentity, provider_user
@@ -44,6 +45,12 @@ def build(cfg: StackConfig, stack: str) -> dict:
         # A changed kubeconfig must not replace every namespaced object.
         cluster_identifier=cluster_name,
     )
+
+    if cfg.gpu_pool.enabled:
+        # AKS installs the GPU driver on the pool's nodes, not the device plugin.
+        gpu.NvidiaDevicePlugin(
+            "aks-gpu", gpu.gpu_tolerations("aks", cfg.gpu_pool.spot),
+            opts=pulumi.ResourceOptions(providers=[provider]))
 
     endpoints = []
     for deployment in cfg.deployments:

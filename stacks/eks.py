@@ -1,15 +1,16 @@
-"""cloud: eks — an EKS cluster built the way seed 004 does by hand, with today's EKS practice.
+"""cloud: eks — an EKS Auto Mode cluster for seed 004's tasks, with today's EKS practice.
 
 Each Deployment gets an access role trusted by its own role (`identity.awsRoleArn`), an EKS
 access entry mapping that role to a Kubernetes group, and namespace RBAC bound to the group.
-Its kubeconfig runs `aws eks get-token --role-arn <access role>`.
+Its kubeconfig runs `aws eks get-token --role-arn <access role>`. The GPU pool is a NodePool
+on Auto Mode's default NodeClass.
 """
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import eks
+from components import eks, gpu
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from config import StackConfig
@@ -58,20 +59,24 @@ def build(cfg: StackConfig, stack: str) -> dict:
     cluster = eks.EksCluster(cluster_name, eks.EksClusterArgs(
         cluster_name=cluster_name, partition=partition, subnet_ids=subnet_ids,
         version=cfg.eks.version, public_access_cidrs=cfg.eks.public_access_cidrs,
-        # config.py has no eks.deletionProtection key yet; protected unless it says otherwise.
-        deletion_protection=getattr(cfg.eks, "deletion_protection", True),
+        deletion_protection=cfg.eks.deletion_protection,
     ), opts=in_region)
-    nodes = eks.EksNodeGroups(cluster_name, eks.EksNodeGroupsArgs(
-        cluster_name=cluster.name, autoscaler_cluster_name=cluster_name, partition=partition,
-        subnet_ids=subnet_ids, system_pool=cfg.system_pool, gpu_pool=cfg.gpu_pool,
-    ), opts=in_region)
+    ephemeral = any(d.ephemeral_node_pools for d in cfg.deployments)
+    node_groups = None
+    if ephemeral:
+        node_groups = eks.EksNodeGroupSupport(cluster_name, eks.EksNodeGroupSupportArgs(
+            cluster=cluster.cluster, cluster_name=cluster_name, partition=partition), opts=in_region)
 
     provider = _admin_provider(cluster, region, cluster_name)
+    if cfg.gpu_pool.enabled:
+        gpu.GpuNodePool(
+            f"{cluster_name}-gpu", cfg.gpu_pool, gpu.EKS_NODE_CLASS_REF, cfg.gpu_pool.gpus_per_node,
+            opts=pulumi.ResourceOptions(providers=[provider], depends_on=[cluster.cluster]))
     endpoints = []
     for deployment in cfg.deployments:
         identity = eks.EksDeploymentIdentity(deployment.name, eks.EksDeploymentIdentityArgs(
             deployment=deployment, cluster_name=cluster.name, cluster_arn=cluster.arn,
-            node_role_arn=nodes.node_role_arn,
+            node_group_role_arn=node_groups.role_arn if node_groups and deployment.ephemeral_node_pools else None,
         ), opts=in_region)
         access = DeploymentAccess(
             deployment.name, deployment,
@@ -79,11 +84,14 @@ def build(cfg: StackConfig, stack: str) -> dict:
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
         user = identity.role_arn.apply(lambda arn: kc.eks_user(region, cluster_name, arn))
-        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user))
+        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user,
+                                            details={"awsAccessRoleArn": identity.role_arn}))
 
     outputs = stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_data, endpoints)
-    if any(d.ephemeral_node_pools for d in cfg.deployments):
-        # What seed 004's EksCreateNodegroupOperator takes: nodegroup_role_arn, nodegroup_subnets.
-        outputs["nodeRoleArn"] = nodes.node_role_arn
+    if node_groups is not None:
+        # What seed 004's EksCreateNodegroupOperator takes: nodegroup_role_arn, nodegroup_subnets,
+        # and the AMI type (create_nodegroup_kwargs={"amiType": ...}).
+        outputs["nodeRoleArn"] = node_groups.role_arn
         outputs["subnetIds"] = subnet_ids
+        outputs["amiType"] = eks.NODE_GROUP_AMI_TYPE
     return outputs

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from components import gpu
 from components import kubeconfig as kc
 from config import Deployment, StackConfig
 
@@ -15,7 +16,7 @@ class DeploymentEndpoint:
     deployment: Deployment
     namespace: pulumi.Input[str]
     user: pulumi.Input[dict]  # kubeconfig users[].user: an exec plugin or a token
-    # Cloud-specific values added to the Deployment's `deployments` output entry.
+    # Cloud-specific public values added to its `deployments` entry (e.g. awsAccessRoleArn).
     details: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
@@ -35,7 +36,7 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
             lambda args: kc.to_json(kc.airflow_connection(args[0], args[1]))))
         deployments[d.name] = {"namespace": item.namespace, "connectionId": d.connection_id,
                                "envVar": d.env_var, **item.details}
-    return {
+    outputs = {
         "cloud": cfg.cloud,
         "clusterName": cluster_name,
         "clusterEndpoint": endpoint,
@@ -46,3 +47,7 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
         "kubeconfig": kubeconfigs[cfg.deployments[0].name],
         "dockerfile": kc.DOCKERFILE[cfg.cloud],
     }
+    if cfg.gpu_pool.enabled:
+        # Public: what a GPU task passes to KubernetesPodOperator (README, GPU tasks).
+        outputs["gpuTask"] = gpu.gpu_task(cfg.cloud, cfg.gpu_pool)
+    return outputs

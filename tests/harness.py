@@ -40,6 +40,9 @@ class Run:
     resources: list
     outputs: dict = field(default_factory=dict)
     secret: dict = field(default_factory=dict)
+    # The ResourceOptions each resource was constructed with, by resource name (mocks do not
+    # see options such as ignore_changes and depends_on).
+    options: dict = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list:
         return [r for r in self.resources if r.typ == typ]
@@ -71,13 +74,20 @@ def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | No
     })
     exports: dict = {}
     values: dict = {}
+    options: dict = {}
+    resource_init = pulumi.Resource.__init__
+
+    def recording_init(self, t, name, custom, props=None, opts=None, *args, **kwargs):
+        options[name] = opts
+        resource_init(self, t, name, custom, props, opts, *args, **kwargs)
 
     @pulumi.runtime.test
     def program():
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         return pulumi.Output.all(**exports).apply(values.update)
 
-    with mock.patch.object(pulumi, "export", exports.__setitem__):
+    with mock.patch.object(pulumi, "export", exports.__setitem__), \
+            mock.patch.object(pulumi.Resource, "__init__", recording_init):
         program()
     secret = {name: _sync_await(pulumi.Output.from_input(value).is_secret()) for name, value in exports.items()}
-    return Run(mocks.resources, values, secret)
+    return Run(mocks.resources, values, secret, options)

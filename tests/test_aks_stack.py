@@ -14,6 +14,7 @@ from harness import RecordingMocks, run_program, stack_config
 
 CLUSTER = "azure-native:containerservice:ManagedCluster"
 AGENT_POOL = "azure-native:containerservice:AgentPool"
+DAEMONSET = "kubernetes:apps/v1:DaemonSet"
 IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 FEDERATED = "azure-native:managedidentity:FederatedIdentityCredential"
 ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
@@ -185,6 +186,70 @@ def test_no_gpu_pool_unless_enabled(minimal):
     assert minimal.of_type(AGENT_POOL) == []
 
 
+def test_unneeded_nodes_leave_after_three_minutes_not_the_default_ten(example, minimal):
+    for run_ in (example, minimal):
+        assert only(run_, CLUSTER)["autoScalerProfile"] == {"scaleDownUnneededTime": "3m", "scaleDownDelayAfterAdd": "3m"}
+
+
+def test_device_plugin_runs_in_kube_system_on_gpu_nodes_only_tolerating_both_spot_pool_taints(example):
+    (plugin,) = example.of_type(DAEMONSET)
+    assert plugin.provider.rsplit("$", 1)[-1] == "pulumi:providers:kubernetes::aks-cluster::aks-cluster-id"
+    assert (plugin.inputs["metadata"]["name"], plugin.inputs["metadata"]["namespace"]) == (
+        "nvidia-device-plugin", "kube-system")
+    pod = plugin.inputs["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"remote-kpo/gpu": "true"}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"}]
+    assert pod["priorityClassName"] == "system-node-critical"
+    (container,) = pod["containers"]
+    assert container["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
+    assert container["volumeMounts"] == [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}]
+    assert pod["volumes"] == [{"name": "device-plugin",
+                               "hostPath": {"path": "/var/lib/kubelet/device-plugins", "type": "Directory"}}]
+
+
+def test_device_plugin_tolerates_every_taint_the_gpu_pool_declares(example):
+    taints = only(example, AGENT_POOL)["nodeTaints"]
+    (plugin,) = example.of_type(DAEMONSET)
+    tolerated = {(t["key"], t.get("value"), t["effect"]) for t in plugin.inputs["spec"]["template"]["spec"]["tolerations"]}
+    for taint in taints:
+        key, rest = taint.split("=", 1)
+        value, effect = rest.split(":")
+        assert (key, value, effect) in tolerated or (key, None, effect) in tolerated
+
+
+def test_on_demand_gpu_pool_device_plugin_tolerates_only_the_gpu_taint():
+    raw = MINIMAL | {"gpuPool": {"enabled": True}}
+    (plugin,) = run(raw, "staging")[0].of_type(DAEMONSET)
+    assert plugin.inputs["spec"]["template"]["spec"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_no_device_plugin_or_gpu_task_without_a_gpu_pool(minimal):
+    assert minimal.of_type(DAEMONSET) == []
+    assert "gpuTask" not in minimal.outputs
+
+
+def test_gpu_task_output_tolerates_the_spot_taint_too(example):
+    assert example.secret["gpuTask"] is False
+    task = example.outputs["gpuTask"]
+    assert task["nodeSelector"] == {"remote-kpo/gpu": "true"}
+    assert task["tolerations"] == example.of_type(DAEMONSET)[0].inputs["spec"]["template"]["spec"]["tolerations"]
+    assert (task["resourceName"], task["startupTimeoutSeconds"]) == ("nvidia.com/gpu", 900)
+    assert task["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+
+
+def test_accelerator_on_aks_stops_before_any_resource():
+    mocks = AzureMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(MINIMAL | {"gpuPool": {"enabled": True, "accelerator": {"type": "nvidia-tesla-t4"}}},
+                    stack="staging", mocks=mocks)
+    assert str(caught.value) == (
+        "remote-kpo:gpuPool.accelerator: not used on aks: the VM size in machineType sets the GPU type and count")
+    assert mocks.resources == []
+
+
 def test_each_deployment_gets_a_managed_identity_federated_with_its_astro_service_account(example):
     identities = {r.name: r.inputs for r in example.of_type(IDENTITY)}
     assert identities == {
@@ -302,8 +367,8 @@ def test_minimal_stack_provider_uses_workload_identity_login(minimal):
 
 def test_every_kubernetes_object_goes_through_the_aks_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
-    # 2 x (Namespace, Role, RoleBinding, LimitRange) + ResourceQuota
-    assert len(objects) == 9
+    # 2 x (Namespace, Role, RoleBinding, LimitRange) + ResourceQuota + the device plugin
+    assert len(objects) == 10
     assert {r.provider.rsplit("$", 1)[-1] for r in objects} == {
         "pulumi:providers:kubernetes::aks-cluster::aks-cluster-id"}
     assert not [r for r in example.resources if "ClusterRole" in r.typ]
@@ -333,7 +398,7 @@ def test_outputs_describe_the_cluster_and_keep_credentials_secret(example):
         "azureClientId": "client-id-of-kpo-gpu-weu-ml-training"}
     assert example.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
-        "deployments": False, "dockerfile": False,
+        "deployments": False, "dockerfile": False, "gpuTask": False,
         "kubeconfigs": True, "airflowConnections": True, "kubeconfig": True,
     }
 

@@ -51,9 +51,32 @@ def test_deployment_defaults_namespace_xcom_and_connection_names():
 
 
 def test_pools_default_per_cloud_and_gpu_pool_scales_from_zero():
+    cfg = config.load(variant("aks", gpuPool={"enabled": True}))
+    assert cfg.system_pool.machine_type == "Standard_D4s_v5"
+    assert (cfg.gpu_pool.min_nodes, cfg.gpu_pool.machine_type) == (0, "Standard_NC4as_T4_v3")
+
+
+def test_eks_gpu_pool_defaults_to_one_t4_per_node_and_has_no_system_pool_machine_type():
     cfg = config.load(variant("eks", gpuPool={"enabled": True}))
-    assert cfg.system_pool.machine_type == "m6i.large"
-    assert (cfg.gpu_pool.min_nodes, cfg.gpu_pool.machine_type) == (0, "g4dn.xlarge")
+    assert (cfg.gpu_pool.min_nodes, cfg.gpu_pool.machine_type, cfg.gpu_pool.gpus_per_node) == (0, "g4dn.xlarge", 1)
+    assert cfg.system_pool.machine_type is None
+
+
+def test_eks_accelerator_count_is_the_gpus_per_node():
+    cfg = config.load(variant("eks", gpuPool={"enabled": True, "machineType": "g5.12xlarge", "accelerator": {"count": 4}}))
+    assert cfg.gpu_pool.gpus_per_node == 4
+
+
+def test_eks_deletion_protection_is_on_unless_switched_off():
+    assert config.load(VALID["eks"]).eks.deletion_protection is True
+    off = config.load(variant("eks", eks={"region": "us-east-1", "deletionProtection": False}))
+    assert off.eks.deletion_protection is False
+
+
+def test_gke_gpu_pool_zones_in_the_clusters_region_are_kept():
+    raw = variant("gke", gke={"project": "my-project", "location": "us-central1-a"},
+                  gpuPool={"enabled": True, "accelerator": {"type": "nvidia-l4"}, "zones": ["us-central1-b", "us-central1-c"]})
+    assert config.load(raw).gpu_pool.zones == ["us-central1-b", "us-central1-c"]
 
 
 def test_eks_without_network_config_gets_a_new_vpc_block():
@@ -182,6 +205,32 @@ BAD_INPUT = [
      "Kubernetes refuses every pod that sets no memory request"),
     ("gpu pool on existing", variant("existing", gpuPool={"enabled": True}),
      "remote-kpo:gpuPool.enabled: node pools are not managed on an existing cluster"),
+    ("system pool size on eks", variant("eks", systemPool={"minNodes": 2}),
+     "remote-kpo:systemPool.minNodes: not used on eks: EKS Auto Mode runs cluster add-ons on its built-in system pool, which sizes itself"),
+    ("system pool machine type on eks", variant("eks", systemPool={"machineType": "m6i.large", "maxNodes": 4}),
+     "remote-kpo:systemPool.machineType: not used on eks: EKS Auto Mode runs cluster add-ons on its built-in system pool, which sizes itself"),
+    ("accelerator type on eks", variant("eks", gpuPool={"enabled": True, "accelerator": {"type": "nvidia-tesla-t4"}}),
+     "remote-kpo:gpuPool.accelerator.type: not used on eks: machineType sets the GPU (accelerator.count is the GPUs per node)"),
+    ("accelerator on aks", variant("aks", gpuPool={"enabled": True, "accelerator": {"count": 2}}),
+     "remote-kpo:gpuPool.accelerator: not used on aks: the VM size in machineType sets the GPU type and count"),
+    ("gpu minimum on eks", variant("eks", gpuPool={"enabled": True, "minNodes": 1}),
+     "remote-kpo:gpuPool.minNodes: must be 0 on eks: an EKS Auto Mode NodePool starts GPU nodes only for pending tasks"),
+    ("eks version before auto mode", variant("eks", eks={"region": "us-east-1", "version": "1.28"}),
+     "remote-kpo:eks.version: 1.28 is too old: EKS Auto Mode needs Kubernetes 1.29 or newer"),
+    ("gke gpu pool with a count but no type", variant("gke", gpuPool={"enabled": True, "accelerator": {"count": 2}}),
+     "remote-kpo:gpuPool.accelerator.type: required for a GKE GPU pool"),
+    ("gpu zones off gke", variant("aks", gpuPool={"enabled": True, "zones": ["westeurope-1"]}),
+     "remote-kpo:gpuPool.zones[0]: not a Google Cloud zone like us-central1-a"),
+    ("gpu zones on eks", variant("eks", gpuPool={"enabled": True, "zones": ["us-east1-b"]}),
+     "remote-kpo:gpuPool.zones: only used on gke (where accelerators are offered per zone), not on eks"),
+    ("gpu zone outside the region", variant("gke", gpuPool={"enabled": True, "accelerator": {"type": "nvidia-tesla-t4"},
+                                                             "zones": ["us-central1-a", "us-east1-b"]}),
+     "remote-kpo:gpuPool.zones[1]: us-east1-b is not in the cluster's region us-central1"),
+    ("gpu zones empty", variant("gke", gpuPool={"enabled": True, "accelerator": {"type": "nvidia-tesla-t4"}, "zones": []}),
+     "remote-kpo:gpuPool.zones: needs at least 1 entry"),
+    ("gpu zone not a zone", variant("gke", gpuPool={"enabled": True, "accelerator": {"type": "nvidia-tesla-t4"},
+                                                     "zones": ["us-central1"]}),
+     "remote-kpo:gpuPool.zones[0]: not a Google Cloud zone like us-central1-a"),
 ]
 
 

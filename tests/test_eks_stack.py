@@ -1,18 +1,22 @@
-"""The eks stack under Pulumi mocks: network, cluster, node groups, identities, RBAC, outputs."""
+"""The eks stack under Pulumi mocks: network, Auto Mode cluster, GPU NodePool, node groups DAGs
+create, identities, RBAC, outputs."""
 
 import json
 
 import pulumi
+import pulumi_aws
 import pytest
 
 import config
-from components import eks
+from components import eks, gpu
 from harness import RecordingMocks, run_program, stack_config
 
 ACCOUNT = "123456789012"
 AZ_LOOKUP = "aws:index/getAvailabilityZones:getAvailabilityZones"
 CLUSTER = "aws:eks/cluster:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+ADDON = "aws:eks/addon:Addon"
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
@@ -25,8 +29,7 @@ CLUSTER_ARN = "arn:aws:eks:us-east-1:123456789012:cluster/kpo-gpu"
 
 
 class EksMocks(RecordingMocks):
-    """What AWS computes: ARNs, the endpoint and CA, the node group's Auto Scaling group, and
-    the region's availability zones."""
+    """What AWS computes: ARNs, the endpoint and CA, and the region's availability zones."""
 
     def __init__(self, zones=("us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"),
                  region="us-east-1", partition="aws"):
@@ -46,8 +49,6 @@ class EksMocks(RecordingMocks):
             outputs["arn"] = f"arn:{self.partition}:iam::{ACCOUNT}:role/{args.name}"
         elif args.typ == "aws:kms/key:Key":
             outputs["arn"] = f"arn:{self.partition}:kms:{self.region}:{ACCOUNT}:key/{args.name}"
-        elif args.typ == NODE_GROUP:
-            outputs["resources"] = [{"autoscalingGroups": [{"name": f"eks-{args.name}-asg"}]}]
         return resource_id, outputs
 
     def call(self, args):
@@ -83,18 +84,20 @@ def example(example_run):
 
 @pytest.fixture(scope="module")
 def existing_subnets():
-    """Subnets of an existing VPC, no GPU pool, no ephemeral node pools, no CIDR limit."""
+    """Subnets of an existing VPC, no GPU pool, no ephemeral node pools, no CIDR limit,
+    deletion protection off."""
     raw = {"cloud": "eks", "clusterName": "shared-kpo",
-           "eks": {"region": "eu-west-1", "subnetIds": ["subnet-0aaa1111", "subnet-0bbb2222"]},
+           "eks": {"region": "eu-west-1", "subnetIds": ["subnet-0aaa1111", "subnet-0bbb2222"],
+                   "deletionProtection": False},
            "deployments": [{"name": "reports", "identity": {"awsRoleArn": ANALYTICS_ROLE}}]}
     return run_eks(raw)[0]
 
 
 @pytest.fixture(scope="module")
 def gov_two_zones():
-    """GovCloud region with two zones, default VPC block, on-demand GPU pool."""
+    """GovCloud region with two zones, default VPC block, on-demand GPU pool of 4-GPU nodes."""
     raw = {"cloud": "eks", "clusterName": "gov-kpo", "eks": {"region": "us-gov-west-1"},
-           "gpuPool": {"enabled": True, "maxNodes": 2},
+           "gpuPool": {"enabled": True, "maxNodes": 2, "machineType": "g6.12xlarge", "accelerator": {"count": 4}},
            "deployments": [{"name": "batch", "ephemeralNodePools": True,
                             "identity": {"awsRoleArn": "arn:aws-us-gov:iam::123456789012:role/astro-batch"}}]}
     mocks = EksMocks(zones=["us-gov-west-1a", "us-gov-west-1b"], region="us-gov-west-1", partition="aws-us-gov")
@@ -107,6 +110,7 @@ def test_the_example_stack_file_is_complete_and_valid():
     cfg = config.load(stack_config("eks"))
     assert (cfg.cloud, cfg.eks.region, cfg.eks.vpc_cidr) == ("eks", "us-east-1", "10.40.0.0/16")
     assert cfg.eks.public_access_cidrs and cfg.gpu_pool.enabled and cfg.gpu_pool.spot
+    assert cfg.eks.deletion_protection and cfg.system_pool.model_fields_set == set()
     assert [(d.name, d.ephemeral_node_pools) for d in cfg.deployments] == [("analytics", False), ("ml-training", True)]
 
 
@@ -176,7 +180,6 @@ def test_given_subnets_are_used_as_they_are_and_no_network_is_made(existing_subn
     assert not [r for r in existing_subnets.resources if r.typ.startswith("aws:ec2/")]
     (cluster,) = existing_subnets.of_type(CLUSTER)
     assert cluster.inputs["vpcConfig"]["subnetIds"] == ["subnet-0aaa1111", "subnet-0bbb2222"]
-    assert [g.inputs["subnetIds"] for g in existing_subnets.of_type(NODE_GROUP)] == [["subnet-0aaa1111", "subnet-0bbb2222"]]
 
 
 def test_aws_resources_are_made_in_the_configured_region_with_a_cluster_tag(example):
@@ -190,13 +193,24 @@ def test_aws_resources_are_made_in_the_configured_region_with_a_cluster_tag(exam
 
 # --- cluster --------------------------------------------------------------------------------------
 
-def test_cluster_role_trusts_eks_and_has_only_the_cluster_policy(example):
+def test_cluster_role_trusts_eks_with_session_tags_and_has_the_auto_mode_cluster_policies(example):
     role = one(example, ROLE, "kpo-gpu-cluster-role")
     assert policy_of(role, "assumeRolePolicy") == {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-    attached = [a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-cluster-role"]
-    assert attached == ["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"]
+        {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
+    attached = sorted(a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-cluster-role")
+    assert attached == [f"arn:aws:iam::aws:policy/{p}" for p in (
+        "AmazonEKSBlockStoragePolicy", "AmazonEKSClusterPolicy", "AmazonEKSComputePolicy",
+        "AmazonEKSLoadBalancingPolicy", "AmazonEKSNetworkingPolicy")]
     assert one(example, CLUSTER, "kpo-gpu-cluster").inputs["roleArn"] == "arn:aws:iam::123456789012:role/kpo-gpu-cluster-role"
+
+
+def test_cluster_runs_eks_auto_mode_with_both_built_in_pools_and_its_node_role(example):
+    cluster = one(example, CLUSTER, "kpo-gpu-cluster").inputs
+    assert cluster["computeConfig"] == {"enabled": True, "nodePools": ["system", "general-purpose"],
+                                        "nodeRoleArn": "arn:aws:iam::123456789012:role/kpo-gpu-node-role"}
+    assert cluster["kubernetesNetworkConfig"] == {"elasticLoadBalancing": {"enabled": True}}
+    assert cluster["storageConfig"] == {"blockStorage": {"enabled": True}}
+    assert cluster["bootstrapSelfManagedAddons"] is False
 
 
 def test_cluster_uses_access_entries_with_the_creator_as_admin(example):
@@ -236,79 +250,92 @@ def test_control_plane_logs_audit_and_authenticator_into_a_group_with_retention(
     assert log_group.inputs["retentionInDays"] == 90
 
 
-def test_cluster_has_deletion_protection(example):
+def test_cluster_has_deletion_protection_unless_configured_off(example, existing_subnets):
     assert one(example, CLUSTER, "kpo-gpu-cluster").inputs["deletionProtection"] is True
+    assert one(existing_subnets, CLUSTER, "shared-kpo-cluster").inputs["deletionProtection"] is False
 
 
-# --- node groups ----------------------------------------------------------------------------------
+# --- nodes: Auto Mode, the GPU NodePool, node groups DAGs create -----------------------------------
 
-def test_node_role_trusts_ec2_and_has_the_three_seed_policies(example):
+def test_auto_mode_node_role_trusts_ec2_and_has_exactly_the_two_minimal_policies(example):
     role = one(example, ROLE, "kpo-gpu-node-role")
     assert policy_of(role, "assumeRolePolicy")["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
     attached = sorted(a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-node-role")
-    assert attached == ["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+    assert attached == ["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
+                        "arn:aws:iam::aws:policy/AmazonEKSWorkerNodeMinimalPolicy"]
+    assert not [r for r in example.of_type("aws:iam/rolePolicy:RolePolicy") if r.inputs["role"] == "kpo-gpu-node-role"]
+
+
+def test_managed_policies_use_the_regions_partition(gov_two_zones):
+    attached = {a.inputs["policyArn"] for a in gov_two_zones.of_type(ATTACHMENT)}
+    assert attached and all(arn.startswith("arn:aws-us-gov:iam::aws:policy/") for arn in attached)
+    assert "arn:aws-us-gov:iam::aws:policy/AmazonEKSWorkerNodeMinimalPolicy" in attached
+
+
+def test_no_managed_node_group_or_autoscaler_is_made(example, gov_two_zones):
+    for run in (example, gov_two_zones):
+        assert not run.of_type(NODE_GROUP)
+        assert not [r for r in run.resources if r.typ.startswith("aws:autoscaling/")]
+
+
+def test_gpu_pool_is_a_nodepool_on_the_auto_mode_default_node_class(example):
+    (pool,) = example.of_type(NODE_POOL)
+    assert pool.inputs["metadata"] == {"name": "remote-kpo-gpu"}
+    template = pool.inputs["spec"]["template"]
+    assert template["metadata"] == {"labels": {"remote-kpo/gpu": "true"}}
+    assert template["spec"]["nodeClassRef"] == {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
+    assert template["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert template["spec"]["requirements"] == [
+        {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g5.xlarge"]},
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]},
+    ]
+
+
+def test_gpu_nodepool_caps_gpus_at_max_nodes_and_removes_empty_nodes_soon(example):
+    spec = one(example, NODE_POOL, "kpo-gpu-gpu-nodepool").inputs["spec"]
+    assert spec["limits"] == {"nvidia.com/gpu": "4"}
+    assert spec["disruption"] == {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "1m"}
+
+
+def test_gpu_nodepool_is_on_demand_unless_spot_and_counts_gpus_per_node(gov_two_zones):
+    spec = one(gov_two_zones, NODE_POOL, "gov-kpo-gpu-nodepool").inputs["spec"]
+    assert {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]} in spec["template"]["spec"]["requirements"]
+    assert spec["limits"] == {"nvidia.com/gpu": "8"}
+
+
+def test_gpu_nodepool_goes_through_the_eks_provider_after_the_cluster(example):
+    pool = one(example, NODE_POOL, "kpo-gpu-gpu-nodepool")
+    assert pool.provider.rsplit("$", 1)[-1] == "pulumi:providers:kubernetes::eks-cluster::eks-cluster-id"
+    # Auto Mode's NodePool CRD and default NodeClass exist once the cluster does.
+    (cluster,) = example.options["kpo-gpu-gpu-nodepool"].depends_on
+    assert isinstance(cluster, pulumi_aws.eks.Cluster)
+
+
+def test_no_nodepool_unless_the_gpu_pool_is_enabled(existing_subnets):
+    assert not existing_subnets.of_type(NODE_POOL)
+
+
+def test_node_groups_dags_create_get_their_own_role_not_the_auto_mode_one(example):
+    role = one(example, ROLE, "kpo-gpu-node-group-role")
+    assert policy_of(role, "assumeRolePolicy")["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    attached = sorted(a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-node-group-role")
+    assert attached == ["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
                         "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
                         "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"]
 
 
-def test_managed_policies_use_the_regions_partition(gov_two_zones):
-    attached = sorted(a.inputs["policyArn"] for a in gov_two_zones.of_type(ATTACHMENT))
-    assert attached == ["arn:aws-us-gov:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
-                        "arn:aws-us-gov:iam::aws:policy/AmazonEKSClusterPolicy",
-                        "arn:aws-us-gov:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-                        "arn:aws-us-gov:iam::aws:policy/AmazonEKS_CNI_Policy"]
+def test_node_groups_dags_create_get_networking_and_dns_add_ons(example):
+    addons = {r.inputs["addonName"]: r.inputs for r in example.of_type(ADDON)}
+    assert sorted(addons) == ["coredns", "kube-proxy", "vpc-cni"]
+    assert all(a["clusterName"] == "kpo-gpu" and a["resolveConflictsOnCreate"] == "OVERWRITE" for a in addons.values())
 
 
-def test_system_group_runs_al2023_standard_on_demand_in_private_subnets(example):
-    system = one(example, NODE_GROUP, "kpo-gpu-system").inputs
-    assert (system["amiType"], system["instanceTypes"], system["capacityType"]) == (
-        "AL2023_x86_64_STANDARD", ["m6i.large"], "ON_DEMAND")
-    assert system["scalingConfig"] == {"minSize": 2, "maxSize": 4, "desiredSize": 2}
-    assert system["clusterName"] == "kpo-gpu"
-    assert system["nodeRoleArn"] == "arn:aws:iam::123456789012:role/kpo-gpu-node-role"
-    assert system["subnetIds"] == ["kpo-gpu-private-0-id", "kpo-gpu-private-1-id", "kpo-gpu-private-2-id"]
-    assert "taints" not in system
-
-
-def test_gpu_group_runs_al2023_nvidia_on_spot_from_zero_with_taint_and_label(example):
-    gpu = one(example, NODE_GROUP, "kpo-gpu-gpu").inputs
-    assert (gpu["amiType"], gpu["instanceTypes"], gpu["capacityType"]) == (
-        "AL2023_x86_64_NVIDIA", ["g5.xlarge"], "SPOT")
-    assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 4, "desiredSize": 0}
-    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
-    assert gpu["labels"] == {"remote-kpo/gpu": "true"}
-    assert gpu["subnetIds"] == ["kpo-gpu-private-0-id", "kpo-gpu-private-1-id", "kpo-gpu-private-2-id"]
-
-
-def test_gpu_group_is_on_demand_unless_spot_is_set(gov_two_zones):
-    gpu = one(gov_two_zones, NODE_GROUP, "gov-kpo-gpu").inputs
-    assert gpu["capacityType"] == "ON_DEMAND"
-    assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 2, "desiredSize": 0}
-
-
-def test_gpu_group_carries_the_cluster_autoscaler_tags(example):
-    assert one(example, NODE_GROUP, "kpo-gpu-gpu").inputs["tags"] == {
-        "k8s.io/cluster-autoscaler/enabled": "true",
-        "k8s.io/cluster-autoscaler/kpo-gpu": "owned",
-        "k8s.io/cluster-autoscaler/node-template/label/remote-kpo/gpu": "true",
-        "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu": "present:NoSchedule",
-    }
-
-
-def test_node_template_tags_are_put_on_the_gpu_groups_auto_scaling_group(example):
-    tags = {r.inputs["tag"]["key"]: (r.inputs["autoscalingGroupName"], r.inputs["tag"]["value"],
-                                     r.inputs["tag"]["propagateAtLaunch"])
-            for r in example.of_type("aws:autoscaling/tag:Tag")}
-    assert tags == {
-        "k8s.io/cluster-autoscaler/node-template/label/remote-kpo/gpu": ("eks-kpo-gpu-gpu-asg", "true", False),
-        "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu": ("eks-kpo-gpu-gpu-asg", "present:NoSchedule", False),
-    }
-
-
-def test_no_gpu_group_unless_enabled(existing_subnets):
-    assert [g.name for g in existing_subnets.of_type(NODE_GROUP)] == ["shared-kpo-system"]
-    assert not existing_subnets.of_type("aws:autoscaling/tag:Tag")
+def test_without_ephemeral_node_pools_no_node_group_role_or_add_ons(existing_subnets):
+    assert sorted(r.name for r in existing_subnets.of_type(ROLE)) == [
+        "reports-access-role", "shared-kpo-cluster-role", "shared-kpo-node-role"]
+    assert not existing_subnets.of_type(ADDON)
 
 
 # --- Deployment identities ------------------------------------------------------------------------
@@ -338,7 +365,7 @@ def test_ephemeral_node_pools_add_node_group_actions_on_this_cluster_and_pass_ro
          "Action": ["eks:CreateNodegroup", "eks:DescribeNodegroup", "eks:DeleteNodegroup"],
          "Resource": [CLUSTER_ARN, "arn:aws:eks:us-east-1:123456789012:nodegroup/kpo-gpu/*/*"]},
         {"Sid": "PassNodeRoleToEks", "Effect": "Allow", "Action": ["iam:PassRole"],
-         "Resource": "arn:aws:iam::123456789012:role/kpo-gpu-node-role",
+         "Resource": "arn:aws:iam::123456789012:role/kpo-gpu-node-group-role",
          "Condition": {"StringEquals": {"iam:PassedToService": "eks.amazonaws.com"}}},
     ]
 
@@ -396,8 +423,8 @@ def test_program_provider_uses_the_creators_identity_and_a_cluster_identifier(ex
 
 def test_every_kubernetes_object_goes_through_the_eks_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
-    # 2 x (Namespace, Role, RoleBinding, ResourceQuota) + analytics' LimitRange
-    assert len(objects) == 9
+    # 2 x (Namespace, Role, RoleBinding, ResourceQuota) + analytics' LimitRange + the GPU NodePool
+    assert len(objects) == 10
     assert {r.provider.rsplit("$", 1)[-1] for r in objects} == {
         "pulumi:providers:kubernetes::eks-cluster::eks-cluster-id"}
 
@@ -421,19 +448,47 @@ def test_outputs_describe_the_cluster_and_the_aws_cli_image_lines(example):
     assert example.outputs["clusterCaCertificate"] == "Q0EtREFUQQ=="
     assert "aws/install" in example.outputs["dockerfile"]
     assert example.outputs["deployments"]["analytics"] == {
-        "namespace": "kpo-analytics", "connectionId": "kpo_analytics", "envVar": "AIRFLOW_CONN_KPO_ANALYTICS"}
+        "namespace": "kpo-analytics", "connectionId": "kpo_analytics", "envVar": "AIRFLOW_CONN_KPO_ANALYTICS",
+        "awsAccessRoleArn": "arn:aws:iam::123456789012:role/analytics-access-role"}
+    assert example.secret["deployments"] is False
 
 
-def test_node_role_and_subnets_are_exported_for_ephemeral_node_pools(example):
-    assert example.outputs["nodeRoleArn"] == "arn:aws:iam::123456789012:role/kpo-gpu-node-role"
+def test_each_deployment_entry_names_its_access_role_for_the_astro_roles_assume_role_policy(example):
+    assert {name: entry["awsAccessRoleArn"] for name, entry in example.outputs["deployments"].items()} == {
+        "analytics": "arn:aws:iam::123456789012:role/analytics-access-role",
+        "ml-training": "arn:aws:iam::123456789012:role/ml-training-access-role"}
+
+
+def test_gpu_task_output_is_public_and_matches_the_nodepools_label_and_taint(example):
+    task = example.outputs["gpuTask"]
+    assert example.secret["gpuTask"] is False
+    assert task == {
+        "nodeSelector": {"remote-kpo/gpu": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "resourceName": "nvidia.com/gpu",
+        "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false", "karpenter.sh/do-not-disrupt": "true"},
+        "startupTimeoutSeconds": 900,
+    }
+    pool = one(example, NODE_POOL, "kpo-gpu-gpu-nodepool").inputs["spec"]["template"]
+    assert task["nodeSelector"].items() <= pool["metadata"]["labels"].items()
+    assert [t["key"] for t in pool["spec"]["taints"]] == [t["key"] for t in task["tolerations"]]
+
+
+def test_no_gpu_task_output_without_a_gpu_pool(existing_subnets):
+    assert "gpuTask" not in existing_subnets.outputs
+
+
+def test_node_group_role_subnets_and_ami_type_are_exported_for_ephemeral_node_pools(example):
+    assert example.outputs["nodeRoleArn"] == "arn:aws:iam::123456789012:role/kpo-gpu-node-group-role"
     assert example.outputs["subnetIds"] == ["kpo-gpu-private-0-id", "kpo-gpu-private-1-id", "kpo-gpu-private-2-id"]
-    assert example.secret["nodeRoleArn"] is False and example.secret["subnetIds"] is False
+    assert example.outputs["amiType"] == "BOTTLEROCKET_x86_64_NVIDIA"
+    assert (example.secret["nodeRoleArn"], example.secret["subnetIds"], example.secret["amiType"]) == (False, False, False)
     assert (example.secret["kubeconfigs"], example.secret["airflowConnections"], example.secret["kubeconfig"]) == (
         True, True, True)
 
 
 def test_without_ephemeral_node_pools_no_node_role_or_subnets_are_exported(existing_subnets):
-    assert "nodeRoleArn" not in existing_subnets.outputs and "subnetIds" not in existing_subnets.outputs
+    assert not {"nodeRoleArn", "subnetIds", "amiType"} & existing_subnets.outputs.keys()
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -447,6 +502,20 @@ def test_a_vpc_block_that_cannot_hold_the_subnets_stops_before_any_resource(vpc_
         run_program(raw, stack="eks", mocks=mocks)
     assert str(caught.value) == (
         f"remote-kpo:eks.vpcCidr: /{prefix} does not fit: use a block from /16 to /24 (it is split into six subnets)")
+    assert mocks.resources == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"systemPool": {"machineType": "m6i.large"}},
+     "remote-kpo:systemPool.machineType: not used on eks: EKS Auto Mode runs cluster add-ons on its built-in system pool, which sizes itself"),
+    ({"gpuPool": {"enabled": True, "accelerator": {"type": "nvidia-a10g", "count": 1}}},
+     "remote-kpo:gpuPool.accelerator.type: not used on eks: machineType sets the GPU (accelerator.count is the GPUs per node)"),
+])
+def test_pool_keys_auto_mode_has_no_use_for_stop_before_any_resource(change, message):
+    mocks = EksMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(stack_config("eks") | change, stack="eks", mocks=mocks)
+    assert str(caught.value) == message
     assert mocks.resources == []
 
 
@@ -466,6 +535,19 @@ def test_subnet_plan_uses_at_most_three_zones_and_keeps_the_smallest_block_valid
     ("us-iso-east-1", "aws-iso"), ("us-isob-east-1", "aws-iso-b")])
 def test_partition_follows_the_region(region, partition):
     assert eks.partition_of(region) == partition
+
+
+def test_cluster_trust_policy_tags_sessions_and_node_trust_policy_does_not():
+    assert eks.service_trust_policy("eks.amazonaws.com", tag_session=True)["Statement"][0]["Action"] == [
+        "sts:AssumeRole", "sts:TagSession"]
+    assert eks.service_trust_policy("ec2.amazonaws.com")["Statement"][0]["Action"] == "sts:AssumeRole"
+
+
+def test_the_nodepool_manifest_is_the_one_gpu_py_builds_for_the_local_proof():
+    cfg = config.load(stack_config("eks"))
+    manifest = gpu.karpenter_node_pool(cfg.gpu_pool, gpu.EKS_NODE_CLASS_REF, cfg.gpu_pool.gpus_per_node)
+    assert (manifest["apiVersion"], manifest["kind"]) == ("karpenter.sh/v1", "NodePool")
+    assert manifest["spec"]["limits"] == {"nvidia.com/gpu": "4"}
 
 
 def test_nodegroup_pattern_covers_only_this_clusters_node_groups():

@@ -262,6 +262,45 @@ def test_without_gpu_pool_only_the_system_pool_exists(plain):
     assert list(pools(plain)) == ["system"]
 
 
+@pytest.mark.parametrize("pool", ["system", "gpu"])
+def test_changing_a_pools_initial_count_never_replaces_it(example, pool):
+    # minNodes across zero changes initialNodeCount, a create-only property of a GKE pool.
+    assert example.options[pool].ignore_changes == ["initialNodeCount"]
+
+
+def test_gpu_pool_runs_in_the_cluster_zones_unless_zones_are_given(example):
+    assert "nodeLocations" not in pools(example)["gpu"]
+    assert "nodeLocations" not in pools(example)["system"]
+
+
+def test_gpu_pool_zones_pin_the_pool_to_zones_offering_the_accelerator():
+    raw = stack_config("gke")
+    raw["gpuPool"] = raw["gpuPool"] | {"zones": ["us-central1-a", "us-central1-f"]}
+    run = run_gke(raw)
+    assert pools(run)["gpu"]["nodeLocations"] == ["us-central1-a", "us-central1-f"]
+    assert "nodeLocations" not in pools(run)["system"]
+
+
+def test_gpu_zones_outside_the_clusters_region_stop_before_any_resource():
+    raw = stack_config("gke")
+    raw["gpuPool"] = raw["gpuPool"] | {"zones": ["europe-west4-a"]}
+    mocks = GkeMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(raw, stack="gke", mocks=mocks)
+    assert str(caught.value) == "remote-kpo:gpuPool.zones[0]: europe-west4-a is not in the cluster's region us-central1"
+    assert mocks.resources == []
+
+
+def test_gpu_task_output_selects_and_tolerates_the_gpu_pool(example, plain):
+    task = example.outputs["gpuTask"]
+    node = pools(example)["gpu"]["nodeConfig"]
+    assert task["nodeSelector"] == node["labels"] == {"remote-kpo/gpu": "true"}
+    assert task["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert [t["key"] for t in node["taints"]] == ["nvidia.com/gpu"]
+    assert (task["resourceName"], task["startupTimeoutSeconds"]) == ("nvidia.com/gpu", 900)
+    assert "gpuTask" not in plain.outputs
+
+
 # ---- IAM ----------------------------------------------------------------------------------
 
 def test_node_service_account_is_dedicated_and_has_only_the_node_roles(example):
@@ -421,7 +460,7 @@ def test_outputs_describe_the_cluster_and_each_deployment(example):
     }
     assert example.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
-        "deployments": False, "dockerfile": False,
+        "deployments": False, "dockerfile": False, "gpuTask": False,
         "kubeconfigs": True, "airflowConnections": True, "kubeconfig": True,
     }
 

@@ -227,7 +227,7 @@ def _aws_access_policy_with(statement):
 
 
 def _aws_admin_attachment(ex):
-    attachment = inputs_of(ex, "eks", "kpo-gpu-node-AmazonEKSWorkerNodePolicy")
+    attachment = inputs_of(ex, "eks", "kpo-gpu-node-AmazonEKSWorkerNodeMinimalPolicy")
     attachment["policyArn"] = "arn:aws:iam::aws:policy/AdministratorAccess"
     return "aws:iam/rolePolicyAttachment:RolePolicyAttachment", attachment
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from realenv import ROOT, Pulumi, cluster_settings, copy_project, script_env
+from realenv import ROOT, Pulumi, backend_url, cluster_settings, copy_project, script_env
 
 
 
@@ -32,7 +32,7 @@ def pulumi_cli(cluster_env, tmp_path_factory) -> Pulumi:
     project = tmp_path_factory.mktemp("project")
     copy_project(project)
     state = tmp_path_factory.mktemp("state")
-    env = {**cluster_env, "PULUMI_BACKEND_URL": f"file://{state}"}
+    env = {**cluster_env, "PULUMI_BACKEND_URL": backend_url(state)}
     return Pulumi(project, env)
 
 

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 # The tests run their own local cluster, apart from `make dev`'s (ports 26443/23790/23800), on
@@ -31,6 +32,15 @@ def copy_project(project: Path) -> Path:
             shutil.copy(source, project / name)
     (project / ".venv").symlink_to(ROOT / ".venv")
     return project
+
+
+def backend_url(state: Path) -> str:
+    """A file backend in `state`, with the project's options (scripts/env.sh: no .attrs files)."""
+    return f"file://{state}?metadata=skip"
+
+
+def backend_dir(url: str) -> Path:
+    return Path(urlsplit(url).path)
 
 
 def cluster_settings(cluster_dir: Path) -> dict:

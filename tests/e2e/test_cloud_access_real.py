@@ -16,7 +16,7 @@ import pytest
 
 from components import kubeconfig as kc
 from components.eks import kubernetes_group
-from realenv import API_URL, ROOT, Pulumi
+from realenv import API_URL, ROOT, Pulumi, backend_url
 from matrix import matrix_failures, namespace_grants, table_grants
 
 GOOGLE_SA = "kpo-analytics@my-project.iam.gserviceaccount.com"
@@ -43,7 +43,7 @@ def applied(cluster_env, tmp_path_factory):
                 for ns, kind, subject, xcom, *_ in CLOUDS.values()]
     (project / "Pulumi.check.yaml").write_text(json.dumps({"config": {"remote-kpo-access-check:subjects": subjects}}))
     state = tmp_path_factory.mktemp("access-state")
-    cli = Pulumi(project, {**cluster_env, "PULUMI_BACKEND_URL": f"file://{state}", "REMOTE_KPO_ROOT": str(ROOT)})
+    cli = Pulumi(project, {**cluster_env, "PULUMI_BACKEND_URL": backend_url(state), "REMOTE_KPO_ROOT": str(ROOT)})
     cli.run("stack", "init", "check")
     cli.run("up", "--yes", "--stack", "check")
     yield cli

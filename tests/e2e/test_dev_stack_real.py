@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from realenv import API_URL, ROOT, Pulumi
+from realenv import API_URL, ROOT, Pulumi, backend_dir, backend_url
 from matrix import matrix_failures, namespace_grants, table_grants
 
 DEPLOYMENTS = {"analytics": ("kpo-analytics", True), "ml-training": ("kpo-ml-training", False)}
@@ -52,7 +52,7 @@ def test_secret_outputs_are_hidden_without_show_secrets(pulumi_cli, dev_outputs)
 
 
 def test_no_credential_is_stored_in_clear_in_the_state_files(pulumi_cli, dev_outputs):
-    backend = Path(pulumi_cli.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
+    backend = backend_dir(pulumi_cli.env["PULUMI_BACKEND_URL"])
     state_bytes = b"".join(path.read_bytes() for path in backend.rglob("*") if path.is_file())
     # The search sees plaintext: a non-secret output is found as it is.
     assert dev_outputs["clusterCaCertificate"].encode() in state_bytes
@@ -144,7 +144,7 @@ def test_the_policy_pack_stops_a_stack_that_breaks_its_rbac_rules(cluster_env, t
     project = tmp_path / "violating"
     shutil.copytree(ROOT / "tests/e2e/violating_program", project)
     (project / ".venv").symlink_to(ROOT / ".venv")
-    cli = Pulumi(project, {**cluster_env, "PULUMI_BACKEND_URL": f"file://{tmp_path}"})
+    cli = Pulumi(project, {**cluster_env, "PULUMI_BACKEND_URL": backend_url(tmp_path)})
     cli.run("stack", "init", "violating")
     result = cli.run("preview", "--stack", "violating", "--policy-pack", str(ROOT / "policy"), check=False)
     assert result.returncode != 0

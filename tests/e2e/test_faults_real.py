@@ -10,6 +10,7 @@ cluster must be exactly the baseline's: nothing duplicated, nothing lost, nothin
 import base64
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -17,13 +18,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from realenv import (FAULTS_API_PORT as API_PORT, FAULTS_ETCD_PEER_PORT as ETCD_PEER_PORT,
-                     FAULTS_ETCD_PORT as ETCD_PORT, ROOT, Pulumi, copy_project, script_env)
+                     FAULTS_ETCD_PORT as ETCD_PORT, ROOT, Pulumi, backend_url, copy_project,
+                     script_env)
 
 STACK = "faults"
 DEPLOYMENTS = 20
@@ -128,9 +129,22 @@ def kill_session(sid: int) -> None:
                 pass
 
 
+def programs_of(project: Path) -> list[int]:
+    """Pids of Python programs the language host runs for `project` (pulumi-language-python-exec)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(b"pulumi-language-python-exec") for arg in argv) and f"--pwd\0{project}".encode() in b"\0".join(argv):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
 def start_cluster(env: dict) -> None:
-    """scripts/local-cluster up, tried again if a port is briefly taken: these ports lie in the
-    kernel's ephemeral range, so an outgoing connection may hold one for a moment."""
+    """scripts/local-cluster up, tried again if a port is briefly taken (a second cluster may
+    be starting or stopping beside this one)."""
     for _ in range(3):
         result = subprocess.run([str(ROOT / "scripts/local-cluster"), "up"], env=env, capture_output=True,
                                 text=True, timeout=300)
@@ -153,9 +167,7 @@ def faults(tmp_path_factory) -> Faults:
     start_cluster(base)
     try:
         env = script_env(base)
-        # The project's backend URL (scripts/env.sh), options included, on this module's folder.
-        query = urlsplit(env["PULUMI_BACKEND_URL"]).query
-        env["PULUMI_BACKEND_URL"] = f"file://{state}" + (f"?{query}" if query else "")
+        env["PULUMI_BACKEND_URL"] = backend_url(state)
         cli = Pulumi(project, env)
         cli.write_stack(STACK, faults_config())
         yield Faults(cli, env, cluster_dir, state)
@@ -269,7 +281,13 @@ def test_up_interrupted_by_a_stopped_api_server_says_so_and_converges_after_rest
     assert_converged(faults, baseline)
 
 
-def test_up_killed_mid_way_says_the_stack_is_locked_and_converges_after_the_documented_recovery(faults, baseline):
+def stale_lock(faults) -> subprocess.CompletedProcess:
+    """What `make dev` runs before `pulumi up` (Makefile)."""
+    return subprocess.run([str(ROOT / "scripts/stale-lock"), STACK], cwd=faults.cli.cwd, env=faults.env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_up_killed_mid_way_is_recovered_by_the_next_make_dev(faults, baseline):
     faults.wipe_stack()
     running = faults.start_up()
     running.wait_for_first_namespace()
@@ -277,32 +295,82 @@ def test_up_killed_mid_way_says_the_stack_is_locked_and_converges_after_the_docu
     kill_session(running.process.pid)
     running.finish()
 
-    # `make dev` again is refused.
+    # A plain `up` is refused for the dead process's lock, which it names.
     refused = faults.pulumi("up", "--refresh", "--yes", check=False)
-    assert refused.returncode != 0
-    # Recovery, step 1: if the kill hit the file backend while it rewrote the checkpoint's
-    # metadata sidecar (`<stack>.json.attrs`, truncated then written, without a rename), every
-    # command fails to read the stack; the checkpoint itself is the last complete one.
-    emptied = [path for path in faults.state.rglob("*.json.attrs") if path.stat().st_size == 0]
-    if any(path.name == f"{STACK}.json.attrs" for path in emptied):
-        assert "error: failed to load checkpoint: EOF" in refused.stdout + refused.stderr
-    if emptied:
-        for path in emptied:
-            path.unlink()
-        refused = faults.pulumi("up", "--refresh", "--yes", check=False)
-    # Otherwise, or then: refused for the dead process's lock, named with the command that clears it.
     message = refused.stdout + refused.stderr
     assert refused.returncode != 0
     assert "the stack is currently locked by 1 lock(s)" in message, message
-    assert f"(pid {running.process.pid})" in message and "pulumi cancel" in message, message
-    # Part of the stack is recorded; only creates can be left pending (those in flight).
+    assert f"(pid {running.process.pid})" in message, message
+    # The backend keeps no metadata sidecars (`?metadata=skip`): a kill mid-write once left an empty
+    # `<stack>.json.attrs`, and every later command failed with `failed to load checkpoint: EOF`.
+    assert not list(faults.state.rglob("*.attrs"))
     interrupted = faults.export()
     assert 0 < len(interrupted["resources"]) < len(baseline["resources"])
     assert {op["type"] for op in interrupted.get("pending_operations") or []} <= {"creating"}
 
-    # Steps 2 to 4: drop the lock, forget the creates that were never confirmed (every object has a
-    # fixed name, so the next up adopts any the interrupted one made), `make dev`.
-    faults.pulumi("cancel", "--yes")
-    faults.pulumi("refresh", "--yes", "--clear-pending-creates")
+    # `make dev` again: one line about the dead lock, then the up converges.
+    healed = stale_lock(faults)
+    assert healed.returncode == 0, healed.stderr
+    assert healed.stderr.strip().splitlines() == [
+        f"remote-kpo: stack {STACK} was locked by pulumi pid {running.process.pid}, which no longer runs: "
+        "cancelling the lock and forgetting its unconfirmed creates"]
+    assert not faults.export().get("pending_operations")
+    faults.pulumi("up", "--refresh", "--yes")
+    assert_converged(faults, baseline)
+
+
+def test_make_dev_leaves_the_lock_of_a_running_up_alone(faults, baseline):
+    faults.wipe_stack()
+    running = faults.start_up()
+    running.wait_for_first_namespace()
+    refused = stale_lock(faults)
+    assert refused.returncode == 1
+    assert f"locked by a running pulumi (pid {running.process.pid}" in refused.stderr, refused.stderr
+    # The running up was not disturbed.
+    assert running.finish() == 0, running.output()
+    assert_converged(faults, baseline)
+
+
+def test_a_killed_cli_leaves_no_program_running(faults, baseline):
+    faults.wipe_stack()
+    running = faults.start_up()
+    running.wait_for_first_namespace()
+    assert programs_of(faults.cli.cwd), "the program is not running mid-up"
+    # Only the CLI, as the OOM killer or `kill -9 <pid>` would: its language host notices it has
+    # been orphaned and ends the program it started.
+    os.kill(running.process.pid, signal.SIGKILL)
+    running.finish()
+    deadline = time.monotonic() + 15
+    while programs_of(faults.cli.cwd) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    left = programs_of(faults.cli.cwd)
+    kill_session(running.process.pid)
+    assert not left, f"programs outlived the killed CLI: {left}"
+
+    assert stale_lock(faults).returncode == 0
+    faults.pulumi("up", "--refresh", "--yes")
+    assert_converged(faults, baseline)
+
+
+KILLS = 30
+
+
+def test_no_sigkill_leaves_an_unreadable_stack(faults, baseline):
+    """SIGKILLs at random moments of `up`s (engine start, creates, checkpoint writes): after each,
+    the stack still loads, and `make dev`'s recovery plus an `up` converge at the end."""
+    faults.wipe_stack()
+    chooser = random.Random(15)
+    unreadable = []
+    for kill in range(KILLS):
+        running = faults.start_up()
+        time.sleep(chooser.uniform(0.5, 6.0))
+        kill_session(running.process.pid)
+        running.finish()
+        loaded = faults.pulumi("stack", "export", check=False)
+        if loaded.returncode != 0:
+            unreadable.append((kill, loaded.stderr.strip()))
+            break
+        assert stale_lock(faults).returncode == 0
+    assert unreadable == []
     faults.pulumi("up", "--refresh", "--yes")
     assert_converged(faults, baseline)

@@ -69,6 +69,30 @@ type host struct {
 
 	mu            sync.Mutex
 	engineAddress string
+
+	// lifetime ends when the engine goes away; programs started by Run end with it.
+	lifetime context.Context
+	running  sync.WaitGroup
+}
+
+// exitWhenOrphaned cancels when the engine that started this host dies (a SIGKILL of
+// `pulumi` gives no chance to say so): the host is then re-parented, so its parent pid
+// changes. The gRPC health check notices too, but only after minutes.
+func exitWhenOrphaned(ctx context.Context, cancel context.CancelFunc) {
+	parent := os.Getppid()
+	ticker := time.NewTicker(250 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if os.Getppid() != parent {
+				cancel()
+				return
+			}
+		}
+	}
 }
 
 func main() {
@@ -87,10 +111,10 @@ func main() {
 		}
 	}
 
-	h := &host{engineAddress: engineAddress}
-
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	h := &host{engineAddress: engineAddress, lifetime: ctx}
+	go exitWhenOrphaned(ctx, cancel)
 	if engineAddress != "" {
 		// Exit when the engine goes away, so that no host outlives it.
 		if err := rpcutil.Healthcheck(ctx, engineAddress, 5*time.Minute, cancel); err != nil {
@@ -121,7 +145,11 @@ func main() {
 	// Plugin protocol: the first line on stdout is the port we listen on.
 	fmt.Printf("%d\n", handle.Port)
 
-	if err := <-handle.Done; err != nil {
+	err = <-handle.Done
+	// The server stops when the engine is gone: let Run kill and reap its program first.
+	cancel()
+	h.running.Wait()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "language host RPC stopped serving: %v\n", err)
 		os.Exit(1)
 	}
@@ -266,7 +294,10 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		"PYTHONUNBUFFERED=1",
 	)
 
-	cmd := exec.Command(py, args...)
+	h.running.Add(1)
+	defer h.running.Done()
+	// Killed if the engine dies mid-run: no program outlives the `pulumi` that started it.
+	cmd := exec.CommandContext(h.lifetime, py, args...)
 	cmd.Dir = req.GetPwd()
 	cmd.Env = env
 	cmd.Stdout = os.Stdout

@@ -9,7 +9,7 @@ complete values.
 import ipaddress
 import json
 import re
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 NAMESPACE = "remote-kpo"
 CLOUDS = ("gke", "eks", "aks", "existing")
@@ -30,16 +30,16 @@ class ConfigError(Exception):
     """Bad stack config: the message names the key path and what is wrong."""
 
 
-def _matching(regex: str, what: str):
-    """A string type that must fully match `regex`, else fails with `not <what>`."""
+def _matching(regex: str, what: str) -> AfterValidator:
+    """The validator of a string that must fully match `regex`, else fails with `not <what>`."""
     compiled = re.compile(regex)
 
     def check(value: str) -> str:
         if not compiled.fullmatch(value):
-            raise PydanticCustomError("format", f"not {what}")
+            raise PydanticCustomError("format", "not {what}", {"what": what})
         return value
 
-    return Annotated[str, AfterValidator(check)]
+    return AfterValidator(check)
 
 
 def _cidr(value: str) -> str:
@@ -50,34 +50,39 @@ def _cidr(value: str) -> str:
     return value
 
 
-DnsLabel = _matching(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "a DNS label (a-z, 0-9, '-', at most 63)")
+DnsLabel = Annotated[str, _matching(
+    r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "a DNS label (a-z, 0-9, '-', at most 63)")]
 # GKE allows 40 characters, EKS 100, AKS 63: the strictest rule keeps one name valid everywhere.
-ClusterName = _matching(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", "a cluster name (a-z first, a-z 0-9 '-', at most 40)")
-GcpServiceAccount = _matching(
+ClusterName = Annotated[str, _matching(
+    r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", "a cluster name (a-z first, a-z 0-9 '-', at most 40)")]
+GcpServiceAccount = Annotated[str, _matching(
     r"[a-z0-9][-a-z0-9]{0,62}@[a-z0-9][-a-z0-9.]*\.gserviceaccount\.com",
     "a Google service account email (name@project.iam.gserviceaccount.com)",
-)
-AwsRoleArn = _matching(
+)]
+AwsRoleArn = Annotated[str, _matching(
     r"arn:aws(-cn|-us-gov)?:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}", "an IAM role ARN"
-)
-AwsRegion = _matching(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region like us-east-1")
-SubnetId = _matching(r"subnet-[0-9a-f]{8,17}", "a subnet id like subnet-0123abcd")
-Uuid = _matching(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", "a UUID")
-HttpsUrl = _matching(r"https://[^\s/]+(/\S*)?", "an https:// URL")
-ServiceAccountSubject = _matching(
+)]
+AwsRegion = Annotated[str, _matching(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region like us-east-1")]
+SubnetId = Annotated[str, _matching(r"subnet-[0-9a-f]{8,17}", "a subnet id like subnet-0123abcd")]
+Uuid = Annotated[str, _matching(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", "a UUID")]
+HttpsUrl = Annotated[str, _matching(r"https://[^\s/]+(/\S*)?", "an https:// URL")]
+ServiceAccountSubject = Annotated[str, _matching(
     r"system:serviceaccount:[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?",
     "a Kubernetes service account subject system:serviceaccount:<namespace>:<name>",
-)
-Quantity = _matching(r"\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?", "a Kubernetes quantity like 500m or 2Gi")
+)]
+Quantity = Annotated[str, _matching(
+    r"\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?", "a Kubernetes quantity like 500m or 2Gi")]
 Cidr = Annotated[str, AfterValidator(_cidr)]
-GcpProject = _matching(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", "a Google Cloud project id")
+GcpProject = Annotated[str, _matching(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", "a Google Cloud project id")]
 # Regions end in one or two digits (us-east5, europe-west10, me-central2); a zone adds -<letter>.
 GCP_REGION = r"[a-z]+-[a-z]+\d{1,2}"
-GcpLocation = _matching(rf"{GCP_REGION}(-[a-z])?", "a Google Cloud region or zone like us-central1")
-AzureRegion = _matching(r"[a-z]+[a-z0-9]*", "an Azure region like westeurope")
-ResourceGroupName = _matching(r"[-\w.()]{1,89}[-\w()]", "an Azure resource group name")
-KubernetesMinor = _matching(r"1\.\d{2}", "a Kubernetes minor version like 1.34")
-KubernetesVersion = _matching(r"1\.\d{2}(\.\d+)?", "a Kubernetes version like 1.34")
+GcpLocation = Annotated[str, _matching(
+    rf"{GCP_REGION}(-[a-z])?", "a Google Cloud region or zone like us-central1")]
+GcpZone = Annotated[str, _matching(rf"{GCP_REGION}-[a-z]", "a Google Cloud zone like us-central1-a")]
+AzureRegion = Annotated[str, _matching(r"[a-z]+[a-z0-9]*", "an Azure region like westeurope")]
+ResourceGroupName = Annotated[str, _matching(r"[-\w.()]{1,89}[-\w()]", "an Azure resource group name")]
+KubernetesMinor = Annotated[str, _matching(r"1\.\d{2}", "a Kubernetes minor version like 1.34")]
+KubernetesVersion = Annotated[str, _matching(r"1\.\d{2}(\.\d+)?", "a Kubernetes version like 1.34")]
 
 
 class Model(BaseModel):
@@ -91,7 +96,7 @@ class Model(BaseModel):
 def _slash_28(value: str) -> str:
     prefix = ipaddress.ip_network(value).prefixlen
     if prefix != 28:
-        raise PydanticCustomError("format", f"/{prefix}: GKE takes a /28 for the control plane")
+        raise PydanticCustomError("format", "/{prefix}: GKE takes a /28 for the control plane", {"prefix": prefix})
     return value
 
 
@@ -125,7 +130,9 @@ def _eks_vpc_cidr(value: str) -> str:
     # The block is split into six subnets over up to three zones.
     prefix = ipaddress.ip_network(value).prefixlen
     if not 16 <= prefix <= 24:
-        raise PydanticCustomError("format", f"/{prefix} does not fit: use a block from /16 to /24 (it is split into six subnets)")
+        raise PydanticCustomError(
+            "format", "/{prefix} does not fit: use a block from /16 to /24 (it is split into six subnets)",
+            {"prefix": prefix})
     return value
 
 
@@ -193,7 +200,6 @@ class Accelerator(Model):
     count: int = Field(default=1, ge=1)
 
 
-GcpZone = _matching(r"[a-z]+-[a-z]+\d+-[a-z]", "a Google Cloud zone like us-central1-a")
 
 
 class GpuPool(NodePool):
@@ -230,9 +236,10 @@ class AzureIdentity(Model):
             raise _at("subjects", "set either subject or subjects, not both")
         if self.subject is None and self.subjects is None:
             raise _at("subject", "required (or subjects, a list)")
-        for i, subject in enumerate(self.subjects or []):
-            if subject in self.subjects[:i]:
-                raise _at(f"subjects[{i}]", f"duplicate of subjects[{self.subjects.index(subject)}]")
+        subjects = self.subjects or []
+        for i, subject in enumerate(subjects):
+            if subject in subjects[:i]:
+                raise _at(f"subjects[{i}]", f"duplicate of subjects[{subjects.index(subject)}]")
         return self
 
     @property
@@ -389,7 +396,7 @@ class StackConfig(Model):
         if self.cloud == "eks" and gpu.min_nodes > 0:
             raise _at("gpuPool.minNodes", "must be 0 on eks: an EKS Auto Mode NodePool starts GPU nodes only for pending tasks")
         if self.cloud == "gke" and gpu.zones is not None:
-            region = _gcp_region(self.gke.location)
+            region = _gcp_region(present(self.gke, "gke").location)
             for i, zone in enumerate(gpu.zones):
                 if _gcp_region(zone) != region:
                     raise _at(f"gpuPool.zones[{i}]", f"{zone} is not in the cluster's region {region}")
@@ -399,13 +406,15 @@ class StackConfig(Model):
         seen_names: dict[str, int] = {}
         seen_namespaces: dict[str, int] = {}
         for i, deployment in enumerate(self.deployments):
+            # Always set by Deployment._default_namespace.
+            namespace = str(deployment.namespace)
             if deployment.name in seen_names:
                 raise _at(f"deployments[{i}].name", f"duplicate of deployments[{seen_names[deployment.name]}]")
-            if deployment.namespace in seen_namespaces:
-                first = seen_namespaces[deployment.namespace]
-                raise _at(f"deployments[{i}].namespace", f"{deployment.namespace} is already used by deployments[{first}]")
+            if namespace in seen_namespaces:
+                first = seen_namespaces[namespace]
+                raise _at(f"deployments[{i}].namespace", f"{namespace} is already used by deployments[{first}]")
             seen_names[deployment.name] = i
-            seen_namespaces[deployment.namespace] = i
+            seen_namespaces[namespace] = i
             self._check_identity(i, deployment)
         return self
 
@@ -427,6 +436,18 @@ class StackConfig(Model):
 
     def resolved_cluster_name(self, stack: str) -> str:
         return self.cluster_name or f"remote-kpo-{stack}"
+
+
+_Value = TypeVar("_Value")
+
+
+def present(value: Optional[_Value], key: str) -> _Value:
+    """A value the validators guarantee once config has loaded (the chosen cloud's section,
+    a Deployment's identity on that cloud, a pool's resolved machine type), for code typed
+    against the Optional fields; names the key if it is missing all the same."""
+    if value is None:
+        raise ConfigError(f"{NAMESPACE}:{key}: required")
+    return value
 
 
 def _gcp_region(location: str) -> str:
@@ -473,16 +494,17 @@ def _path(loc: tuple, ctx: Optional[dict]) -> str:
     return path
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     kind = error["type"]
+    ctx = error.get("ctx", {})
     if kind in _MESSAGES:
         return _MESSAGES[kind]
     if kind == "literal_error":
-        return f"must be one of {error['ctx']['expected']}"
+        return f"must be one of {ctx['expected']}"
     if kind == "too_short":
-        return f"needs at least {error['ctx']['min_length']} entry"
+        return f"needs at least {ctx['min_length']} entry"
     if kind == "too_long":
-        return f"at most {error['ctx']['max_length']} entries"
+        return f"at most {ctx['max_length']} entries"
     return error["msg"]
 
 

@@ -5,6 +5,10 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from pulumi_kubernetes.core.v1 import LimitRangeItemArgsDict, LimitRangeSpecArgsDict
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgsDict
+from pulumi_kubernetes.rbac.v1 import SubjectArgsDict
+
 from components.permissions import kpo_role_rules
 from config import Deployment
 
@@ -19,35 +23,37 @@ XCOM_LABEL = "remote-kpo/xcom"
 POD_SECURITY_PREFIX = "pod-security.kubernetes.io/"
 
 
-def rbac_subject(kind: str, name: str, namespace: Optional[str] = None) -> dict:
+def rbac_subject(kind: str, name: pulumi.Input[str], namespace: Optional[str] = None) -> SubjectArgsDict:
     """A RoleBinding subject: a User or Group (cloud identities) or a ServiceAccount."""
     if kind == "ServiceAccount":
+        if namespace is None:
+            raise ValueError("a ServiceAccount subject needs its namespace")
         return {"kind": kind, "name": name, "namespace": namespace}
     if kind in ("User", "Group"):
-        return {"kind": kind, "name": name, "apiGroup": "rbac.authorization.k8s.io"}
+        return {"kind": kind, "name": name, "api_group": "rbac.authorization.k8s.io"}
     raise ValueError(f"unknown RBAC subject kind {kind}")
 
 
-def pod_security_labels(level: str) -> dict:
+def pod_security_labels(level: str) -> dict[str, str]:
     """Namespace labels that enforce `level` and warn and audit at `restricted`."""
     return {f"{POD_SECURITY_PREFIX}enforce": level,
             f"{POD_SECURITY_PREFIX}warn": "restricted",
             f"{POD_SECURITY_PREFIX}audit": "restricted"}
 
 
-def limit_range_spec(deployment: Deployment) -> Optional[dict]:
+def limit_range_spec(deployment: Deployment) -> Optional[LimitRangeSpecArgsDict]:
     defaults = deployment.pod_defaults
     if defaults is None:
         return None
-    limit = {"type": "Container"}
+    limit: LimitRangeItemArgsDict = {"type": "Container"}
     if defaults.requests:
-        limit["defaultRequest"] = defaults.requests.model_dump(exclude_none=True)
+        limit["default_request"] = defaults.requests.model_dump(exclude_none=True)
     if defaults.limits:
         limit["default"] = defaults.limits.model_dump(exclude_none=True)
     return {"limits": [limit]}
 
 
-def resource_quota_hard(deployment: Deployment) -> Optional[dict]:
+def resource_quota_hard(deployment: Deployment) -> Optional[dict[str, str]]:
     quota = deployment.quota
     if quota is None:
         return None
@@ -65,19 +71,21 @@ class DeploymentAccess(pulumi.ComponentResource):
     """Namespace, Role from the permission table, RoleBinding to `subject`, and optional
     LimitRange and ResourceQuota, for one Deployment."""
 
-    def __init__(self, name: str, deployment: Deployment, subject: dict,
+    def __init__(self, name: str, deployment: Deployment, subject: SubjectArgsDict,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:DeploymentAccess", name, None, opts)
         labels = {**MANAGED_BY, "remote-kpo/deployment": deployment.name}
         child = pulumi.ResourceOptions(parent=self)
+        namespace = str(deployment.namespace)  # config sets the default
 
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": deployment.namespace,
-                      "labels": {**labels, **pod_security_labels(deployment.pod_security)}},
+            metadata={"name": namespace, "labels": {**labels, **pod_security_labels(deployment.pod_security)}},
             opts=child,
         )
-        in_namespace = {"name": ROLE_NAME, "namespace": self.namespace.metadata.name, "labels": labels}
+        # The name as an output of the Namespace, so what is made in it waits for it.
+        namespace_name = self.namespace.metadata.apply(lambda _: namespace)
+        in_namespace: ObjectMetaArgsDict = {"name": ROLE_NAME, "namespace": namespace_name, "labels": labels}
         self.role = k8s.rbac.v1.Role(
             f"{name}-role",
             metadata={**in_namespace, "labels": {**labels, XCOM_LABEL: "true" if deployment.xcom else "false"}},
@@ -87,7 +95,7 @@ class DeploymentAccess(pulumi.ComponentResource):
         self.role_binding = k8s.rbac.v1.RoleBinding(
             f"{name}-rolebinding",
             metadata=in_namespace,
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE_NAME},
+            role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE_NAME},
             subjects=[subject],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role]),
         )
@@ -109,5 +117,5 @@ class DeploymentAccess(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.namespace_name = self.namespace.metadata.name
+        self.namespace_name = namespace_name
         self.register_outputs({"namespace": self.namespace_name})

@@ -7,7 +7,7 @@ to use its kubeconfig, and its pod rights come only from the namespace RoleBindi
 """
 
 import base64
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 import yaml
@@ -18,7 +18,7 @@ from components import gpu
 from components import kubeconfig as kc
 from components import names
 from components.permissions import CLOUD_ACTIONS
-from config import AksConfig, Deployment, GpuPool, NodePool
+from config import AksConfig, Deployment, GpuPool, NodePool, present
 
 SYSTEM_POOL = "system"
 GPU_POOL = "gpu"
@@ -29,7 +29,7 @@ MANAGED_IDENTITY_NAME_MAX = 128
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 
 
-def aad_profile(aks: AksConfig) -> dict:
+def aad_profile(aks: AksConfig) -> containerservice.ManagedClusterAADProfileArgsDict:
     """Managed Entra ID for authentication; Kubernetes RBAC (not Azure RBAC) decides access."""
     return {
         "managed": True,
@@ -39,16 +39,18 @@ def aad_profile(aks: AksConfig) -> dict:
     }
 
 
-def api_server_access_profile(aks: AksConfig) -> Optional[dict]:
+def api_server_access_profile(aks: AksConfig) -> Optional[containerservice.ManagedClusterAPIServerAccessProfileArgsDict]:
     if not aks.authorized_ip_ranges:
         return None
     return {"authorized_ip_ranges": list(aks.authorized_ip_ranges)}
 
 
-def _autoscaled(pool: NodePool) -> dict:
+def _autoscaled(pool: NodePool, name: str, mode: str) -> containerservice.ManagedClusterAgentPoolProfileArgsDict:
     # Nodes get no public IP; the cluster autoscaler owns the count between min and max.
     return {
-        "vm_size": pool.machine_type,
+        "name": name,
+        "mode": mode,
+        "vm_size": present(pool.machine_type, "machineType"),
         "os_type": "Linux",
         "type": "VirtualMachineScaleSets",
         "enable_auto_scaling": True,
@@ -59,8 +61,8 @@ def _autoscaled(pool: NodePool) -> dict:
     }
 
 
-def system_pool_profile(pool: NodePool) -> dict:
-    return {"name": SYSTEM_POOL, "mode": "System", **_autoscaled(pool)}
+def system_pool_profile(pool: NodePool) -> containerservice.ManagedClusterAgentPoolProfileArgsDict:
+    return _autoscaled(pool, SYSTEM_POOL, "System")
 
 
 def gpu_taints(spot: bool) -> list[str]:
@@ -78,11 +80,12 @@ AUTO_SCALER_PROFILE: containerservice.ManagedClusterPropertiesAutoScalerProfileA
 }
 
 
-def gpu_pool_args(pool: GpuPool) -> dict:
+def gpu_pool_args(pool: GpuPool) -> dict[str, Any]:
     """A User pool that scales from `minNodes` (0 by default): only tolerating pods land on it."""
-    args = {
-        "mode": "User",
-        **_autoscaled(pool),
+    # The AgentPool resource takes the pool's name as agent_pool_name.
+    profile = {key: value for key, value in _autoscaled(pool, GPU_POOL, "User").items() if key != "name"}
+    args: dict[str, Any] = {
+        **profile,
         "node_taints": gpu_taints(pool.spot),
         "node_labels": dict(gpu.GPU_LABELS),
     }
@@ -93,7 +96,7 @@ def gpu_pool_args(pool: GpuPool) -> dict:
     return args
 
 
-def agent_pool_permissions() -> list[dict]:
+def agent_pool_permissions() -> list[authorization.PermissionArgsDict]:
     return [{"actions": list(CLOUD_ACTIONS["aks"]["ephemeralNodePools"].actions)}]
 
 
@@ -134,7 +137,7 @@ class AksCluster(pulumi.ComponentResource):
             location=aks.location,
             dns_prefix=cluster_name,
             kubernetes_version=aks.kubernetes_version,
-            identity={"type": "SystemAssigned"},
+            identity={"type": containerservice.ResourceIdentityType.SYSTEM_ASSIGNED},
             aad_profile=aad_profile(aks),
             enable_rbac=True,
             disable_local_accounts=True,
@@ -194,7 +197,7 @@ class AksDeploymentIdentity(pulumi.ComponentResource):
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:AksDeploymentIdentity", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        azure = deployment.identity.azure
+        azure = present(present(deployment.identity, "identity").azure, "identity.azure")
 
         self.identity = managedidentity.UserAssignedIdentity(
             f"{name}-identity",
@@ -221,12 +224,15 @@ class AksDeploymentIdentity(pulumi.ComponentResource):
             )
             previous = [credential]
         if deployment.ephemeral_node_pools:
+            role = cluster.agent_pool_role
+            if role is None:
+                raise ValueError(f"{deployment.name} manages agent pools, but the cluster was made without the role")
             authorization.RoleAssignment(
                 f"{name}-agent-pools",
                 principal_id=self.identity.principal_id,
                 # Stated, so Azure does not look up a principal that may not have replicated yet.
                 principal_type="ServicePrincipal",
-                role_definition_id=cluster.agent_pool_role.id,
+                role_definition_id=role.id,
                 scope=cluster.cluster.id,
                 opts=child,
             )

@@ -12,12 +12,20 @@ from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
+from pulumi_gcp.container import (
+    ClusterIpAllocationPolicyArgsDict,
+    ClusterMasterAuthorizedNetworksConfigArgsDict,
+    ClusterPrivateClusterConfigArgsDict,
+    NodePoolAutoscalingArgsDict,
+    NodePoolNodeConfigArgsDict,
+)
+from pulumi_gcp.projects import IAMMemberConditionArgsDict
 
 from components import gpu
 from components import kubeconfig as kc
 from components import names
 from components.permissions import CLOUD_ACTIONS
-from config import GCP_REGION, Deployment, GkeConfig, GpuPool, NodePool
+from config import GCP_REGION, Deployment, GkeConfig, GpuPool, NodePool, present
 
 # A new VPC's subnetwork: nodes, and the secondary ranges that make the cluster VPC-native.
 NODES_CIDR = "10.0.0.0/20"
@@ -82,7 +90,7 @@ def custom_role_id(cluster_name: str, suffix: str) -> str:
                      suffix=f"_{suffix}", separator="_")
 
 
-def cluster_only_condition(project: str, location: str, cluster_name: str) -> dict:
+def cluster_only_condition(project: str, location: str, cluster_name: str) -> IAMMemberConditionArgsDict:
     """An IAM condition that holds for this cluster and what is below it (its node pools), and
     for nothing else. GKE honours resource.name in conditions, with zonal clusters named
     projects/<p>/zones/<zone>/clusters/<c> and regional ones .../locations/<region>/...
@@ -110,7 +118,7 @@ def custom_role_permissions(purpose: str) -> list[str]:
     return list(CLOUD_ACTIONS["gke"][purpose].actions)
 
 
-def master_authorized_networks(cidrs: list[str]) -> Optional[dict]:
+def master_authorized_networks(cidrs: list[str]) -> Optional[ClusterMasterAuthorizedNetworksConfigArgsDict]:
     """Only these CIDRs reach the public endpoint (not all of Google Cloud's addresses)."""
     if not cidrs:
         return None
@@ -120,7 +128,8 @@ def master_authorized_networks(cidrs: list[str]) -> Optional[dict]:
     }
 
 
-def private_cluster_config(private_nodes: bool, control_plane_cidr: Optional[str]) -> Optional[dict]:
+def private_cluster_config(private_nodes: bool,
+                           control_plane_cidr: Optional[str]) -> Optional[ClusterPrivateClusterConfigArgsDict]:
     """Nodes without public IPs; the endpoint stays public so Astro can reach it.
 
     Without a control-plane range GKE uses Private Service Connect: no range to reserve or to
@@ -132,13 +141,13 @@ def private_cluster_config(private_nodes: bool, control_plane_cidr: Optional[str
     """
     if not private_nodes:
         return None
-    config = {"enable_private_nodes": True, "enable_private_endpoint": False}
+    config: ClusterPrivateClusterConfigArgsDict = {"enable_private_nodes": True, "enable_private_endpoint": False}
     if control_plane_cidr:
         config["master_ipv4_cidr_block"] = control_plane_cidr
     return config
 
 
-def pool_autoscaling(pool: NodePool, location_policy: str) -> dict:
+def pool_autoscaling(pool: NodePool, location_policy: str) -> NodePoolAutoscalingArgsDict:
     """Totals across the pool's zones, so minNodes/maxNodes mean the same on a regional cluster."""
     return {"total_min_node_count": pool.min_nodes, "total_max_node_count": pool.max_nodes,
             "location_policy": location_policy}
@@ -149,11 +158,12 @@ def initial_node_count(pool: NodePool) -> int:
     return 0 if pool.min_nodes == 0 else 1
 
 
-def node_config(machine_type: str, service_account: pulumi.Input[str], **extra) -> dict:
+def node_config(pool: NodePool, service_account: pulumi.Input[str]) -> NodePoolNodeConfigArgsDict:
     """What every node runs as: the dedicated account, the GKE metadata server (Workload
-    Identity; no node credentials for pods), shielded boot, no legacy metadata endpoints."""
+    Identity; no node credentials for pods), shielded boot, no legacy metadata endpoints.
+    (Typed as a node pool's; the cluster's default pool takes the same structure.)"""
     return {
-        "machine_type": machine_type,
+        "machine_type": present(pool.machine_type, "machineType"),
         "image_type": "COS_CONTAINERD",
         "service_account": service_account,
         "oauth_scopes": NODE_OAUTH_SCOPES,
@@ -161,20 +171,23 @@ def node_config(machine_type: str, service_account: pulumi.Input[str], **extra) 
         "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
         "metadata": {"disable-legacy-endpoints": "true"},
         "resource_labels": RESOURCE_LABELS,
-        **extra,
     }
 
 
-def gpu_node_extras(pool: GpuPool) -> dict:
-    """Accelerators with GKE-installed drivers, the GPU taint and label, optional spot."""
+def gpu_node_config(pool: GpuPool, service_account: pulumi.Input[str]) -> NodePoolNodeConfigArgsDict:
+    """node_config plus accelerators with GKE-installed drivers, the GPU taint and label,
+    optional spot."""
+    accelerator = present(pool.accelerator, "gpuPool.accelerator")
     return {
+        **node_config(pool, service_account),
         "guest_accelerators": [{
-            "type": pool.accelerator.type,
-            "count": pool.accelerator.count,
+            "type": present(accelerator.type, "gpuPool.accelerator.type"),
+            "count": accelerator.count,
             "gpu_driver_installation_config": {"gpu_driver_version": "DEFAULT"},
         }],
         # GPU nodes repel every pod that does not tolerate the taint; tasks select them by label.
-        "taints": [gpu.gke_taint(taint) for taint in gpu.node_taints("gke", pool.spot)],
+        "taints": [{"key": taint["key"], "value": taint["value"], "effect": gpu.GKE_TAINT_EFFECT[taint["effect"]]}
+                   for taint in gpu.node_taints("gke", pool.spot)],
         "labels": dict(gpu.GPU_LABELS),
         "spot": pool.spot,
     }
@@ -267,7 +280,7 @@ class GkeCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: GkeClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:GkeCluster", name, None, opts)
         gke = args.gke
-        ip_allocation = None
+        ip_allocation: Optional[ClusterIpAllocationPolicyArgsDict] = None
         if args.pods_range:
             ip_allocation = {"cluster_secondary_range_name": args.pods_range,
                              "services_secondary_range_name": args.services_range}
@@ -286,7 +299,7 @@ class GkeCluster(pulumi.ComponentResource):
             initial_node_count=1,
             # Even that short-lived pool runs as the node account, never the Compute Engine
             # default account (often an Editor).
-            node_config=node_config(args.system_pool.machine_type, args.node_service_account),
+            node_config=node_config(args.system_pool, args.node_service_account),
             release_channel={"channel": gke.release_channel},
             workload_identity_config={"workload_pool": workload_pool(gke.project)},
             private_cluster_config=private_cluster_config(gke.private_nodes, gke.control_plane_cidr),
@@ -303,14 +316,13 @@ class GkeCluster(pulumi.ComponentResource):
 
         self.system_pool = self._pool(
             "system", args, args.system_pool, location_policy="BALANCED",
-            node=node_config(args.system_pool.machine_type, args.node_service_account))
+            node=node_config(args.system_pool, args.node_service_account))
         self.gpu_pool = None
         if args.gpu_pool.enabled:
             # ANY: GPUs (spot ones even more) are scarce; take them in whichever zone has them.
             self.gpu_pool = self._pool(
                 "gpu", args, args.gpu_pool, location_policy="ANY",
-                node=node_config(args.gpu_pool.machine_type, args.node_service_account,
-                                 **gpu_node_extras(args.gpu_pool)),
+                node=gpu_node_config(args.gpu_pool, args.node_service_account),
                 # Only zones that offer the accelerator (else: the cluster's zones).
                 node_locations=args.gpu_pool.zones)
 
@@ -319,7 +331,7 @@ class GkeCluster(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint, "caCertificate": self.ca_certificate})
 
     def _pool(self, kind: str, args: GkeClusterArgs, pool: NodePool, location_policy: str,
-              node: dict, node_locations: Optional[list[str]] = None) -> gcp.container.NodePool:
+              node: NodePoolNodeConfigArgsDict, node_locations: Optional[list[str]] = None) -> gcp.container.NodePool:
         # No name: Pulumi names it `<kind>-<random>` (short enough for GKE's 40 characters),
         # so a replaced pool comes up before the old one goes.
         return gcp.container.NodePool(
@@ -337,6 +349,15 @@ class GkeCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]))
 
 
+@dataclass
+class NodePoolRoles:
+    """The custom roles of Deployments with ephemeralNodePools."""
+
+    node_pools: gcp.projects.IAMCustomRole
+    operations: gcp.projects.IAMCustomRole
+    act_as_nodes: gcp.projects.IAMCustomRole
+
+
 class DeploymentRoles(pulumi.ComponentResource):
     """The project custom roles Deployments are bound to, each exactly one CLOUD_ACTIONS row.
 
@@ -349,9 +370,10 @@ class DeploymentRoles(pulumi.ComponentResource):
         super().__init__("remote-kpo:index:GkeDeploymentRoles", name, None, opts)
         self._cluster_name, self._project = cluster_name, project
         self.authenticate = self._role(AUTHENTICATE)
-        self.node_pools = self._role(NODE_POOLS) if node_pools else None
-        self.node_pool_operations = self._role(NODE_POOL_OPERATIONS) if node_pools else None
-        self.act_as_nodes = self._role(ACT_AS_NODES) if node_pools else None
+        self.node_pool_roles: Optional[NodePoolRoles] = None
+        if node_pools:
+            self.node_pool_roles = NodePoolRoles(
+                self._role(NODE_POOLS), self._role(NODE_POOL_OPERATIONS), self._role(ACT_AS_NODES))
         self.register_outputs({"authenticate": self.authenticate.name})
 
     def _role(self, purpose: tuple[str, str]) -> gcp.projects.IAMCustomRole:
@@ -374,23 +396,27 @@ class DeploymentIdentity(pulumi.ComponentResource):
     account)."""
 
     def __init__(self, name: str, deployment: Deployment, project: str, roles: DeploymentRoles,
-                 node_service_account: pulumi.Input[str], cluster_condition: dict,
+                 node_service_account: pulumi.Input[str], cluster_condition: IAMMemberConditionArgsDict,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:GkeDeploymentIdentity", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.email = deployment.identity.gcp_service_account
+        self.email = present(present(deployment.identity, "identity").gcp_service_account,
+                             "identity.gcpServiceAccount")
         member = service_account_member(self.email)
 
         gcp.projects.IAMMember(
             f"{name}-authenticate", project=project, role=roles.authenticate.name, member=member, opts=child)
         if deployment.ephemeral_node_pools:
+            node_roles = roles.node_pool_roles
+            if node_roles is None:
+                raise ValueError(f"{deployment.name} manages node pools, but the roles were made without them")
             gcp.projects.IAMMember(
-                f"{name}-node-pools", project=project, role=roles.node_pools.name, member=member,
+                f"{name}-node-pools", project=project, role=node_roles.node_pools.name, member=member,
                 condition=cluster_condition, opts=child)
             gcp.projects.IAMMember(
-                f"{name}-node-pool-operations", project=project, role=roles.node_pool_operations.name,
+                f"{name}-node-pool-operations", project=project, role=node_roles.operations.name,
                 member=member, opts=child)
             gcp.serviceaccount.IAMMember(
                 f"{name}-act-as-nodes", service_account_id=node_service_account,
-                role=roles.act_as_nodes.name, member=member, opts=child)
+                role=node_roles.act_as_nodes.name, member=member, opts=child)
         self.register_outputs({"member": member})

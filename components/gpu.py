@@ -44,10 +44,6 @@ def taint_string(taint: dict) -> str:
     return f"{taint['key']}={taint['value']}:{taint['effect']}"
 
 
-def gke_taint(taint: dict) -> dict:
-    return {**taint, "effect": GKE_TAINT_EFFECT[taint["effect"]]}
-
-
 def gpu_tolerations(cloud: str, spot: bool) -> list[dict]:
     """Tolerations for every taint a GPU node carries (node_taints)."""
     tolerations = []

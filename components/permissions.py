@@ -6,6 +6,8 @@ tests all read these tables, so a permission cannot be granted without appearing
 
 from dataclasses import dataclass
 
+from pulumi_kubernetes.rbac.v1 import PolicyRuleArgsDict
+
 
 @dataclass(frozen=True)
 class KpoPermission:
@@ -41,10 +43,10 @@ def kpo_permissions(xcom: bool) -> tuple[KpoPermission, ...]:
     return tuple(p for p in KPO_PERMISSIONS if xcom or not p.xcom_only)
 
 
-def kpo_role_rules(xcom: bool) -> list[dict]:
+def kpo_role_rules(xcom: bool) -> list[PolicyRuleArgsDict]:
     """The namespace Role's rules, one per table row."""
     return [
-        {"apiGroups": [""], "resources": [p.resource], "verbs": list(p.verbs)}
+        {"api_groups": [""], "resources": [p.resource], "verbs": list(p.verbs)}
         for p in kpo_permissions(xcom)
     ]
 

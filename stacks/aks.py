@@ -12,20 +12,20 @@ from components import gpu
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.aks import AksCluster, AksDeploymentIdentity, provider_user
-from config import StackConfig
+from config import AksConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 
-def _warn_public_endpoint(cfg: StackConfig) -> None:
-    if not cfg.aks.authorized_ip_ranges:
+def _warn_public_endpoint(aks: AksConfig) -> None:
+    if not aks.authorized_ip_ranges:
         pulumi.log.warn("remote-kpo:aks.authorizedIpRanges is empty: the cluster's public endpoint "
                         "accepts connections from any address (requests still need Entra ID credentials)")
 
 
 def build(cfg: StackConfig, stack: str) -> dict:
-    aks = cfg.aks
+    aks = present(cfg.aks, "aks")
     cluster_name = cfg.resolved_cluster_name(stack)
-    _warn_public_endpoint(cfg)
+    _warn_public_endpoint(aks)
     cluster = AksCluster(
         "aks",
         cluster_name=cluster_name,

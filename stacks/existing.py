@@ -6,6 +6,8 @@ token controller); its exported kubeconfig carries that token, bound by namespac
 
 import base64
 import os
+from collections.abc import Mapping
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -13,7 +15,7 @@ import yaml
 
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
-from config import ConfigError, ExistingConfig, StackConfig
+from config import ConfigError, ExistingConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 SERVICE_ACCOUNT = "remote-kpo"
@@ -57,7 +59,7 @@ def read_admin_kubeconfig(existing: ExistingConfig) -> tuple[pulumi.Input[str], 
     return provider_input, existing.server or server, ca_data
 
 
-def _token(data: dict | None) -> str:
+def _token(data: Optional[Mapping[str, str]]) -> str:
     if not data or not data.get("token"):
         raise RuntimeError(
             "the ServiceAccount token Secret was not filled; the cluster's "
@@ -67,11 +69,12 @@ def _token(data: dict | None) -> str:
 
 def build(cfg: StackConfig, stack: str) -> dict:
     cluster_name = cfg.resolved_cluster_name(stack)
-    provider_kubeconfig, server, ca_data = read_admin_kubeconfig(cfg.existing)
+    existing = present(cfg.existing, "existing")
+    provider_kubeconfig, server, ca_data = read_admin_kubeconfig(existing)
     provider = k8s.Provider(
         "existing-cluster",
         kubeconfig=provider_kubeconfig,
-        context=cfg.existing.context,
+        context=existing.context,
         # A changed kubeconfig (new path, rotated admin credential) must not replace every
         # namespaced object: the cluster is identified by name.
         cluster_identifier=cluster_name,

@@ -21,7 +21,7 @@ from components.gke import (
     cluster_only_condition,
     provider_user,
 )
-from config import StackConfig
+from config import GkeConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 
@@ -33,18 +33,18 @@ def provider_kubeconfig(cluster_name: str, server: str, ca_data: str, login: str
         user_name=f"{cluster_name}-pulumi", user=provider_user(login)))
 
 
-def _warn_public_endpoint(cfg: StackConfig) -> None:
+def _warn_public_endpoint(gke: GkeConfig) -> None:
     # The endpoint stays public (Astro reaches it); without authorized networks GKE admits any
     # address to it.
-    if not cfg.gke.master_authorized_networks:
+    if not gke.master_authorized_networks:
         pulumi.log.warn("remote-kpo:gke.masterAuthorizedNetworks is empty: the cluster's public endpoint "
                         "accepts connections from any address (requests still need Google credentials)")
 
 
 def build(cfg: StackConfig, stack: str) -> dict:
-    gke = cfg.gke
+    gke = present(cfg.gke, "gke")
     cluster_name = cfg.resolved_cluster_name(stack)
-    _warn_public_endpoint(cfg)
+    _warn_public_endpoint(gke)
 
     if gke.network:
         # The platform's own network: GKE picks (or creates) the secondary ranges, and NAT

@@ -5,10 +5,10 @@ CORE = [""]
 
 def test_role_with_xcom_grants_exactly_the_table_including_pods_exec():
     assert kpo_role_rules(xcom=True) == [
-        {"apiGroups": CORE, "resources": ["pods"], "verbs": ["list", "create", "get", "patch", "delete"]},
-        {"apiGroups": CORE, "resources": ["pods/log"], "verbs": ["get"]},
-        {"apiGroups": CORE, "resources": ["events"], "verbs": ["list", "watch"]},
-        {"apiGroups": CORE, "resources": ["pods/exec"], "verbs": ["create", "get"]},
+        {"api_groups": CORE, "resources": ["pods"], "verbs": ["list", "create", "get", "patch", "delete"]},
+        {"api_groups": CORE, "resources": ["pods/log"], "verbs": ["get"]},
+        {"api_groups": CORE, "resources": ["events"], "verbs": ["list", "watch"]},
+        {"api_groups": CORE, "resources": ["pods/exec"], "verbs": ["create", "get"]},
     ]
 
 
@@ -19,7 +19,7 @@ def test_role_without_xcom_has_no_pods_exec():
 
 def test_no_rule_grants_wildcards_secrets_configmaps_or_pod_watch():
     for rule in kpo_role_rules(xcom=True):
-        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+        assert "*" not in [*rule["verbs"], *rule["resources"], *rule["api_groups"]]
         assert not {"secrets", "configmaps", "nodes", "namespaces"} & set(rule["resources"])
         if rule["resources"] == ["pods"]:
             assert "watch" not in rule["verbs"] and "update" not in rule["verbs"]

@@ -10,6 +10,7 @@ call them directly; the ComponentResources below only wire them to pulumi_aws re
 import ipaddress
 import json
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Optional
 
 import pulumi
@@ -18,7 +19,7 @@ import pulumi_aws as aws
 from components import kubeconfig as kc
 from components import names
 from components.permissions import CLOUD_ACTIONS
-from config import Deployment
+from config import Deployment, present
 
 POLICY_VERSION = "2012-10-17"
 IAM_ROLE_NAME_MAX = 64
@@ -152,7 +153,13 @@ class ZoneSubnets:
     private_cidr: str
 
 
-def subnet_plan(vpc_cidr: str, zones: list[str]) -> list[ZoneSubnets]:
+def _ca_data(certificate_authority: aws.eks.outputs.ClusterCertificateAuthority) -> str:
+    if not certificate_authority.data:
+        raise RuntimeError("EKS returned the cluster without its certificate authority")
+    return certificate_authority.data
+
+
+def subnet_plan(vpc_cidr: str, zones: Sequence[str]) -> list[ZoneSubnets]:
     """Per zone, one large private subnet (nodes and pods take VPC addresses) and one small
     public one (NAT gateway, internet-facing load balancers).
 
@@ -329,7 +336,7 @@ class EksCluster(pulumi.ComponentResource):
         self.name = self.cluster.name
         self.arn = self.cluster.arn
         self.endpoint = self.cluster.endpoint
-        self.ca_data = self.cluster.certificate_authority.apply(lambda ca: ca.data)
+        self.ca_data = self.cluster.certificate_authority.apply(_ca_data)
         self.register_outputs({"name": self.name, "arn": self.arn, "endpoint": self.endpoint,
                                "nodeRoleArn": self.node_role.arn})
 
@@ -389,7 +396,8 @@ class EksDeploymentIdentity(pulumi.ComponentResource):
 
         self.role = aws.iam.Role(
             access_role_logical_name(name),
-            assume_role_policy=json.dumps(deployment_trust_policy(deployment.identity.aws_role_arn)),
+            assume_role_policy=json.dumps(deployment_trust_policy(
+                present(present(deployment.identity, "identity").aws_role_arn, "identity.awsRoleArn"))),
             description=f"remote-kpo: Astro Deployment {deployment.name} on EKS", opts=child)
         if args.node_group_role_arn is not None:
             policy = pulumi.Output.all(args.cluster_arn, args.node_group_role_arn).apply(

@@ -13,11 +13,11 @@ import pulumi_kubernetes as k8s
 from components import eks, gpu
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
-from config import StackConfig
+from config import EksConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
-def _warn_public_endpoint(cfg: StackConfig) -> None:
-    if not cfg.eks.public_access_cidrs:
+def _warn_public_endpoint(config: EksConfig) -> None:
+    if not config.public_access_cidrs:
         pulumi.log.warn("remote-kpo:eks.publicAccessCidrs is empty: the cluster's public endpoint "
                         "accepts connections from any address (requests still need AWS credentials)")
 
@@ -38,8 +38,9 @@ def _admin_provider(cluster: eks.EksCluster, region: str, cluster_name: str) -> 
 
 def build(cfg: StackConfig, stack: str) -> dict:
     cluster_name = cfg.resolved_cluster_name(stack)
-    region = cfg.eks.region
-    _warn_public_endpoint(cfg)
+    config = present(cfg.eks, "eks")
+    region = config.region
+    _warn_public_endpoint(config)
 
     # Credentials come from the environment (AWS_PROFILE, keys, or a CI web identity), the same
     # place `aws eks get-token` reads them: the identity that creates the cluster is the one
@@ -49,17 +50,17 @@ def build(cfg: StackConfig, stack: str) -> dict:
         default_tags={"tags": {"remote-kpo/cluster": cluster_name}})
     in_region = pulumi.ResourceOptions(providers={"aws": aws_provider})
 
-    if cfg.eks.subnet_ids is not None:
-        subnet_ids: pulumi.Input[list[str]] = cfg.eks.subnet_ids
+    if config.subnet_ids is not None:
+        subnet_ids: pulumi.Input[list[str]] = config.subnet_ids
     else:
-        network = eks.EksNetwork(cluster_name, cfg.eks.vpc_cidr, opts=in_region)
+        network = eks.EksNetwork(cluster_name, present(config.vpc_cidr, "eks.vpcCidr"), opts=in_region)
         subnet_ids = network.private_subnet_ids
 
     partition = eks.partition_of(region)
     cluster = eks.EksCluster(cluster_name, eks.EksClusterArgs(
         cluster_name=cluster_name, partition=partition, subnet_ids=subnet_ids,
-        version=cfg.eks.version, public_access_cidrs=cfg.eks.public_access_cidrs,
-        deletion_protection=cfg.eks.deletion_protection,
+        version=config.version, public_access_cidrs=config.public_access_cidrs,
+        deletion_protection=config.deletion_protection,
     ), opts=in_region)
     ephemeral = any(d.ephemeral_node_pools for d in cfg.deployments)
     node_groups = None

@@ -12,6 +12,7 @@ each row measures.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import config as stack_config  # noqa: E402  (the program's own modules, pure functions only)
 from components.access import (  # noqa: E402
-    MANAGED_BY, ROLE_NAME, XCOM_LABEL, limit_range_spec, rbac_subject, resource_quota_hard)
+    MANAGED_BY, ROLE_NAME, XCOM_LABEL, limit_range_spec, pod_security_labels, rbac_subject, resource_quota_hard)
 from components.permissions import kpo_role_rules  # noqa: E402
 from stacks.existing import SERVICE_ACCOUNT, TOKEN_SECRET  # noqa: E402
 
@@ -55,6 +56,20 @@ def bench_config(count: int) -> dict:
     return {"cloud": "existing", "clusterName": "remote-kpo-bench", "deployments": deployments}
 
 
+_SNAKE = re.compile(r"[a-z]+(_[a-z]+)+")
+
+
+def wire(value):
+    """The SDK's snake_case input keys (api_groups, default_request) in Kubernetes' camelCase,
+    as Pulumi sends them; map keys (labels, quota names) have no underscores and stay."""
+    if isinstance(value, dict):
+        return {(re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key) if _SNAKE.fullmatch(key) else key): wire(item)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [wire(item) for item in value]
+    return value
+
+
 def rendered_manifests(config: dict) -> tuple[list[dict], list[dict]]:
     """The objects `pulumi up` makes for `config`, rendered from the program's own pure functions,
     in creation order; and the token Secrets apart (kubectl waits for them to be filled)."""
@@ -64,7 +79,8 @@ def rendered_manifests(config: dict) -> tuple[list[dict], list[dict]]:
         labels = {**MANAGED_BY, "remote-kpo/deployment": d.name}
         meta = {"name": ROLE_NAME, "namespace": d.namespace, "labels": labels}
         namespaces.append({"apiVersion": "v1", "kind": "Namespace",
-                           "metadata": {"name": d.namespace, "labels": labels}})
+                           "metadata": {"name": d.namespace,
+                                        "labels": {**labels, **pod_security_labels(d.pod_security)}}})
         others.append({"apiVersion": "v1", "kind": "ServiceAccount", "automountServiceAccountToken": False,
                        "metadata": {"name": SERVICE_ACCOUNT, "namespace": d.namespace}})
         others.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -82,7 +98,7 @@ def rendered_manifests(config: dict) -> tuple[list[dict], list[dict]]:
         secrets.append({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
                         "metadata": {"name": TOKEN_SECRET, "namespace": d.namespace,
                                      "annotations": {"kubernetes.io/service-account.name": SERVICE_ACCOUNT}}})
-    return namespaces + others + secrets, secrets
+    return wire(namespaces + others + secrets), wire(secrets)
 
 
 # ---------------------------------------------------------------- the machinery ---

@@ -121,6 +121,10 @@ class GkeConfig(Model):
     def _subnetwork_needs_network(self):
         if self.subnetwork and not self.network:
             raise _at("network", "required when subnetwork is set")
+        return self
+
+    @model_validator(mode="after")
+    def _control_plane_cidr_needs_private_nodes(self):
         if self.control_plane_cidr and not self.private_nodes:
             raise _at("controlPlaneCidr", "only with privateNodes: true")
         return self

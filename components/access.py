@@ -4,7 +4,6 @@ from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
-
 from pulumi_kubernetes.core.v1 import LimitRangeItemArgsDict, LimitRangeSpecArgsDict
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgsDict
 from pulumi_kubernetes.rbac.v1 import SubjectArgsDict

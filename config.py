@@ -174,9 +174,33 @@ class GpuPool(NodePool):
     spot: bool = False
 
 
+# Entra ID allows at most 20 federated credentials on one managed identity.
+# https://learn.microsoft.com/en-us/entra/workload-id/workload-identity-federation-considerations
+MAX_FEDERATED_CREDENTIALS = 20
+
+
 class AzureIdentity(Model):
     issuer: HttpsUrl
-    subject: ServiceAccountSubject
+    # One service account, or several: a deferrable task runs in Astro's triggerer, which may
+    # use another service account than the worker. One federated credential each.
+    subject: Optional[ServiceAccountSubject] = None
+    subjects: Optional[list[ServiceAccountSubject]] = Field(
+        default=None, min_length=1, max_length=MAX_FEDERATED_CREDENTIALS)
+
+    @model_validator(mode="after")
+    def _subject_or_subjects(self):
+        if self.subject is not None and self.subjects is not None:
+            raise _at("subjects", "set either subject or subjects, not both")
+        if self.subject is None and self.subjects is None:
+            raise _at("subject", "required (or subjects, a list)")
+        for i, subject in enumerate(self.subjects or []):
+            if subject in self.subjects[:i]:
+                raise _at(f"subjects[{i}]", f"duplicate of subjects[{self.subjects.index(subject)}]")
+        return self
+
+    @property
+    def all_subjects(self) -> list[str]:
+        return [self.subject] if self.subject is not None else list(self.subjects or [])
 
 
 class Identity(Model):
@@ -213,6 +237,10 @@ class Deployment(Model):
     ephemeral_node_pools: bool = False
     pod_defaults: Optional[PodDefaults] = None
     quota: Optional[Quota] = None
+    # The Pod Security Standard enforced on its namespace: baseline stops privileged, hostPath,
+    # hostNetwork and similar node takeovers; restricted also requires non-root, no privilege
+    # escalation, dropped capabilities and a seccomp profile.
+    pod_security: Literal["baseline", "restricted"] = "baseline"
 
     @model_validator(mode="after")
     def _default_namespace(self):
@@ -221,6 +249,27 @@ class Deployment(Model):
             if len(default) > 63:
                 raise _at("name", f"too long for the default namespace {default}; set namespace")
             self.namespace = default
+        return self
+
+    @model_validator(mode="after")
+    def _quota_needs_default_requests(self):
+        # A cpu or memory quota makes quota admission refuse every pod that does not request
+        # that resource, and a KPO task sets no requests unless its author does: the LimitRange
+        # from podDefaults fills them in (a default limit doubles as the default request).
+        # https://kubernetes.io/docs/concepts/policy/resource-quotas/#requests-vs-limits
+        quota = self.quota
+        quotaed = [r for r in ("cpu", "memory") if quota is not None and getattr(quota, r) is not None]
+        if not quotaed:
+            return self
+        if self.pod_defaults is None:
+            raise _at("podDefaults", "required with a cpu or memory quota: Kubernetes refuses "
+                      "every pod that sets no requests, as KPO tasks do by default")
+        for resource in quotaed:
+            defaults = [getattr(part, resource) for part in (self.pod_defaults.requests, self.pod_defaults.limits)
+                        if part is not None]
+            if not any(defaults):
+                raise _at(f"podDefaults.requests.{resource}", f"required with quota.{resource}: "
+                          f"Kubernetes refuses every pod that sets no {resource} request")
         return self
 
     @property
@@ -367,6 +416,8 @@ def _describe(error: dict) -> str:
         return f"must be one of {error['ctx']['expected']}"
     if kind == "too_short":
         return f"needs at least {error['ctx']['min_length']} entry"
+    if kind == "too_long":
+        return f"at most {error['ctx']['max_length']} entries"
     return error["msg"]
 
 

@@ -13,6 +13,10 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "remote-kpo"}
 # On the Role: whether the Deployment pushes XComs, so the policy pack (policy/rules.py), which
 # sees resources and not config, can check that only such a Role grants pods/exec.
 XCOM_LABEL = "remote-kpo/xcom"
+# Pod Security admission (built into kube-apiserver since 1.25): `enforce` refuses pods above the
+# Deployment's level; `warn` and `audit` report what `restricted` would refuse, so a Deployment
+# on baseline sees what moving up would take. https://kubernetes.io/docs/concepts/security/pod-security-admission/
+POD_SECURITY_PREFIX = "pod-security.kubernetes.io/"
 
 
 def rbac_subject(kind: str, name: str, namespace: Optional[str] = None) -> dict:
@@ -22,6 +26,13 @@ def rbac_subject(kind: str, name: str, namespace: Optional[str] = None) -> dict:
     if kind in ("User", "Group"):
         return {"kind": kind, "name": name, "apiGroup": "rbac.authorization.k8s.io"}
     raise ValueError(f"unknown RBAC subject kind {kind}")
+
+
+def pod_security_labels(level: str) -> dict:
+    """Namespace labels that enforce `level` and warn and audit at `restricted`."""
+    return {f"{POD_SECURITY_PREFIX}enforce": level,
+            f"{POD_SECURITY_PREFIX}warn": "restricted",
+            f"{POD_SECURITY_PREFIX}audit": "restricted"}
 
 
 def limit_range_spec(deployment: Deployment) -> Optional[dict]:
@@ -62,7 +73,8 @@ class DeploymentAccess(pulumi.ComponentResource):
 
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": deployment.namespace, "labels": labels},
+            metadata={"name": deployment.namespace,
+                      "labels": {**labels, **pod_security_labels(deployment.pod_security)}},
             opts=child,
         )
         in_namespace = {"name": ROLE_NAME, "namespace": self.namespace.metadata.name, "labels": labels}

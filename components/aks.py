@@ -187,16 +187,23 @@ class AksDeploymentIdentity(pulumi.ComponentResource):
             location=cluster.location,
             opts=child,
         )
-        managedidentity.FederatedIdentityCredential(
-            f"{name}-federated-credential",
-            resource_group_name=cluster.resource_group.name,
-            resource_name_=self.identity.name,
-            federated_identity_credential_resource_name="astro-deployment",
-            issuer=azure.issuer,
-            subject=azure.subject,
-            audiences=[TOKEN_EXCHANGE_AUDIENCE],
-            opts=child,
-        )
+        # One after another: Entra ID answers 409 Conflict to concurrent creation of federated
+        # credentials on one identity (learn.microsoft.com/en-us/entra/workload-id/
+        # workload-identity-federation-considerations).
+        previous: list[pulumi.Resource] = []
+        for i, subject in enumerate(azure.all_subjects):
+            suffix = "" if i == 0 else f"-{i + 1}"
+            credential = managedidentity.FederatedIdentityCredential(
+                f"{name}-federated-credential{suffix}",
+                resource_group_name=cluster.resource_group.name,
+                resource_name_=self.identity.name,
+                federated_identity_credential_resource_name=f"astro-deployment{suffix}",
+                issuer=azure.issuer,
+                subject=subject,
+                audiences=[TOKEN_EXCHANGE_AUDIENCE],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
+            )
+            previous = [credential]
         if deployment.ephemeral_node_pools:
             authorization.RoleAssignment(
                 f"{name}-agent-pools",

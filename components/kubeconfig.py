@@ -43,11 +43,19 @@ def eks_user(region: str, cluster_name: str, access_role_arn: str) -> dict:
 
 
 def aks_user(client_id: str, tenant_id: str) -> dict:
-    """Seed 002: kubelogin exchanges the projected federated token for an Entra ID token."""
+    """Seed 002: kubelogin exchanges the projected federated token for an Entra ID token.
+
+    --disable-environment-override: without it, `get-token` lets AZURE_CLIENT_ID,
+    AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE (and AAD_LOGIN_METHOD) in the environment replace
+    these flags (kubelogin pkg/internal/token/options.go, UpdateFromEnv, run after flag parsing),
+    and the workload-identity webhook sets them in Astro's pods: the exchange could run as
+    another identity than the one the RoleBinding names. Flag since kubelogin v0.1.7.
+    """
     args = ["get-token", "--login", "workloadidentity", "--server-id", AKS_SERVER_ID,
             "--client-id", client_id, "--tenant-id", tenant_id,
             "--environment", "AzurePublicCloud",
-            "--federated-token-file", AZURE_FEDERATED_TOKEN_FILE]
+            "--federated-token-file", AZURE_FEDERATED_TOKEN_FILE,
+            "--disable-environment-override"]
     return exec_user("kubelogin", args, provide_cluster_info=False)
 
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Optional
 # two modules agree.
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 XCOM_LABEL = "remote-kpo/xcom"
+POD_SECURITY_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 
 
 # ---- reading props --------------------------------------------------------------------------
@@ -189,6 +190,32 @@ def validate_pods_exec_only_with_xcom(args, report_violation) -> None:
         report_violation(
             f"{kind} {_name(args)}: grants pods/exec {said} {XCOM_LABEL}: \"true\"; only a "
             "Deployment with xcom (do_xcom_push) may exec into its pods")
+
+
+# ---- Pod Security admission ------------------------------------------------------------------
+
+_K8S_NAMESPACE = re.compile(r"kubernetes:core/v1:Namespace(?P<form>Patch|List)?")
+# The Pod Security Standards that refuse privileged, hostPath and hostNetwork pods.
+POD_SECURITY_LEVELS = ("baseline", "restricted")
+
+
+def validate_namespace_pod_security(args, report_violation) -> None:
+    match = _K8S_NAMESPACE.fullmatch(args.resource_type)
+    if not match:
+        return
+    form = match.group("form")
+    objects = _items(_get(args.props, "items")) if form == "List" else [args.props]
+    for obj in objects:
+        if obj is UNKNOWN:
+            continue
+        level = _path(obj, "metadata", "labels", POD_SECURITY_ENFORCE_LABEL)
+        # A patch that leaves the label alone changes nothing Pod Security sees.
+        if level is UNKNOWN or level in POD_SECURITY_LEVELS or (form == "Patch" and level is None):
+            continue
+        said = "has no label" if level is None else f"is labelled {POD_SECURITY_ENFORCE_LABEL}={level!r}; it needs"
+        report_violation(
+            f"namespace {_name(args)}: {said} {POD_SECURITY_ENFORCE_LABEL}: baseline or restricted; "
+            "otherwise a pod may run privileged, mount the node's filesystem or use its network")
 
 
 # ---- cloud IAM ------------------------------------------------------------------------------
@@ -469,6 +496,10 @@ RULES: tuple[Rule, ...] = (
          f"A Role (or ClusterRole) may grant pods/exec only if labelled {XCOM_LABEL}: \"true\", "
          "the label DeploymentAccess sets from the Deployment's xcom setting.",
          validate_pods_exec_only_with_xcom),
+    Rule("namespace-pod-security",
+         f"Every Namespace is labelled {POD_SECURITY_ENFORCE_LABEL}: baseline or restricted, so "
+         "Pod Security admission refuses privileged, hostPath and hostNetwork pods.",
+         validate_namespace_pod_security),
     Rule("no-iam-pod-rights",
          "No cloud IAM grant of pod rights: GCP custom roles with container.pods.* or grants of "
          "roles that include them; AWS policies allowing EKS API/access-entry actions (or '*', "

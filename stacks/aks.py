@@ -48,5 +48,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
         user = identity.client_id.apply(lambda client_id: kc.aks_user(client_id, aks.tenant_id))
-        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user))
+        # The identity to attach to the Astro Deployment as its workload identity (README).
+        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user,
+                                            details={"azureClientId": identity.client_id}))
     return stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_data, endpoints)

@@ -1,6 +1,6 @@
 """The stack outputs every cloud exports (design: Outputs), from per-Deployment parts."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -15,6 +15,8 @@ class DeploymentEndpoint:
     deployment: Deployment
     namespace: pulumi.Input[str]
     user: pulumi.Input[dict]  # kubeconfig users[].user: an exec plugin or a token
+    # Cloud-specific values added to the Deployment's `deployments` output entry.
+    details: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[str],
@@ -32,7 +34,7 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
         connections[d.name] = pulumi.Output.secret(pulumi.Output.all(doc, item.namespace).apply(
             lambda args: kc.to_json(kc.airflow_connection(args[0], args[1]))))
         deployments[d.name] = {"namespace": item.namespace, "connectionId": d.connection_id,
-                               "envVar": d.env_var}
+                               "envVar": d.env_var, **item.details}
     return {
         "cloud": cfg.cloud,
         "clusterName": cluster_name,

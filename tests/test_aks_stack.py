@@ -2,9 +2,11 @@
 
 import base64
 import json
+from unittest import mock
 
 import pulumi
 import pytest
+from pulumi.runtime.mocks import MockMonitor
 
 import config
 from components import aks
@@ -201,6 +203,30 @@ def test_each_deployment_gets_a_managed_identity_federated_with_its_astro_servic
         "system:serviceaccount:celestial-nebula-4821:celestial-nebula-4821-worker")
 
 
+def test_a_list_of_subjects_gets_one_federated_credential_each_created_one_after_another():
+    worker, triggerer = "system:serviceaccount:astro-ns:airflow-worker", "system:serviceaccount:astro-ns:airflow-triggerer"
+    raw = MINIMAL | {"deployments": [{"name": "reports", "identity": {"azure": {
+        "issuer": AZURE["issuer"], "subjects": [worker, triggerer]}}}]}
+    dependencies: dict[str, list[str]] = {}
+    register = MockMonitor.RegisterResource
+
+    def recording(monitor, request):
+        dependencies[request.name] = list(request.dependencies)
+        return register(monitor, request)
+
+    with mock.patch.object(MockMonitor, "RegisterResource", recording):
+        run_ = run(raw, "staging")[0]
+    credentials = run_.of_type(FEDERATED)
+    assert [(c.name, c.inputs["federatedIdentityCredentialResourceName"], c.inputs["subject"]) for c in credentials] == [
+        ("reports-azure-federated-credential", "astro-deployment", worker),
+        ("reports-azure-federated-credential-2", "astro-deployment-2", triggerer)]
+    assert {c.inputs["resourceName"] for c in credentials} == {"remote-kpo-staging-reports"}
+    # Entra ID refuses concurrent creation on one identity: the second waits for the first.
+    assert not [urn for urn in dependencies["reports-azure-federated-credential"] if "Federated" in urn]
+    assert [urn.rsplit("::", 1)[1] for urn in dependencies["reports-azure-federated-credential-2"]
+            if "Federated" in urn] == ["reports-azure-federated-credential"]
+
+
 def test_rolebinding_names_the_identitys_principal_id_as_a_user(example):
     bindings = {r.inputs["metadata"]["namespace"]: r.inputs["subjects"] for r in example.of_type(BINDING)}
     assert bindings == {
@@ -273,8 +299,8 @@ def test_minimal_stack_provider_uses_workload_identity_login(minimal):
 
 def test_every_kubernetes_object_goes_through_the_aks_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
-    # 2 x (Namespace, Role, RoleBinding) + LimitRange + ResourceQuota
-    assert len(objects) == 8
+    # 2 x (Namespace, Role, RoleBinding, LimitRange) + ResourceQuota
+    assert len(objects) == 9
     assert {r.provider.rsplit("$", 1)[-1] for r in objects} == {
         "pulumi:providers:kubernetes::aks-cluster::aks-cluster-id"}
     assert not [r for r in example.resources if "ClusterRole" in r.typ]
@@ -288,7 +314,8 @@ def test_exported_kubeconfig_runs_kubelogin_workload_identity_as_the_deployments
         "--client-id", "client-id-of-kpo-gpu-weu-ml-training",
         "--tenant-id", EXAMPLE_TENANT,
         "--environment", "AzurePublicCloud",
-        "--federated-token-file", "/var/run/secrets/azure/tokens/azure-identity-token"]
+        "--federated-token-file", "/var/run/secrets/azure/tokens/azure-identity-token",
+        "--disable-environment-override"]
     assert doc["contexts"][0]["context"]["namespace"] == "kpo-ml-training"
     assert doc["clusters"][0]["cluster"]["server"] == EXAMPLE_SERVER
     connection = json.loads(example.outputs["airflowConnections"]["ml-training"])
@@ -297,8 +324,10 @@ def test_exported_kubeconfig_runs_kubelogin_workload_identity_as_the_deployments
 
 def test_outputs_describe_the_cluster_and_keep_credentials_secret(example):
     assert (example.outputs["cloud"], example.outputs["clusterName"]) == ("aks", "kpo-gpu-weu")
+    # azureClientId: the identity the exported kubeconfig runs as, to attach to the Astro Deployment.
     assert example.outputs["deployments"]["ml-training"] == {
-        "namespace": "kpo-ml-training", "connectionId": "kpo_ml_training", "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING"}
+        "namespace": "kpo-ml-training", "connectionId": "kpo_ml_training", "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING",
+        "azureClientId": "client-id-of-kpo-gpu-weu-ml-training"}
     assert example.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
         "deployments": False, "dockerfile": False,

@@ -46,7 +46,7 @@ def test_the_dev_stack_file_is_valid_with_one_xcom_and_one_quota_deployment():
 
 def test_deployment_defaults_namespace_xcom_and_connection_names():
     (d,) = config.load(VALID["existing"] | {"deployments": [{"name": "ml-training"}]}).deployments
-    assert (d.namespace, d.xcom, d.ephemeral_node_pools) == ("kpo-ml-training", True, False)
+    assert (d.namespace, d.xcom, d.ephemeral_node_pools, d.pod_security) == ("kpo-ml-training", True, False, "baseline")
     assert (d.connection_id, d.env_var) == ("kpo_ml_training", "AIRFLOW_CONN_KPO_ML_TRAINING")
 
 
@@ -58,6 +58,15 @@ def test_pools_default_per_cloud_and_gpu_pool_scales_from_zero():
 
 def test_eks_without_network_config_gets_a_new_vpc_block():
     assert config.load(VALID["eks"]).eks.vpc_cidr == "10.0.0.0/16"
+
+
+@pytest.mark.parametrize("quota, pod_defaults", [
+    ({"gpu": 2, "pods": 10}, None),  # no cpu or memory quota: nothing to default
+    ({"cpu": "8", "memory": "16Gi"}, {"limits": {"cpu": "1", "memory": "1Gi"}}),  # a limit defaults the request too
+])
+def test_a_quota_is_valid_when_every_quotaed_resource_has_a_default(quota, pod_defaults):
+    deployment = {"name": "a", "quota": quota} | ({"podDefaults": pod_defaults} if pod_defaults else {})
+    assert config.load(variant("existing", deployments=[deployment])).deployments[0].quota is not None
 
 
 def test_cluster_name_defaults_to_the_stack():
@@ -111,6 +120,21 @@ BAD_INPUT = [
      "remote-kpo:deployments[0].identity.azure.issuer: not an https:// URL"),
     ("azure subject not a service account", variant("aks", deployments=[{"name": "a", "identity": {"azure": AZURE | {"subject": "astro"}}}]),
      "remote-kpo:deployments[0].identity.azure.subject: not a Kubernetes service account subject system:serviceaccount:<namespace>:<name>"),
+    ("azure subject and subjects", variant("aks", deployments=[{"name": "a", "identity": {"azure": AZURE | {
+        "subjects": ["system:serviceaccount:astro-ns:airflow-triggerer"]}}}]),
+     "remote-kpo:deployments[0].identity.azure.subjects: set either subject or subjects, not both"),
+    ("azure without a subject", variant("aks", deployments=[{"name": "a", "identity": {"azure": {"issuer": AZURE["issuer"]}}}]),
+     "remote-kpo:deployments[0].identity.azure.subject: required (or subjects, a list)"),
+    ("azure subjects duplicate", variant("aks", deployments=[{"name": "a", "identity": {"azure": {
+        "issuer": AZURE["issuer"], "subjects": [AZURE["subject"], AZURE["subject"]]}}}]),
+     "remote-kpo:deployments[0].identity.azure.subjects[1]: duplicate of subjects[0]"),
+    ("azure subjects not service accounts", variant("aks", deployments=[{"name": "a", "identity": {"azure": {
+        "issuer": AZURE["issuer"], "subjects": [AZURE["subject"], "astro"]}}}]),
+     "remote-kpo:deployments[0].identity.azure.subjects[1]: not a Kubernetes service account subject "
+     "system:serviceaccount:<namespace>:<name>"),
+    ("azure subjects above the federated credential limit", variant("aks", deployments=[{"name": "a", "identity": {"azure": {
+        "issuer": AZURE["issuer"], "subjects": [f"system:serviceaccount:ns:sa{i}" for i in range(21)]}}}]),
+     "remote-kpo:deployments[0].identity.azure.subjects: at most 20 entries"),
     ("missing aks tenant id", variant("aks", aks={"location": "westeurope", "adminGroupObjectIds": [GROUP]}),
      "remote-kpo:aks.tenantId: required"),
     ("aks without admin groups", variant("aks", aks={"location": "westeurope", "tenantId": TENANT}),
@@ -136,6 +160,16 @@ BAD_INPUT = [
      "remote-kpo:deployments[0].xcom: must be true or false"),
     ("bad quantity", variant("existing", deployments=[{"name": "a", "quota": {"memory": "lots"}}]),
      "remote-kpo:deployments[0].quota.memory: not a Kubernetes quantity like 500m or 2Gi"),
+    ("pod security level not enforceable", variant("existing", deployments=[{"name": "a", "podSecurity": "privileged"}]),
+     "remote-kpo:deployments[0].podSecurity: must be one of 'baseline' or 'restricted'"),
+    ("cpu quota without pod defaults", variant("existing", deployments=[{"name": "a", "quota": {"cpu": "8", "pods": 3}}]),
+     "remote-kpo:deployments[0].podDefaults: required with a cpu or memory quota: Kubernetes refuses "
+     "every pod that sets no requests, as KPO tasks do by default"),
+    ("memory quota, pod defaults for cpu only", variant("existing", deployments=[
+        {"name": "a"}, {"name": "b", "quota": {"cpu": "8", "memory": "16Gi"},
+                        "podDefaults": {"requests": {"cpu": "250m"}, "limits": {"cpu": "1"}}}]),
+     "remote-kpo:deployments[1].podDefaults.requests.memory: required with quota.memory: "
+     "Kubernetes refuses every pod that sets no memory request"),
     ("gpu pool on existing", variant("existing", gpuPool={"enabled": True}),
      "remote-kpo:gpuPool.enabled: node pools are not managed on an existing cluster"),
 ]

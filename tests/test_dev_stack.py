@@ -44,6 +44,16 @@ def test_each_deployment_gets_its_namespace(dev):
     assert names == ["kpo-analytics", "kpo-ml-training"]
 
 
+def test_each_namespace_enforces_its_pod_security_level_and_warns_and_audits_at_restricted(admin_kubeconfig):
+    raw = stack_config("dev") | {"deployments": [{"name": "analytics"}, {"name": "strict", "podSecurity": "restricted"}]}
+    labels = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"]
+              for r in run_program(raw).of_type("kubernetes:core/v1:Namespace")}
+    psa = {name: {key.rsplit("/", 1)[1]: value for key, value in label.items()
+                  if key.startswith("pod-security.kubernetes.io/")} for name, label in labels.items()}
+    assert psa == {"kpo-analytics": {"enforce": "baseline", "warn": "restricted", "audit": "restricted"},
+                   "kpo-strict": {"enforce": "restricted", "warn": "restricted", "audit": "restricted"}}
+
+
 def test_roles_follow_the_permission_table_with_pods_exec_only_for_xcom(dev):
     rules = {r.name: r.inputs["rules"] for r in dev.of_type(ROLE)}
     assert [rule["resources"] for rule in rules["analytics-role"]] == [["pods"], ["pods/log"], ["events"], ["pods/exec"]]

@@ -65,6 +65,7 @@ KNOWN_KEYS = sorted({
     "machineType", "minNodes", "maxNodes", "enabled", "accelerator", "type", "count", "spot",
     "cpu", "memory", "gpu", "pods", "requests", "limits", "kubeconfig", "context", "server",
     "tenantId", "adminGroupObjectIds", "login", "resourceGroup", "releaseChannel",
+    "subjects", "podSecurity",
 })
 
 EDGE_STRINGS = [

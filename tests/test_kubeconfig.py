@@ -30,7 +30,9 @@ def test_aks_user_runs_kubelogin_workload_identity_with_the_aks_server_id():
         "--client-id", "11111111-2222-3333-4444-555555555555",
         "--tenant-id", "99999999-8888-7777-6666-555555555555",
         "--environment", "AzurePublicCloud",
-        "--federated-token-file", "/var/run/secrets/azure/tokens/azure-identity-token"]
+        "--federated-token-file", "/var/run/secrets/azure/tokens/azure-identity-token",
+        # The pod's AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE cannot replace them.
+        "--disable-environment-override"]
 
 
 def test_kubeconfig_current_context_runs_in_the_deployments_namespace():

@@ -39,6 +39,7 @@ EKS_CLUSTER = "aws:eks/cluster:Cluster"
 AKS_CLUSTER = "azure-native:containerservice:ManagedCluster"
 ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+NAMESPACE = "kubernetes:core/v1:Namespace"
 ACCESS_POLICY_ASSOCIATION = "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
 
 # pulumi_policy.proxy's sentinels for values unknown during preview.
@@ -277,7 +278,36 @@ def _masters_access_entry(ex):
     return "aws:eks/accessEntry:AccessEntry", entry
 
 
+def _namespace_with_enforce(stack, value):
+    def build(ex):
+        namespace = inputs_of(ex, stack, "analytics-namespace", NAMESPACE)
+        labels = namespace["metadata"]["labels"]
+        if value is None:
+            del labels[rules.POD_SECURITY_ENFORCE_LABEL]
+        else:
+            labels[rules.POD_SECURITY_ENFORCE_LABEL] = value
+        return NAMESPACE, namespace
+    return build
+
+
+def _namespace_list_with_a_privileged_item(ex):
+    namespace = inputs_of(ex, "dev", "ml-training-namespace", NAMESPACE)
+    namespace["metadata"]["labels"][rules.POD_SECURITY_ENFORCE_LABEL] = "privileged"
+    return NAMESPACE + "List", {"items": [inputs_of(ex, "dev", "analytics-namespace", NAMESPACE), namespace]}
+
+
+def _namespace_patch_to_privileged(ex):
+    return NAMESPACE + "Patch", {"metadata": {"name": "kpo-analytics", "labels": {
+        rules.POD_SECURITY_ENFORCE_LABEL: "privileged"}}}
+
+
 VIOLATIONS = {
+    "namespace-pod-security": {
+        "no-enforce-label": _namespace_with_enforce("dev", None),
+        "privileged": _namespace_with_enforce("aks", "privileged"),
+        "list-item-privileged": _namespace_list_with_a_privileged_item,
+        "patch-to-privileged": _namespace_patch_to_privileged,
+    },
     "no-rbac-wildcard": {
         "verb": _role_with("verbs", ["*"]),
         "resource": _role_with("resources", ["pods/*"]),
@@ -381,6 +411,17 @@ def test_pods_exec_in_a_role_not_labelled_xcom_true_is_a_violation(examples, cas
     assert_fires(examples, "pods-exec-only-with-xcom", case)
 
 
+@cases("namespace-pod-security")
+def test_a_namespace_that_does_not_enforce_baseline_or_restricted_is_a_violation(examples, case):
+    assert_fires(examples, "namespace-pod-security", case)
+
+
+def test_a_namespace_patch_that_leaves_pod_security_alone_or_raises_it_passes():
+    for labels in ({"team": "data"}, {rules.POD_SECURITY_ENFORCE_LABEL: "restricted"}):
+        props = {"metadata": {"name": "kpo-analytics", "labels": labels}}
+        assert violations("namespace-pod-security", NAMESPACE + "Patch", props) == []
+
+
 @cases("no-iam-pod-rights")
 def test_a_cloud_iam_grant_that_reaches_pods_is_a_violation(examples, case):
     assert_fires(examples, "no-iam-pod-rights", case)
@@ -450,7 +491,9 @@ def preview_cases(examples) -> list[tuple[str, dict]]:
     whole["encryptionConfig"] = UNKNOWN_OBJECT
     assignment = inputs_of(examples, "aks", "ml-training-azure-agent-pools")
     assignment["roleDefinitionId"] = UNKNOWN_STRING
-    return [(ROLE, role), (ROLE, unknown_rules), ("gcp:projects/iAMMember:IAMMember", member),
+    namespace = inputs_of(examples, "eks", "analytics-namespace", NAMESPACE)
+    namespace["metadata"]["labels"] = UNKNOWN_OBJECT
+    return [(NAMESPACE, namespace), (ROLE, role), (ROLE, unknown_rules), ("gcp:projects/iAMMember:IAMMember", member),
             ("aws:iam/rolePolicy:RolePolicy", policy), (EKS_CLUSTER, cluster), (EKS_CLUSTER, whole),
             (ROLE_ASSIGNMENT, assignment)]
 

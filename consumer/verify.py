@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -35,6 +36,8 @@ STEPS = ("plugin", "identity", "permissions", "admission", "pod security")
 KPO_LABELS = {"kubernetes_pod_operator": "True", "airflow_kpo_in_cluster": "False",
               "dag_id": "remote_kpo_verify", "task_id": "verify"}
 VERIFY_IMAGE = "busybox:1.36"
+# Seconds per API request: a firewalled API server fails step 2 instead of hanging.
+REQUEST_TIMEOUT = 30
 REFRESH_FIX = ("remote-kpo creates it: `pulumi up --refresh` for the stack restores it "
                "(a new token means a new connection: run scripts/astro-env)")
 
@@ -102,6 +105,12 @@ def api_message(error) -> str:
         return json.loads(error.body)["message"]
     except (TypeError, ValueError, KeyError):
         return f"{error.status} {error.reason}"
+
+
+def connection_reason(error) -> str:
+    """What urllib3 says went wrong, without its object reprs: `[Errno 111] Connection refused`."""
+    reason = str(getattr(error, "reason", None) or error)
+    return re.sub(r"<[^>]*>:?\s*", "", reason)
 
 
 def admission_fix(message: str) -> str:
@@ -174,18 +183,21 @@ def check_identity(target: Target) -> tuple[StepResult, object]:
                    else "the plugin's identity is not one the cluster knows: check the Deployment's identity "
                         "in the stack config and that Astro runs with it")
     try:
-        review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview())
+        review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview(),
+                                                                            _request_timeout=REQUEST_TIMEOUT)
     except client.ApiException as error:
         detail = f"refused: {error.status} {error.reason}"
         if plugin_errors:
             detail += f" (exec plugin: {plugin_errors[-1]})"
         return StepResult("identity", False, detail, refused_fix), None
     except HTTPError as error:
-        server = api.configuration.host
-        return StepResult("identity", False, f"cannot reach {server}: {type(error).__name__}",
-                          "Astro must reach the API server: check the cluster's authorized networks "
-                          "(gke.masterAuthorizedNetworks, eks.publicAccessCidrs, aks.authorizedIpRanges) "
-                          "or existing.server"), None
+        reason = connection_reason(error)
+        if "CERTIFICATE_VERIFY_FAILED" in reason:
+            fix = "the connection's CA is not the API server's: use the stack's current airflowConnections output"
+        else:
+            fix = ("Astro must reach the API server: check the cluster's authorized networks "
+                   "(gke.masterAuthorizedNetworks, eks.publicAccessCidrs, aks.authorizedIpRanges) or existing.server")
+        return StepResult("identity", False, f"cannot reach {api.configuration.host}: {reason}", fix), None
     user = review.status.user_info.username if review.status and review.status.user_info else None
     if not user or user == "system:anonymous":
         detail = "the cluster sees an anonymous user"

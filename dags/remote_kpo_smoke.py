@@ -91,21 +91,29 @@ def find_gpu_connections(pods: list[dict]) -> list[dict]:
         raw = Variable.get(f"remote_kpo_gpu_task__{pod['kubernetes_conn_id']}", default=None)
         if not raw:
             continue
-        gpu = json.loads(raw)
-        gpu_pods.append({**pod, "image": settings.get("gpu_image", GPU_IMAGE),
-                         "node_selector": gpu["nodeSelector"], "annotations": gpu["annotations"],
-                         "tolerations": gpu["tolerations"] + pod["tolerations"],
-                         "container_resources": {"limits": {gpu["resourceName"]: "1"}},
-                         "startup_timeout_seconds": gpu["startupTimeoutSeconds"]})
+        try:
+            gpu = json.loads(raw)
+            shape = {"node_selector": gpu["nodeSelector"], "annotations": gpu["annotations"],
+                     "tolerations": gpu["tolerations"] + pod["tolerations"],
+                     "container_resources": {"limits": {gpu["resourceName"]: "1"}},
+                     # A pool at zero leaves the pod unscheduled until a node boots: both waits.
+                     "schedule_timeout_seconds": gpu["startupTimeoutSeconds"],
+                     "startup_timeout_seconds": gpu["startupTimeoutSeconds"]}
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise AirflowException(f"remote-kpo smoke: the Variable remote_kpo_gpu_task__{pod['kubernetes_conn_id']} "
+                                   f"is not the stack's gpuTask output ({type(error).__name__}: {error})")
+        gpu_pods.append({**pod, "image": settings.get("gpu_image", GPU_IMAGE), **shape})
     return gpu_pods
 
 
 def explain_failure(context) -> None:
     """The line a person reads first: which connection, and what to run next."""
     conn_id = context["task"].kubernetes_conn_id
-    log.error("remote-kpo smoke: %s through connection %s failed: %s. Check the connection from the "
+    gpu = (" A GPU pod waits for a GPU node: see the pod's events (FailedScheduling, TriggeredScaleUp), the "
+           "pool's maxNodes and the namespace's GPU quota." if context["ti"].task_id == "gpu_pod" else "")
+    log.error("remote-kpo smoke: %s through connection %s failed: %s.%s Check the connection from the "
               "Deployment's side: scripts/verify --connection-env AIRFLOW_CONN_%s (remote-kpo README).",
-              context["ti"].task_id, conn_id, context.get("exception"), conn_id.upper())
+              context["ti"].task_id, conn_id, context.get("exception"), gpu, conn_id.upper())
 
 
 with DAG(dag_id="remote_kpo_smoke", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,

@@ -202,3 +202,14 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(args, stdin, message):
     result = subprocess.run([str(ROOT / "scripts/verify"), *args], input=stdin, capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin"})
     assert (result.returncode, result.stdout, result.stderr) == (2, "", message)
+
+
+def test_an_unreachable_server_is_described_without_urllib3_object_reprs():
+    import urllib3
+
+    from consumer.verify import connection_reason
+
+    with pytest.raises(urllib3.exceptions.MaxRetryError) as raised:
+        urllib3.PoolManager(retries=0).request("GET", "https://127.0.0.1:1/")
+    assert connection_reason(raised.value) == ("HTTPSConnection(host='127.0.0.1', port=1): "
+                                               "Failed to establish a new connection: [Errno 111] Connection refused")

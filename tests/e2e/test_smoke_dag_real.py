@@ -5,7 +5,8 @@ As on Astro, the connections are AIRFLOW_CONN_KPO_* variables and the GPU task s
 Variable scripts/astro-env sets (here for kpo_analytics only). The Variable `remote_kpo_smoke`
 adapts the pods to kwok: they tolerate the fake node's taint and do not follow logs (kwok never
 ends a followed log). kwok's one node has no GPU: the GPU pod is created with the GPU shape and no
-node takes it, so it stays Pending until the task's startup timeout (shortened here) fails it.
+node takes it, so it stays Pending until the task's scheduling timeout (the gpuTask's
+startupTimeoutSeconds, shortened here) fails it.
 """
 
 import json
@@ -83,8 +84,9 @@ def test_the_gpu_pod_goes_only_where_the_deployment_has_gpu_access_and_on_kwok_f
     assert any(e.startswith("FailedScheduling:") and "didn't match Pod's node affinity/selector" in e
                for e in events), events
     assert not any(e.startswith("Scheduled:") for e in events), events
-    assert (f"remote-kpo smoke: gpu_pod through connection kpo_analytics failed: Pod took too long to start. "
-            f"More than {GPU_STARTUP_SECONDS}s.") in log
+    assert (f"remote-kpo smoke: gpu_pod through connection kpo_analytics failed: Pod took too long to be "
+            f"scheduled on the cluster, giving up. More than {GPU_STARTUP_SECONDS}s.") in log
+    assert "A GPU pod waits for a GPU node" in log
     assert "scripts/verify --connection-env AIRFLOW_CONN_KPO_ANALYTICS" in log
     assert pod_is_gone(kubectl, pod, "kpo-analytics")
 

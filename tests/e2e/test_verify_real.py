@@ -146,3 +146,14 @@ def test_an_unknown_stack_is_one_line_naming_it(pulumi_cli, dev_outputs):
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.startswith("verify: pulumi stack output --stack nope: ")
     assert "nope" in result.stderr.splitlines()[0] and len(result.stderr.splitlines()) == 1
+
+
+def test_a_connection_to_an_unreachable_server_stops_at_step_2_saying_so(pulumi_cli, dev_outputs):
+    connection = json.loads(dev_outputs["airflowConnections"]["analytics"])
+    connection["extra"]["kube_config"]["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    result = run_verify(pulumi_cli, "--connection", stdin=json.dumps(connection))
+    assert result.returncode == 1
+    assert ("connection: step 2 (identity) failed: cannot reach https://127.0.0.1:1: "
+            "HTTPSConnection(host='127.0.0.1', port=1): Failed to establish a new connection: "
+            "[Errno 111] Connection refused") in result.stdout
+    assert "fix: Astro must reach the API server" in result.stdout

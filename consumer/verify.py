@@ -27,6 +27,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Optional
 
+from kubernetes import client, config
+from kubernetes.config import ConfigException
+from urllib3.exceptions import HTTPError
+
+from components.permissions import KPO_PERMISSIONS, MUST_DENY_CLUSTER_WIDE, MUST_DENY_IN_NAMESPACE
 from consumer.inputs import (InputError, Target, exec_command, run_pulumi_outputs, target_from_connection,
                              targets_from_outputs)
 
@@ -159,8 +164,6 @@ def logged_errors() -> Iterator[list[str]]:
 
 def connect(target: Target):
     """(ApiClient, plugin errors) with the kubeconfig loaded as KubernetesHook loads it."""
-    from kubernetes import client, config
-
     configuration = client.Configuration()
     with logged_errors() as errors:
         config.load_kube_config_from_dict(target.kube_config, client_configuration=configuration,
@@ -169,10 +172,6 @@ def connect(target: Target):
 
 
 def check_identity(target: Target) -> tuple[StepResult, object]:
-    from kubernetes import client
-    from kubernetes.config import ConfigException
-    from urllib3.exceptions import HTTPError
-
     try:
         api, plugin_errors = connect(target)
     except (ConfigException, ValueError, KeyError, TypeError) as error:
@@ -186,7 +185,7 @@ def check_identity(target: Target) -> tuple[StepResult, object]:
         review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview(),
                                                                             _request_timeout=REQUEST_TIMEOUT)
     except client.ApiException as error:
-        detail = f"refused: {error.status} {error.reason}"
+        detail = f"refused ({error.status}): {api_message(error)}"
         if plugin_errors:
             detail += f" (exec plugin: {plugin_errors[-1]})"
         return StepResult("identity", False, detail, refused_fix), None
@@ -208,10 +207,6 @@ def check_identity(target: Target) -> tuple[StepResult, object]:
 
 
 def check_permissions(api, namespace: str) -> StepResult:
-    from kubernetes import client
-
-    from components.permissions import KPO_PERMISSIONS, MUST_DENY_CLUSTER_WIDE, MUST_DENY_IN_NAMESPACE
-
     authz = client.AuthorizationV1Api(api)
 
     def allowed(verb: str, resource: str, ns: str) -> bool:
@@ -220,11 +215,12 @@ def check_permissions(api, namespace: str) -> StepResult:
         review = authz.create_self_subject_access_review(client.V1SelfSubjectAccessReview(spec=spec))
         return bool(review.status.allowed)
 
-    missing, xcom = [], []
+    required, xcom = [], []
     for row in KPO_PERMISSIONS:
         for verb in row.verbs:
-            (xcom if row.xcom_only else missing).append((f"{verb} {row.resource}", allowed(verb, row.resource, namespace)))
-    denied = [what for what, ok in missing if not ok]
+            (xcom if row.xcom_only else required).append((f"{verb} {row.resource}",
+                                                          allowed(verb, row.resource, namespace)))
+    denied = [what for what, ok in required if not ok]
     if denied:
         return StepResult("permissions", False, f"denied in {namespace}: {', '.join(denied)}",
                           f"the namespace's Role or RoleBinding `remote-kpo` is missing or changed; {REFRESH_FIX}")
@@ -242,7 +238,7 @@ def check_permissions(api, namespace: str) -> StepResult:
         return StepResult("permissions", False, f"allowed: {', '.join(too_much)}",
                           "another RoleBinding or ClusterRoleBinding grants this identity more than KPO needs: "
                           "find it (kubectl get rolebindings,clusterrolebindings -A -o wide) and remove it")
-    rows = len(missing) + len(xcom_allowed)
+    rows = len(required) + len(xcom_allowed)
     denied_count = len(MUST_DENY_IN_NAMESPACE) + len(MUST_DENY_CLUSTER_WIDE) + len(xcom) - len(xcom_allowed)
     return StepResult("permissions", True, f"{rows} allowed, {denied_count} denied, xcom "
                       f"{'on' if xcom_allowed else 'off'}")
@@ -250,8 +246,6 @@ def check_permissions(api, namespace: str) -> StepResult:
 
 def dry_run(api, namespace: str, pod: dict) -> Optional[str]:
     """None when the API server would admit `pod`, else its message."""
-    from kubernetes import client
-
     try:
         client.CoreV1Api(api).create_namespaced_pod(namespace, pod, dry_run="All")
     except client.ApiException as error:

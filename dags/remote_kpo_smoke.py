@@ -23,7 +23,7 @@ import logging
 import os
 from datetime import datetime
 
-from airflow.exceptions import AirflowException
+from airflow.exceptions import AirflowException, AirflowNotFoundException
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import DAG, Connection, Variable, task
 
@@ -58,12 +58,17 @@ def check_connection(conn_id: str) -> None:
     """Fail with the reason when `conn_id` is missing or not a remote-kpo connection."""
     try:
         connection = Connection.get(conn_id)
-    except Exception as error:  # the SDK raises its own not-found error type
-        raise AirflowException(f"remote-kpo smoke: connection {conn_id}: not found ({error})")
-    if connection.conn_type != "kubernetes" or "kube_config" not in connection.extra_dejson:
-        raise AirflowException(f"remote-kpo smoke: connection {conn_id} is not a remote-kpo connection "
-                               f"(conn_type {connection.conn_type!r}, no kube_config in extra): set it from the "
-                               "stack's airflowConnections output (scripts/astro-env)")
+    except AirflowNotFoundException:
+        raise AirflowException(f"remote-kpo smoke: connection {conn_id} (listed in the Variable "
+                               "remote_kpo_connections) is not defined")
+    if connection.conn_type != "kubernetes":
+        problem = f"conn_type {connection.conn_type!r}, not 'kubernetes'"
+    elif "kube_config" not in connection.extra_dejson:
+        problem = "conn_type 'kubernetes', no kube_config in extra"
+    else:
+        return
+    raise AirflowException(f"remote-kpo smoke: connection {conn_id} is not a remote-kpo connection ({problem}): "
+                           "set it from the stack's airflowConnections output (scripts/astro-env)")
 
 
 @task

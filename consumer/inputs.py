@@ -4,6 +4,7 @@ line naming what is wrong, which the tools print instead of a traceback.
 """
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -93,7 +94,7 @@ def exec_command(kube_config: dict) -> Optional[str]:
 
 def dockerfile_for(kube_config: dict) -> Optional[str]:
     """Without the stack's `dockerfile` output: the lines for the cloud whose plugin it runs."""
-    command = exec_command(kube_config)
+    command = os.path.basename(exec_command(kube_config) or "")
     for cloud, plugin in EXEC_PLUGINS.items():
         if command == plugin:
             return DOCKERFILE[cloud]

@@ -139,7 +139,8 @@ def check_plugin(target: Target, which: Callable = shutil.which) -> StepResult:
     found = which(command)
     if found:
         return StepResult("plugin", True, found)
-    return StepResult("plugin", False, f"exec plugin {command!r} is not on PATH",
+    where = "" if os.sep in command else " on PATH"
+    return StepResult("plugin", False, f"exec plugin {command!r} is not found{where}",
                       "add the stack's `dockerfile` output to the Astro project's Dockerfile",
                       target.dockerfile or "")
 

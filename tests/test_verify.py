@@ -85,6 +85,15 @@ def test_a_connection_with_extra_and_kube_config_as_strings_is_read_as_airflow_r
     assert target.dockerfile == kc.DOCKERFILE["aks"]
 
 
+def test_a_plugin_named_by_its_path_still_gets_its_clouds_dockerfile_lines():
+    user = kc.eks_user("r", "c", "arn")
+    user["exec"]["command"] = "/usr/local/bin/aws"
+    target = target_from_connection(json.dumps(connection(user)), "stdin")
+    assert target.dockerfile == kc.DOCKERFILE["eks"]
+    result = check_plugin(target, which=lambda command: None)
+    assert result.detail == "exec plugin '/usr/local/bin/aws' is not found"
+
+
 def test_a_token_connection_needs_no_dockerfile_lines():
     assert target_from_connection(json.dumps(connection(kc.token_user("t"))), "stdin").dockerfile is None
 
@@ -115,7 +124,7 @@ def test_step_1_fails_when_the_exec_plugin_is_not_on_path_with_the_dockerfile_li
     [target, _] = targets_from_outputs(outputs(cloud, user), "prod")
     result = check_plugin(target, which=lambda command: None)
     assert not result.ok
-    assert result.detail == f"exec plugin {kc.EXEC_PLUGINS[cloud]!r} is not on PATH"
+    assert result.detail == f"exec plugin {kc.EXEC_PLUGINS[cloud]!r} is not found on PATH"
     assert result.hint == kc.DOCKERFILE[cloud]
 
 
@@ -170,7 +179,8 @@ def failing_reports() -> list[Report]:
                   [StepResult(step, True, "fine") for step in ("plugin", "identity", "permissions", "admission",
                                                                "pod security")])
     bad = Report("ml-training", "kpo-ml-training", None,
-                 [StepResult("plugin", False, "exec plugin 'aws' is not on PATH", "add the lines", "USER root\nRUN x")])
+                 [StepResult("plugin", False, "exec plugin 'aws' is not found on PATH", "add the lines",
+                             "USER root\nRUN x")])
     return [good, bad]
 
 
@@ -181,7 +191,7 @@ def test_table_shows_each_step_per_deployment_and_the_failure_with_its_fix():
     assert lines[1].split() == ["analytics", "kpo-analytics", "ok", "ok", "ok", "ok", "ok",
                                 "system:serviceaccount:kpo-analytics:remote-kpo"]
     assert lines[2].split() == ["ml-training", "kpo-ml-training", "FAIL", "-", "-", "-", "-", "-"]
-    assert lines[3:] == ["", "ml-training: step 1 (plugin) failed: exec plugin 'aws' is not on PATH",
+    assert lines[3:] == ["", "ml-training: step 1 (plugin) failed: exec plugin 'aws' is not found on PATH",
                          "  fix: add the lines", "    USER root", "    RUN x", "",
                          "verify: 1 of 2 Deployments pass every step"]
 

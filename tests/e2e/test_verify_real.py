@@ -9,7 +9,6 @@ fails stop at steps 1 and 2.
 
 import base64
 import json
-import os
 import stat
 import subprocess
 
@@ -44,12 +43,14 @@ def verify_stack(pulumi_cli, dev_outputs):
     pulumi_cli.run("destroy", "--yes", "--stack", "verify")
 
 
-def gke_connection(local_cluster_dir, namespace: str = "kpo-analytics") -> str:
-    """A gke-shaped connection (gke-gcloud-auth-plugin exec user) to the local API server."""
+def gke_connection(local_cluster_dir, plugin: str = "gke-gcloud-auth-plugin") -> str:
+    """A gke-shaped connection (an exec user running `plugin`) to the local API server."""
     ca_data = base64.b64encode((local_cluster_dir / "pki/ca.crt").read_bytes()).decode()
+    user = kc.gke_user()
+    user["exec"]["command"] = plugin
     document = kc.kubeconfig(cluster_name="remote-kpo-local", server=API_URL, ca_data=ca_data,
-                             namespace=namespace, user_name="gke-analytics", user=kc.gke_user())
-    return kc.to_json(kc.airflow_connection(document, namespace))
+                             namespace="kpo-analytics", user_name="gke-analytics", user=user)
+    return kc.to_json(kc.airflow_connection(document, "kpo-analytics"))
 
 
 def test_every_deployment_of_the_dev_stack_passes_every_step(pulumi_cli, dev_outputs):
@@ -116,14 +117,16 @@ def test_a_gpu_task_shape_is_admitted_by_dry_run_unless_the_quota_has_no_gpu(pul
 
 
 def test_a_connection_whose_exec_plugin_is_absent_fails_at_step_1_with_the_dockerfile_lines(
-        pulumi_cli, local_cluster_dir):
-    env = {**pulumi_cli.env, "AIRFLOW_CONN_KPO_ANALYTICS": gke_connection(local_cluster_dir)}
-    assert subprocess.run(["which", "gke-gcloud-auth-plugin"], env=env, capture_output=True).returncode == 1
+        pulumi_cli, local_cluster_dir, tmp_path):
+    # An image without the plugin: the kubeconfig names it by a path that does not exist (by name
+    # alone it would depend on this machine's PATH).
+    absent = tmp_path / "bin" / "gke-gcloud-auth-plugin"
+    env = {**pulumi_cli.env, "AIRFLOW_CONN_KPO_ANALYTICS": gke_connection(local_cluster_dir, str(absent))}
     result = run_verify(pulumi_cli, "--connection-env", "AIRFLOW_CONN_KPO_ANALYTICS", env=env)
     assert result.returncode == 1
     assert result.stdout.splitlines()[1].split() == ["kpo_analytics", "kpo-analytics", "FAIL", "-", "-", "-", "-", "-"]
-    assert ("kpo_analytics: step 1 (plugin) failed: exec plugin 'gke-gcloud-auth-plugin' is not on PATH"
-            in result.stdout)
+    assert f"kpo_analytics: step 1 (plugin) failed: exec plugin '{absent}' is not found" in result.stdout
+    assert "fix: add the stack's `dockerfile` output to the Astro project's Dockerfile" in result.stdout
     assert "    && apt-get install -y google-cloud-cli google-cloud-cli-gke-gcloud-auth-plugin \\" in result.stdout
 
 
@@ -132,9 +135,8 @@ def test_a_connection_whose_exec_plugin_fails_stops_at_step_2_with_the_plugins_e
     plugin = tmp_path / "gke-gcloud-auth-plugin"
     plugin.write_text("#!/bin/sh\necho 'ERROR: no Google credentials for this workload' >&2\nexit 1\n")
     plugin.chmod(0o755 | stat.S_IEXEC)
-    env = {**pulumi_cli.env, "PATH": f"{tmp_path}{os.pathsep}{pulumi_cli.env['PATH']}"}
-    result = run_verify(pulumi_cli, "--connection", "--name", "astro-analytics", env=env,
-                        stdin=gke_connection(local_cluster_dir))
+    result = run_verify(pulumi_cli, "--connection", "--name", "astro-analytics",
+                        stdin=gke_connection(local_cluster_dir, str(plugin)))
     assert result.returncode == 1
     assert result.stdout.splitlines()[1].split()[:4] == ["astro-analytics", "kpo-analytics", "ok", "FAIL"]
     # Without a credential the request is anonymous, which may not review itself.

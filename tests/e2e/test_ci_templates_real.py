@@ -119,7 +119,8 @@ def test_the_pull_request_preview_runs_the_policy_pack_and_posts_it_on_the_pr(ru
     body = comment["body"]
     assert body.startswith(f"#### `pulumi preview` of stack `{entry['stack']}`: passes the policy pack\n")
     # The real preview's plan and the policy pack's verdict, in the comment.
-    assert f"kpo-{DEPLOYMENT}" in body and "remote-kpo@v0.1.0" in body
+    assert f'name  : "kpo-{DEPLOYMENT}"' in body, body
+    assert "Policy Packs run:" in body and "remote-kpo|local|policy  0.1.0" in body, body
     assert calls(runner, "astro") == []
 
 

@@ -111,14 +111,27 @@ def find_gpu_connections(pods: list[dict]) -> list[dict]:
     return gpu_pods
 
 
+def reason(exception) -> str:
+    """The first line of the exception and of each cause: KPO wraps a launch timeout in
+    "Pod X returned a failure." followed by the whole pod, which buries the reason."""
+    lines: list[str] = []
+    while exception is not None and len(lines) < 5:
+        text = str(exception).strip()
+        first = text.splitlines()[0] if text else type(exception).__name__
+        if first not in lines:
+            lines.append(first)
+        exception = exception.__cause__ or exception.__context__
+    return " Caused by: ".join(line.rstrip(".") + "." for line in lines)
+
+
 def explain_failure(context) -> None:
     """The line a person reads first: which connection, and what to run next."""
     conn_id = context["task"].kubernetes_conn_id
     gpu = (" A GPU pod waits for a GPU node: see the pod's events (FailedScheduling, TriggeredScaleUp), the "
            "pool's maxNodes and the namespace's GPU quota." if context["ti"].task_id == "gpu_pod" else "")
-    log.error("remote-kpo smoke: %s through connection %s failed: %s.%s Check the connection from the "
+    log.error("remote-kpo smoke: %s through connection %s failed: %s%s Check the connection from the "
               "Deployment's side: scripts/verify --connection-env AIRFLOW_CONN_%s (remote-kpo README).",
-              context["ti"].task_id, conn_id, context.get("exception"), gpu, conn_id.upper())
+              context["ti"].task_id, conn_id, reason(context.get("exception")), gpu, conn_id.upper())
 
 
 with DAG(dag_id="remote_kpo_smoke", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: dev down test unit venv test-venvs
+.PHONY: dev down test unit venv test-venvs verify
 
 venv: $(VENV)/.installed
 # What the tests use beside the program: Airflow itself and the policy pack's own venv.
@@ -42,3 +42,7 @@ dev: venv
 down:
 	-source scripts/env.sh && pulumi destroy --yes --stack dev --non-interactive
 	scripts/local-cluster down
+
+# scripts/verify on a stack's outputs (STACK, default dev), with the project's pulumi and state.
+verify: venv
+	source scripts/env.sh && scripts/verify --stack $(or $(STACK),dev)

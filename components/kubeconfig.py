@@ -14,6 +14,8 @@ EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
 AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 # Where the Astro Deployment's workload identity token is projected (seed 002).
 AZURE_FEDERATED_TOKEN_FILE = "/var/run/secrets/azure/tokens/azure-identity-token"
+# The exec credential plugin each cloud's kubeconfig runs; DOCKERFILE below installs it.
+EXEC_PLUGINS = {"gke": "gke-gcloud-auth-plugin", "eks": "aws", "aks": "kubelogin"}
 
 
 def exec_user(command: str, args: list[str], provide_cluster_info: bool) -> dict:
@@ -32,14 +34,14 @@ def exec_user(command: str, args: list[str], provide_cluster_info: bool) -> dict
 
 def gke_user() -> dict:
     """Seed 001: gke-gcloud-auth-plugin with the Deployment's Google identity."""
-    return exec_user("gke-gcloud-auth-plugin", [], provide_cluster_info=True)
+    return exec_user(EXEC_PLUGINS["gke"], [], provide_cluster_info=True)
 
 
 def eks_user(region: str, cluster_name: str, access_role_arn: str) -> dict:
     """Seed 004: the AWS CLI mints a token as the access role the Deployment's role assumes."""
     args = ["--region", region, "eks", "get-token", "--cluster-name", cluster_name,
             "--role-arn", access_role_arn]
-    return exec_user("aws", args, provide_cluster_info=False)
+    return exec_user(EXEC_PLUGINS["eks"], args, provide_cluster_info=False)
 
 
 def aks_user(client_id: str, tenant_id: str) -> dict:
@@ -56,7 +58,7 @@ def aks_user(client_id: str, tenant_id: str) -> dict:
             "--environment", "AzurePublicCloud",
             "--federated-token-file", AZURE_FEDERATED_TOKEN_FILE,
             "--disable-environment-override"]
-    return exec_user("kubelogin", args, provide_cluster_info=False)
+    return exec_user(EXEC_PLUGINS["aks"], args, provide_cluster_info=False)
 
 
 def token_user(token: str) -> dict:

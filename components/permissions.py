@@ -114,3 +114,28 @@ CLOUD_ACTIONS: dict[str, dict[str, CloudActions]] = {
         ),
     },
 }
+
+
+# What no Deployment identity may do, as (verb, resource) with resource as `kubectl auth can-i`
+# and RBAC spell it (`pods/exec`, `roles.rbac.authorization.k8s.io`). The end-to-end access
+# matrix (tests/e2e/matrix.py) and `scripts/verify` (consumer/verify.py) both ask the API
+# server's authorizer for each and expect "no".
+MUST_DENY_IN_NAMESPACE: tuple[tuple[str, str], ...] = (
+    ("watch", "pods"), ("update", "pods"), ("deletecollection", "pods"), ("patch", "pods/status"),
+    ("create", "pods/attach"), ("create", "pods/portforward"), ("create", "pods/eviction"),
+    ("get", "secrets"), ("list", "secrets"), ("get", "configmaps"), ("list", "configmaps"),
+    ("get", "serviceaccounts"), ("create", "serviceaccounts/token"), ("create", "events"),
+    ("create", "deployments.apps"), ("create", "jobs.batch"), ("update", "resourcequotas"),
+    ("delete", "limitranges"), ("create", "roles.rbac.authorization.k8s.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("escalate", "roles.rbac.authorization.k8s.io"), ("bind", "roles.rbac.authorization.k8s.io"),
+)
+MUST_DENY_CLUSTER_WIDE: tuple[tuple[str, str], ...] = (
+    ("list", "nodes"), ("get", "nodes"), ("list", "namespaces"), ("create", "namespaces"),
+    ("delete", "namespaces"), ("list", "persistentvolumes"), ("create", "clusterroles.rbac.authorization.k8s.io"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io"), ("bind", "clusterroles.rbac.authorization.k8s.io"),
+    ("impersonate", "users"), ("impersonate", "groups"), ("impersonate", "serviceaccounts"),
+    ("create", "certificatesigningrequests.certificates.k8s.io"),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+)

@@ -1,35 +1,19 @@
 """The access matrix every Deployment identity must pass, asked of the API server's authorizer.
 
-Expected values are the design's permission table written out, not read from the code.
+The allowed side is the design's permission table written out, not read from the code, so a
+wrong row in components/permissions.py fails here. The denied side is the list scripts/verify
+asks too (components/permissions.py MUST_DENY_*): one list of what must never be allowed.
 """
 
 import re
 from pathlib import Path
 
+from components.permissions import MUST_DENY_CLUSTER_WIDE, MUST_DENY_IN_NAMESPACE
 from realenv import can_i
 
 ALLOWED = [("list", "pods"), ("create", "pods"), ("get", "pods"), ("patch", "pods"),
            ("delete", "pods"), ("get", "pods/log"), ("list", "events"), ("watch", "events")]
 XCOM = [("create", "pods/exec"), ("get", "pods/exec")]
-DENIED_IN_NAMESPACE = [
-    ("watch", "pods"), ("update", "pods"), ("deletecollection", "pods"), ("patch", "pods/status"),
-    ("create", "pods/attach"), ("create", "pods/portforward"), ("create", "pods/eviction"),
-    ("get", "secrets"), ("list", "secrets"), ("get", "configmaps"), ("list", "configmaps"),
-    ("get", "serviceaccounts"), ("create", "serviceaccounts/token"), ("create", "events"),
-    ("create", "deployments.apps"), ("create", "jobs.batch"), ("update", "resourcequotas"),
-    ("delete", "limitranges"), ("create", "roles.rbac.authorization.k8s.io"),
-    ("create", "rolebindings.rbac.authorization.k8s.io"),
-    ("escalate", "roles.rbac.authorization.k8s.io"), ("bind", "roles.rbac.authorization.k8s.io"),
-]
-DENIED_CLUSTER_WIDE = [
-    ("list", "nodes"), ("get", "nodes"), ("list", "namespaces"), ("create", "namespaces"),
-    ("delete", "namespaces"), ("list", "persistentvolumes"), ("create", "clusterroles.rbac.authorization.k8s.io"),
-    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
-    ("escalate", "clusterroles.rbac.authorization.k8s.io"), ("bind", "clusterroles.rbac.authorization.k8s.io"),
-    ("impersonate", "users"), ("impersonate", "groups"), ("impersonate", "serviceaccounts"),
-    ("create", "certificatesigningrequests.certificates.k8s.io"),
-    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
-]
 
 
 def matrix_failures(kubectl, kubeconfig: Path, namespace: str, other_namespaces: list[str],
@@ -45,12 +29,12 @@ def matrix_failures(kubectl, kubeconfig: Path, namespace: str, other_namespaces:
         expect(verb, resource, namespace, True)
     for verb, resource in XCOM:
         expect(verb, resource, namespace, xcom)
-    for verb, resource in DENIED_IN_NAMESPACE:
+    for verb, resource in MUST_DENY_IN_NAMESPACE:
         expect(verb, resource, namespace, False)
     for other in other_namespaces:
         for verb, resource in ALLOWED + XCOM:
             expect(verb, resource, other, False)
-    for verb, resource in DENIED_CLUSTER_WIDE:
+    for verb, resource in MUST_DENY_CLUSTER_WIDE:
         expect(verb, resource, None, False)
     # Pods across all namespaces are a cluster-scope request.
     result = kubectl("auth", "can-i", "list", "pods", "--all-namespaces", kubeconfig=kubeconfig, check=False, env=env)

@@ -14,7 +14,8 @@ entry per DAG run, rewritten after each:
 
   dag_id, state             the DAG run and its final state
   started, finished         epoch seconds just before dag.test() and when it returned
-  tasks                     task_id -> {state, start, end (epoch seconds), xcom: {key: value}}
+  tasks                     task_id (task_id[i] for a mapped task's instances) ->
+                            {state, start, end (epoch seconds), xcom: {key: value}}
   triggers                  the triggers dag.test() ran inline: [{classpath, task_id, status}]
   failures                  what each failed task raised (the DAGs' on_failure_callback)
 """
@@ -29,6 +30,11 @@ from pathlib import Path
 
 def _plain(state) -> str | None:
     return None if state is None else str(getattr(state, "value", state))
+
+
+def task_key(task_id: str, map_index: int) -> str:
+    """A task's key in the report: its id, and `[i]` for each instance of a mapped task."""
+    return task_id if map_index < 0 else f"{task_id}[{map_index}]"
 
 
 def wait_at_barrier(folder: Path, limit: float = 1800) -> None:
@@ -87,14 +93,13 @@ def main(out_file: str, steps: list[str]) -> None:
         with create_session() as session:
             for ti in session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id,
                                                                  TaskInstance.run_id == run.run_id)):
-                tasks[ti.task_id] = {"state": _plain(ti.state),
-                                     "start": ti.start_date.timestamp() if ti.start_date else None,
-                                     "end": ti.end_date.timestamp() if ti.end_date else None,
-                                     "xcom": {}}
+                tasks[task_key(ti.task_id, ti.map_index)] = {
+                    "state": _plain(ti.state), "start": ti.start_date.timestamp() if ti.start_date else None,
+                    "end": ti.end_date.timestamp() if ti.end_date else None, "xcom": {}}
             for xcom in session.scalars(select(XComModel).where(XComModel.dag_id == dag_id,
                                                                 XComModel.run_id == run.run_id)):
                 value = XComModel.deserialize_value(xcom)
-                tasks.setdefault(xcom.task_id, {"xcom": {}})["xcom"][xcom.key] = value
+                tasks.setdefault(task_key(xcom.task_id, xcom.map_index), {"xcom": {}})["xcom"][xcom.key] = value
         report.append({"dag_id": dag_id, "state": _plain(run.state), "started": started, "finished": finished,
                        "tasks": tasks, "triggers": list(triggers), "failures": failures})
         Path(out_file).write_text(json.dumps(report, indent=2, default=str))

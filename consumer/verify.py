@@ -1,0 +1,366 @@
+"""scripts/verify: prove each exported connection works from the consumer's side.
+
+The connection's kube_config is loaded with the official `kubernetes` client's
+`load_kube_config_from_dict`, as Airflow's KubernetesHook loads it, and each Deployment goes
+through five steps, stopping at its first failure with the reason and the fix:
+
+  1 plugin        the kubeconfig's exec plugin is on PATH (else: the `dockerfile` output's lines)
+  2 identity      it authenticates; who the cluster says it is (SelfSubjectReview)
+  3 permissions   every row of the permission table allowed, every MUST_DENY_* verb denied
+                  (SelfSubjectAccessReview; components/permissions.py is the one table)
+  4 admission     a KPO-shaped pod, and a GPU-shaped one when the stack has `gpuTask`, admitted
+                  by a server-side dry run in its namespace (quota, LimitRange, Pod Security)
+  5 pod security  a privileged pod is refused by Pod Security admission
+
+Usage: scripts/verify (--stack S | --connection [--name N] < conn.json | --connection-env VAR)
+       [--json]. Exit status 0 only when every Deployment passes every step.
+"""
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator, Optional
+
+from kubernetes import client, config
+from kubernetes.config import ConfigException
+from urllib3.exceptions import HTTPError
+
+from components.permissions import KPO_PERMISSIONS, MUST_DENY_CLUSTER_WIDE, MUST_DENY_IN_NAMESPACE
+from consumer.inputs import (InputError, Target, exec_command, run_pulumi_outputs, target_from_connection,
+                             targets_from_outputs)
+
+STEPS = ("plugin", "identity", "permissions", "admission", "pod security")
+# KPO's own pod shape (operators/pod.py build_pod_request_obj): its labels, one `base` container,
+# restartPolicy Never, nothing the namespace's Pod Security level could refuse.
+KPO_LABELS = {"kubernetes_pod_operator": "True", "airflow_kpo_in_cluster": "False",
+              "dag_id": "remote_kpo_verify", "task_id": "verify"}
+VERIFY_IMAGE = "busybox:1.36"
+# Seconds per API request: a firewalled API server fails step 2 instead of hanging.
+REQUEST_TIMEOUT = 30
+REFRESH_FIX = ("remote-kpo creates it: `pulumi up --refresh` for the stack restores it "
+               "(a new token means a new connection: run scripts/astro-env)")
+
+
+@dataclass
+class StepResult:
+    step: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    hint: str = ""  # more lines for the fix (the Dockerfile lines), printed after the table
+
+
+@dataclass
+class Report:
+    name: str
+    namespace: str
+    user: Optional[str] = None
+    steps: list[StepResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.steps) == len(STEPS) and all(s.ok for s in self.steps)
+
+
+# --- pure pieces -------------------------------------------------------------------------------
+
+def resource_attributes(verb: str, resource: str, namespace: str) -> dict:
+    """SelfSubjectAccessReview attributes from RBAC's spelling: `pods/exec` is the exec subresource
+    of pods, `roles.rbac.authorization.k8s.io` the roles of that API group."""
+    resource, _, subresource = resource.partition("/")
+    name, _, group = resource.partition(".")
+    attributes = {"verb": verb, "resource": name, "group": group, "namespace": namespace}
+    if subresource:
+        attributes["subresource"] = subresource
+    return attributes
+
+
+def kpo_pod(namespace: str, name: str = "remote-kpo-verify") -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(KPO_LABELS)},
+            "spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "base", "image": VERIFY_IMAGE, "command": ["sh", "-c", "true"]}]}}
+
+
+def gpu_pod(namespace: str, gpu_task: dict) -> dict:
+    """The pod a GPU task makes from the stack's `gpuTask` output (README: GPU pools)."""
+    pod = kpo_pod(namespace, "remote-kpo-verify-gpu")
+    pod["metadata"]["annotations"] = dict(gpu_task.get("annotations") or {})
+    pod["spec"]["nodeSelector"] = dict(gpu_task.get("nodeSelector") or {})
+    pod["spec"]["tolerations"] = list(gpu_task.get("tolerations") or [])
+    pod["spec"]["containers"][0]["resources"] = {"limits": {gpu_task["resourceName"]: "1"}}
+    return pod
+
+
+def privileged_pod(namespace: str) -> dict:
+    pod = kpo_pod(namespace, "remote-kpo-verify-privileged")
+    pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+    return pod
+
+
+def api_message(error) -> str:
+    """The API server's own message from an ApiException (its body is a Status object)."""
+    try:
+        return json.loads(error.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"
+
+
+def connection_reason(error) -> str:
+    """What urllib3 says went wrong, without its object reprs: `[Errno 111] Connection refused`."""
+    reason = str(getattr(error, "reason", None) or error)
+    return re.sub(r"<[^>]*>:?\s*", "", reason)
+
+
+def admission_fix(message: str) -> str:
+    if "violates PodSecurity" in message:
+        return "the pod breaks the namespace's Pod Security level: set the Deployment's podSecurity, or fix the pod"
+    if "must specify" in message:
+        return "a ResourceQuota needs requests the pod does not set: give the Deployment podDefaults"
+    if "exceeded quota" in message:
+        return "the namespace's ResourceQuota is used up or too small: raise the Deployment's quota"
+    if "forbidden" in message.lower():
+        return "create pods is denied: the Deployment's Role or RoleBinding; " + REFRESH_FIX
+    return "read the API server's message above"
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+def check_plugin(target: Target, which: Callable = shutil.which) -> StepResult:
+    command = exec_command(target.kube_config)
+    if command is None:
+        return StepResult("plugin", True, "none needed (token)")
+    found = which(command)
+    if found:
+        return StepResult("plugin", True, found)
+    where = "" if os.sep in command else " on PATH"
+    return StepResult("plugin", False, f"exec plugin {command!r} is not found{where}",
+                      "add the stack's `dockerfile` output to the Astro project's Dockerfile",
+                      target.dockerfile or "")
+
+
+@contextmanager
+def logged_errors() -> Iterator[list[str]]:
+    """The kubernetes client logs, and does not raise, an exec plugin's failure: collect it."""
+    errors: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            errors.append(record.getMessage())
+
+    handler = Collect(logging.ERROR)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield errors
+    finally:
+        root.removeHandler(handler)
+
+
+def connect(target: Target):
+    """(ApiClient, plugin errors) with the kubeconfig loaded as KubernetesHook loads it."""
+    configuration = client.Configuration()
+    with logged_errors() as errors:
+        config.load_kube_config_from_dict(target.kube_config, client_configuration=configuration,
+                                          persist_config=False)
+    return client.ApiClient(configuration), errors
+
+
+def check_identity(target: Target) -> tuple[StepResult, object]:
+    try:
+        api, plugin_errors = connect(target)
+    except (ConfigException, ValueError, KeyError, TypeError) as error:
+        return StepResult("identity", False, f"the kube_config does not load: {error}",
+                          "use the connection exactly as the stack's airflowConnections output has it"), None
+    token_user = exec_command(target.kube_config) is None
+    refused_fix = (f"the ServiceAccount token was revoked or the cluster rebuilt; {REFRESH_FIX}" if token_user
+                   else "the plugin's identity is not one the cluster knows: check the Deployment's identity "
+                        "in the stack config and that Astro runs with it")
+    try:
+        review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview(),
+                                                                            _request_timeout=REQUEST_TIMEOUT)
+    except client.ApiException as error:
+        detail = f"refused ({error.status}): {api_message(error)}"
+        if plugin_errors:
+            detail += f" (exec plugin: {plugin_errors[-1]})"
+        return StepResult("identity", False, detail, refused_fix), None
+    except HTTPError as error:
+        reason = connection_reason(error)
+        if "CERTIFICATE_VERIFY_FAILED" in reason:
+            fix = "the connection's CA is not the API server's: use the stack's current airflowConnections output"
+        else:
+            fix = ("Astro must reach the API server: check the cluster's authorized networks "
+                   "(gke.masterAuthorizedNetworks, eks.publicAccessCidrs, aks.authorizedIpRanges) or existing.server")
+        return StepResult("identity", False, f"cannot reach {api.configuration.host}: {reason}", fix), None
+    user = review.status.user_info.username if review.status and review.status.user_info else None
+    if not user or user == "system:anonymous":
+        detail = "the cluster sees an anonymous user"
+        if plugin_errors:
+            detail += f" (exec plugin: {plugin_errors[-1]})"
+        return StepResult("identity", False, detail, refused_fix), None
+    return StepResult("identity", True, user), api
+
+
+def check_permissions(api, namespace: str) -> StepResult:
+    authz = client.AuthorizationV1Api(api)
+
+    def allowed(verb: str, resource: str, ns: str) -> bool:
+        spec = client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(**resource_attributes(verb, resource, ns)))
+        review = authz.create_self_subject_access_review(client.V1SelfSubjectAccessReview(spec=spec))
+        return bool(review.status.allowed)
+
+    required, xcom = [], []
+    for row in KPO_PERMISSIONS:
+        for verb in row.verbs:
+            (xcom if row.xcom_only else required).append((f"{verb} {row.resource}",
+                                                          allowed(verb, row.resource, namespace)))
+    denied = [what for what, ok in required if not ok]
+    if denied:
+        return StepResult("permissions", False, f"denied in {namespace}: {', '.join(denied)}",
+                          f"the namespace's Role or RoleBinding `remote-kpo` is missing or changed; {REFRESH_FIX}")
+    # XCom rows apply only to Deployments with `xcom`, which a connection does not say: all or none.
+    xcom_allowed = [what for what, ok in xcom if ok]
+    if xcom_allowed and len(xcom_allowed) != len(xcom):
+        partial = [what for what, ok in xcom if not ok]
+        return StepResult("permissions", False, f"denied in {namespace}: {', '.join(partial)} (xcom is half on)",
+                          f"the Role `remote-kpo` was changed; {REFRESH_FIX}")
+    too_much = [f"{verb} {resource} in {namespace}" for verb, resource in MUST_DENY_IN_NAMESPACE
+                if allowed(verb, resource, namespace)]
+    too_much += [f"{verb} {resource} (cluster-wide)" for verb, resource in MUST_DENY_CLUSTER_WIDE
+                 if allowed(verb, resource, "")]
+    if too_much:
+        return StepResult("permissions", False, f"allowed: {', '.join(too_much)}",
+                          "another RoleBinding or ClusterRoleBinding grants this identity more than KPO needs: "
+                          "find it (kubectl get rolebindings,clusterrolebindings -A -o wide) and remove it")
+    rows = len(required) + len(xcom_allowed)
+    denied_count = len(MUST_DENY_IN_NAMESPACE) + len(MUST_DENY_CLUSTER_WIDE) + len(xcom) - len(xcom_allowed)
+    return StepResult("permissions", True, f"{rows} allowed, {denied_count} denied, xcom "
+                      f"{'on' if xcom_allowed else 'off'}")
+
+
+def dry_run(api, namespace: str, pod: dict) -> Optional[str]:
+    """None when the API server would admit `pod`, else its message."""
+    try:
+        client.CoreV1Api(api).create_namespaced_pod(namespace, pod, dry_run="All")
+    except client.ApiException as error:
+        return api_message(error)
+    return None
+
+
+def check_admission(api, target: Target) -> StepResult:
+    pods = [("KPO pod", kpo_pod(target.namespace))]
+    if target.gpu_task:
+        pods.append(("GPU pod", gpu_pod(target.namespace, target.gpu_task)))
+    for what, pod in pods:
+        refused = dry_run(api, target.namespace, pod)
+        if refused:
+            return StepResult("admission", False, f"{what} refused: {refused}", admission_fix(refused))
+    return StepResult("admission", True, " and ".join(what for what, _ in pods) + " admitted (dry run)")
+
+
+def check_pod_security(api, namespace: str) -> StepResult:
+    refused = dry_run(api, namespace, privileged_pod(namespace))
+    if refused and "violates PodSecurity" in refused:
+        return StepResult("pod security", True, "privileged pod refused")
+    if refused:
+        return StepResult("pod security", False, f"privileged pod refused, but not by Pod Security: {refused}",
+                          admission_fix(refused))
+    return StepResult("pod security", False, f"privileged pod admitted: Pod Security is not enforced on {namespace}",
+                      "label the namespace pod-security.kubernetes.io/enforce=baseline; " + REFRESH_FIX)
+
+
+def verify(target: Target, which: Callable = shutil.which) -> Report:
+    """Run the steps in order for one Deployment, stopping at the first failure."""
+    report = Report(target.name, target.namespace)
+    report.steps.append(check_plugin(target, which))
+    if not report.steps[-1].ok:
+        return report
+    identity, api = check_identity(target)
+    report.steps.append(identity)
+    if not identity.ok:
+        return report
+    report.user = identity.detail
+    with api:
+        for step in (lambda: check_permissions(api, target.namespace), lambda: check_admission(api, target),
+                     lambda: check_pod_security(api, target.namespace)):
+            report.steps.append(step())
+            if not report.steps[-1].ok:
+                break
+    return report
+
+
+# --- output ------------------------------------------------------------------------------------
+
+def render_table(reports: list[Report]) -> str:
+    """One row per Deployment, one column per step (ok, FAIL, or - when not reached), then each
+    failure's reason and fix."""
+    header = ["DEPLOYMENT", "NAMESPACE", *[f"{i} {s.upper()}" for i, s in enumerate(STEPS, 1)], "USER"]
+    rows = [header]
+    for report in reports:
+        cells = ["ok" if s.ok else "FAIL" for s in report.steps] + ["-"] * (len(STEPS) - len(report.steps))
+        rows.append([report.name, report.namespace, *cells, report.user or "-"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    for report in reports:
+        for number, step in enumerate(report.steps, 1):
+            if not step.ok:
+                lines += ["", f"{report.name}: step {number} ({step.step}) failed: {step.detail}",
+                          f"  fix: {step.fix}"]
+                lines += [f"    {line}" for line in step.hint.splitlines()]
+    passed = sum(r.ok for r in reports)
+    lines += ["", f"verify: {passed} of {len(reports)} Deployments pass every step"]
+    return "\n".join(lines)
+
+
+def render_json(reports: list[Report]) -> str:
+    return json.dumps({"ok": all(r.ok for r in reports),
+                       "deployments": [{"name": r.name, "namespace": r.namespace, "user": r.user, "ok": r.ok,
+                                        "steps": [asdict(s) for s in r.steps]} for r in reports]}, indent=2)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/verify", description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--stack", help="read every Deployment's connection from this stack's outputs")
+    source.add_argument("--connection", action="store_true", help="read one Airflow connection JSON from stdin")
+    source.add_argument("--connection-env", metavar="VAR", help="read one connection from this variable, "
+                        "e.g. AIRFLOW_CONN_KPO_ANALYTICS")
+    parser.add_argument("--name", default="connection", help="the name to report a --connection under")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser.parse_args(argv)
+
+
+def load_targets(args: argparse.Namespace, stdin=sys.stdin, environ=os.environ,
+                 outputs_of: Callable = run_pulumi_outputs) -> list[Target]:
+    if args.stack:
+        return targets_from_outputs(outputs_of(args.stack), args.stack)
+    if args.connection_env:
+        if args.connection_env not in environ:
+            raise InputError(f"{args.connection_env}: not set")
+        return [target_from_connection(environ[args.connection_env], args.connection_env)]
+    return [target_from_connection(stdin.read(), args.name)]
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        targets = load_targets(args)
+    except InputError as error:
+        print(f"verify: {error}", file=sys.stderr)
+        return 2
+    reports = [verify(target) for target in targets]
+    print(render_json(reports) if args.json else render_table(reports))
+    return 0 if all(r.ok for r in reports) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

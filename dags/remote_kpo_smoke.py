@@ -1,0 +1,147 @@
+"""remote_kpo_smoke: one tiny pod through each remote-kpo connection, and `nvidia-smi` where the
+Deployment has GPU access. Copy this file into the Astro project's dags/ and trigger it after
+scripts/astro-env has set the connections; it needs only apache-airflow-providers-cncf-kubernetes.
+
+Which connections: every AIRFLOW_CONN_KPO_* environment variable (what scripts/astro-env sets),
+read when the run starts, plus the connection ids listed in the Airflow Variable
+`remote_kpo_connections` (a JSON list, or comma separated) for connections kept elsewhere (a
+secrets backend, the UI).
+
+GPU access: the Airflow Variable `remote_kpo_gpu_task__<connection id>` holds the stack's `gpuTask`
+output (scripts/astro-env sets it as AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_<NAME>). The GPU pod
+selects and tolerates the GPU pool, asks for one GPU and waits `startupTimeoutSeconds` for a node
+to scale up from zero.
+
+Optional Airflow Variable `remote_kpo_smoke` (JSON): `image`, `gpu_image`, `tolerations` (added to
+every pod, e.g. for a cluster whose nodes are all tainted), `get_logs` (default true).
+
+A failure says which connection and what to run next: the task log's "remote-kpo smoke:" line.
+"""
+
+import json
+import logging
+import os
+from datetime import datetime
+
+from airflow.exceptions import AirflowException, AirflowNotFoundException
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import DAG, Connection, Variable, task
+
+ENV_PREFIX = "AIRFLOW_CONN_KPO_"
+IMAGE = "busybox:1.36"
+GPU_IMAGE = "nvidia/cuda:12.4.1-base-ubuntu22.04"
+log = logging.getLogger(__name__)
+
+
+def connection_ids() -> list[str]:
+    """kpo_* connection ids from the environment and the `remote_kpo_connections` Variable."""
+    found = {name[len("AIRFLOW_CONN_"):].lower() for name in os.environ if name.startswith(ENV_PREFIX)}
+    listed = Variable.get("remote_kpo_connections", default=None)
+    if listed:
+        try:
+            extra = json.loads(listed)
+        except json.JSONDecodeError:
+            extra = listed.split(",")
+        found |= {str(conn_id).strip() for conn_id in extra if str(conn_id).strip()}
+    return sorted(found)
+
+
+def options() -> dict:
+    raw = Variable.get("remote_kpo_smoke", default=None)
+    try:
+        return json.loads(raw) if raw else {}
+    except json.JSONDecodeError as error:
+        raise AirflowException(f"remote-kpo smoke: the Variable remote_kpo_smoke is not JSON ({error.msg})")
+
+
+def check_connection(conn_id: str) -> None:
+    """Fail with the reason when `conn_id` is missing or not a remote-kpo connection."""
+    try:
+        connection = Connection.get(conn_id)
+    except AirflowNotFoundException:
+        raise AirflowException(f"remote-kpo smoke: connection {conn_id} (listed in the Variable "
+                               "remote_kpo_connections) is not defined")
+    if connection.conn_type != "kubernetes":
+        problem = f"conn_type {connection.conn_type!r}, not 'kubernetes'"
+    elif "kube_config" not in connection.extra_dejson:
+        problem = "conn_type 'kubernetes', no kube_config in extra"
+    else:
+        return
+    raise AirflowException(f"remote-kpo smoke: connection {conn_id} is not a remote-kpo connection ({problem}): "
+                           "set it from the stack's airflowConnections output (scripts/astro-env)")
+
+
+@task
+def find_connections() -> list[dict]:
+    """One set of pod arguments per connection."""
+    conn_ids = connection_ids()
+    if not conn_ids:
+        raise AirflowException("remote-kpo smoke: no remote-kpo connection found: set AIRFLOW_CONN_KPO_<NAME> "
+                               "(scripts/astro-env) or list connection ids in the Variable remote_kpo_connections")
+    settings = options()
+    pods = []
+    for conn_id in conn_ids:
+        check_connection(conn_id)
+        pods.append({"kubernetes_conn_id": conn_id, "image": settings.get("image", IMAGE),
+                     "tolerations": settings.get("tolerations", []), "get_logs": settings.get("get_logs", True)})
+    return pods
+
+
+@task
+def find_gpu_connections(pods: list[dict]) -> list[dict]:
+    """The GPU pod's arguments for each connection whose Deployment has a `gpuTask`."""
+    settings = options()
+    gpu_pods = []
+    for pod in pods:
+        raw = Variable.get(f"remote_kpo_gpu_task__{pod['kubernetes_conn_id']}", default=None)
+        if not raw:
+            continue
+        try:
+            gpu = json.loads(raw)
+            shape = {"node_selector": gpu["nodeSelector"], "annotations": gpu["annotations"],
+                     "tolerations": gpu["tolerations"] + pod["tolerations"],
+                     "container_resources": {"limits": {gpu["resourceName"]: "1"}},
+                     # A pool at zero leaves the pod unscheduled until a node boots: both waits.
+                     "schedule_timeout_seconds": gpu["startupTimeoutSeconds"],
+                     "startup_timeout_seconds": gpu["startupTimeoutSeconds"]}
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise AirflowException(f"remote-kpo smoke: the Variable remote_kpo_gpu_task__{pod['kubernetes_conn_id']} "
+                                   f"is not the stack's gpuTask output ({type(error).__name__}: {error})")
+        gpu_pods.append({**pod, "image": settings.get("gpu_image", GPU_IMAGE), **shape})
+    return gpu_pods
+
+
+def reason(exception) -> str:
+    """The first line of the exception and of each cause: KPO wraps a launch timeout in
+    "Pod X returned a failure." followed by the whole pod, which buries the reason."""
+    lines: list[str] = []
+    while exception is not None and len(lines) < 5:
+        text = str(exception).strip()
+        first = text.splitlines()[0] if text else type(exception).__name__
+        if first not in lines:
+            lines.append(first)
+        exception = exception.__cause__ or exception.__context__
+    return " Caused by: ".join(line.rstrip(".") + "." for line in lines)
+
+
+def explain_failure(context) -> None:
+    """The line a person reads first: which connection, and what to run next."""
+    conn_id = context["task"].kubernetes_conn_id
+    gpu = (" A GPU pod waits for a GPU node: see the pod's events (FailedScheduling, TriggeredScaleUp), the "
+           "pool's maxNodes and the namespace's GPU quota." if context["ti"].task_id == "gpu_pod" else "")
+    log.error("remote-kpo smoke: %s through connection %s failed: %s%s Check the connection from the "
+              "Deployment's side: scripts/verify --connection-env AIRFLOW_CONN_%s (remote-kpo README).",
+              context["ti"].task_id, conn_id, reason(context.get("exception")), gpu, conn_id.upper())
+
+
+with DAG(dag_id="remote_kpo_smoke", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,
+         tags=["remote-kpo"], doc_md=__doc__) as dag:
+    pods = find_connections()
+    KubernetesPodOperator.partial(
+        task_id="smoke_pod", name="remote-kpo-smoke", cmds=["sh", "-c", "echo remote-kpo smoke ok"],
+        on_failure_callback=explain_failure, map_index_template="{{ task.kubernetes_conn_id }}",
+    ).expand_kwargs(pods)
+    KubernetesPodOperator.partial(
+        task_id="gpu_pod", name="remote-kpo-smoke-gpu", cmds=["nvidia-smi"],
+        on_failure_callback=explain_failure, map_index_template="{{ task.kubernetes_conn_id }}",
+    ).expand_kwargs(find_gpu_connections(pods))

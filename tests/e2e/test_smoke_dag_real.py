@@ -1,0 +1,102 @@
+"""dags/remote_kpo_smoke.py, the DAG an Astro user copies, run by Airflow (`dag.test()`) through the
+connections the real `pulumi up` exported, on the local cluster.
+
+As on Astro, the connections are AIRFLOW_CONN_KPO_* variables and the GPU task shape is the
+Variable scripts/astro-env sets (here for kpo_analytics only). The Variable `remote_kpo_smoke`
+adapts the pods to kwok: they tolerate the fake node's taint and do not follow logs (kwok never
+ends a followed log). kwok's one node has no GPU: the GPU pod is created with the GPU shape and no
+node takes it, so it stays Pending until the task's scheduling timeout (the gpuTask's
+startupTimeoutSeconds, shortened here) fails it.
+"""
+
+import json
+import subprocess
+
+import pytest
+
+from components.gpu import gpu_task
+from config import GpuPool
+from realenv import ROOT
+from test_kpo_airflow import AIRFLOW_PYTHON, KPO_DAGS, pod_events, pod_is_gone
+
+KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+GPU_STARTUP_SECONDS = 5
+
+
+def run_smoke(env: dict, folder) -> tuple[dict, str]:
+    """One `dag.test()` of remote_kpo_smoke: (the runner's report of the run, what Airflow logged)."""
+    out, log = folder / "runs.json", folder / "airflow.log"
+    with log.open("w") as log_file:
+        runner = subprocess.run([str(AIRFLOW_PYTHON), str(KPO_DAGS / "run_dag.py"), str(out), "remote_kpo_smoke"],
+                                env=env, stdout=log_file, stderr=subprocess.STDOUT, timeout=300)
+    output = log.read_text()
+    assert runner.returncode == 0, output[-5000:]
+    [run] = json.loads(out.read_text())
+    return run, output
+
+
+@pytest.fixture(scope="module")
+def smoke_env(dev_outputs, cluster_env, tmp_path_factory) -> dict:
+    home = tmp_path_factory.mktemp("smoke-airflow-home")
+    env = {"PATH": cluster_env["PATH"], "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+           "AIRFLOW_VAR_REMOTE_KPO_SMOKE": json.dumps({"get_logs": False, "tolerations": [KWOK_TOLERATION]}),
+           "AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_ANALYTICS": json.dumps(
+               {**gpu_task("gke", GpuPool(enabled=True)), "startupTimeoutSeconds": GPU_STARTUP_SECONDS})}
+    for name, info in dev_outputs["deployments"].items():
+        env[info["envVar"]] = dev_outputs["airflowConnections"][name]
+    migrated = subprocess.run([str(AIRFLOW_PYTHON), "-m", "airflow", "db", "migrate"], env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    return env
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_env, tmp_path_factory) -> tuple[dict, str]:
+    return run_smoke(smoke_env, tmp_path_factory.mktemp("smoke-run"))
+
+
+@pytest.mark.parametrize("index, conn_id, namespace", [(0, "kpo_analytics", "kpo-analytics"),
+                                                        (1, "kpo_ml_training", "kpo-ml-training")])
+def test_the_smoke_dag_runs_one_pod_through_each_connection_it_finds(smoke_run, kubectl, index, conn_id, namespace):
+    run, log = smoke_run
+    assert [pod["kubernetes_conn_id"] for pod in run["tasks"]["find_connections"]["xcom"]["return_value"]] == [
+        "kpo_analytics", "kpo_ml_training"]
+    task = run["tasks"][f"smoke_pod[{index}]"]
+    assert task["state"] == "success", log[-3000:]
+    assert task["xcom"]["pod_namespace"] == namespace
+    events = pod_events(kubectl, task["xcom"]["pod_name"], namespace)
+    assert any(e.startswith("Scheduled:") and "kwok-node-0" in e for e in events), events
+    assert any(e.startswith("Started:") for e in events), events
+    assert pod_is_gone(kubectl, task["xcom"]["pod_name"], namespace)
+
+
+def test_the_gpu_pod_goes_only_where_the_deployment_has_gpu_access_and_on_kwok_finds_no_gpu_node(
+        smoke_run, kubectl):
+    run, log = smoke_run
+    # Only kpo_analytics has a GPU task shape, so one GPU pod, and it fails the run.
+    assert sorted(key for key in run["tasks"] if key.startswith("gpu_pod")) == ["gpu_pod[0]"]
+    assert run["tasks"]["gpu_pod[0]"]["state"] == "failed"
+    assert run["state"] == "failed"
+    pod = run["tasks"]["gpu_pod[0]"]["xcom"]["pod_name"]
+    # The scheduler saw the GPU shape: the pool's node selector, which kwok's node does not match.
+    events = pod_events(kubectl, pod, "kpo-analytics")
+    assert any(e.startswith("FailedScheduling:") and "didn't match Pod's node affinity/selector" in e
+               for e in events), events
+    assert not any(e.startswith("Scheduled:") for e in events), events
+    # One line: KPO's wrapper, then the cause it buries under the pod's dump.
+    assert (f"remote-kpo smoke: gpu_pod through connection kpo_analytics failed: Pod {pod} returned a failure. "
+            f"Caused by: Pod took too long to be scheduled on the cluster, giving up. More than "
+            f"{GPU_STARTUP_SECONDS}s. Check the pod events in kubernetes. A GPU pod waits for a GPU node") in log
+    assert "scripts/verify --connection-env AIRFLOW_CONN_KPO_ANALYTICS" in log
+    assert pod_is_gone(kubectl, pod, "kpo-analytics")
+
+
+def test_a_connection_that_is_not_remote_kpo_fails_the_smoke_dag_naming_it(smoke_env, tmp_path):
+    env = {**smoke_env, "AIRFLOW_CONN_KPO_BROKEN": json.dumps({"conn_type": "kubernetes",
+                                                              "extra": {"namespace": "kpo-broken"}})}
+    run, log = run_smoke(env, tmp_path)
+    assert run["state"] == "failed"
+    assert run["tasks"]["find_connections"]["state"] == "failed"
+    assert ("remote-kpo smoke: connection kpo_broken is not a remote-kpo connection (conn_type 'kubernetes', "
+            "no kube_config in extra)") in log

@@ -12,6 +12,8 @@ from components import gpu
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.aks import AksCluster, AksDeploymentIdentity, provider_user
+from components.aks_tasks import AksAcrPull, AksTaskIdentity
+from components.task_pods import TaskPods, TaskPodsArgs, task_details
 from config import StackConfig
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
@@ -45,6 +47,9 @@ def build(cfg: StackConfig, stack: str) -> dict:
             "aks-gpu", gpu.gpu_tolerations("aks", cfg.gpu_pool.spot),
             opts=pulumi.ResourceOptions(providers=[provider]))
 
+    if aks.acr_ids:
+        AksAcrPull("aks-acr-pull", cluster, aks.acr_ids)
+
     endpoints = []
     for deployment in cfg.deployments:
         identity = AksDeploymentIdentity(f"{deployment.name}-azure", deployment, cluster)
@@ -54,6 +59,16 @@ def build(cfg: StackConfig, stack: str) -> dict:
             subject=rbac_subject("User", identity.principal_id),
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
+        details: dict[str, pulumi.Input[str]] = dict(task_details(deployment))
+        annotations = {}
+        if deployment.task_identity is not None:
+            task_identity = AksTaskIdentity(f"{deployment.name}-azure-task", deployment, cluster)
+            annotations = task_identity.annotations
+            # Whom to grant storage roles (e.g. Storage Blob Data Reader on a container).
+            details.update(taskAzureClientId=task_identity.client_id,
+                           taskAzurePrincipalId=task_identity.principal_id)
+        TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name, annotations),
+                 opts=pulumi.ResourceOptions(parent=access))
         user = identity.client_id.apply(lambda client_id: kc.aks_user(client_id, aks.tenant_id))
-        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user))
+        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user, details=details))
     return stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_data, endpoints)

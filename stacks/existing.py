@@ -13,6 +13,7 @@ import yaml
 
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
+from components.task_pods import TaskPods, TaskPodsArgs, task_details
 from config import ConfigError, ExistingConfig, StackConfig
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
@@ -97,5 +98,8 @@ def build(cfg: StackConfig, stack: str) -> dict:
             opts=pulumi.ResourceOptions(parent=access, depends_on=[service_account]),
         )
         user = pulumi.Output.secret(token_secret.data.apply(_token)).apply(kc.token_user)
-        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user))
+        TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name),
+                 opts=pulumi.ResourceOptions(parent=access))
+        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user,
+                                            details=dict(task_details(deployment))))
     return stack_outputs(cfg, cluster_name, server, ca_data, endpoints)

@@ -327,8 +327,9 @@ class Deployment(Model):
     @model_validator(mode="after")
     def _registries_distinct(self):
         servers: dict[str, int] = {}
-        for i, registry in enumerate(self.registries or []):
-            if registry.docker_config_json is not None and len(self.registries) > 1:
+        registries = self.registries or []
+        for i, registry in enumerate(registries):
+            if registry.docker_config_json is not None and len(registries) > 1:
                 raise _at(f"registries[{i}].dockerConfigJson", "must be the only entry: it holds every registry's login")
             if registry.server is not None:
                 if registry.server in servers:
@@ -344,6 +345,13 @@ class Deployment(Model):
                 raise _at("name", f"too long for the default namespace {default}; set namespace")
             self.namespace = default
         return self
+
+    @property
+    def namespace_name(self) -> str:
+        """The namespace (set by the validator above, so never None once loaded)."""
+        if self.namespace is None:
+            raise ValueError("Deployment.namespace is resolved by validation")
+        return self.namespace
 
     @property
     def connection_id(self) -> str:

@@ -27,7 +27,7 @@ from components.permissions import (
     TASK_SERVICE_ACCOUNT,
     task_identity_subject,
 )
-from config import Deployment
+from config import Deployment, TaskIdentity
 
 CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
 USE_LABEL = "azure.workload.identity/use"
@@ -77,7 +77,16 @@ def federated_credential_name(cluster_name: str, namespace: str) -> str:
 
 
 def kubelet_object_id(identity_profile) -> str:
-    return identity_profile["kubeletidentity"].object_id
+    kubelet = (identity_profile or {}).get("kubeletidentity")
+    if kubelet is None or not kubelet.object_id:
+        raise RuntimeError("the AKS cluster reports no kubelet identity (identityProfile.kubeletidentity)")
+    return kubelet.object_id
+
+
+def issuer_url(oidc_issuer_profile) -> str:
+    if oidc_issuer_profile is None or not oidc_issuer_profile.issuer_url:
+        raise RuntimeError("the AKS cluster reports no OIDC issuer (oidcIssuerProfile.issuerURL)")
+    return oidc_issuer_profile.issuer_url
 
 
 # ---- components -----------------------------------------------------------------------
@@ -105,12 +114,13 @@ class AksAcrPull(pulumi.ComponentResource):
 class AksTaskIdentity(pulumi.ComponentResource):
     """The task identity (made or given) federated with this namespace's remote-kpo-task."""
 
-    def __init__(self, name: str, deployment: Deployment, cluster: AksCluster,
+    def __init__(self, name: str, deployment: Deployment, task_identity: TaskIdentity, cluster: AksCluster,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:AksTaskIdentity", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        given = deployment.task_identity.azure_identity
-        if given:
+        namespace = deployment.namespace_name
+        given = task_identity.azure_identity
+        if isinstance(given, str):
             group_name, identity_name = identity_parts(given)
             found = managedidentity.get_user_assigned_identity_output(
                 resource_group_name=group_name, resource_name=identity_name,
@@ -129,15 +139,15 @@ class AksTaskIdentity(pulumi.ComponentResource):
             resource_group, identity = cluster.resource_group.name, made.name
             self.client_id, self.principal_id = made.client_id, made.principal_id
 
-        issuer = cluster.cluster.oidc_issuer_profile.apply(lambda profile: profile.issuer_url)
+        issuer = cluster.cluster.oidc_issuer_profile.apply(issuer_url)
         managedidentity.FederatedIdentityCredential(
             f"{name}-federated-credential",
             resource_group_name=resource_group,
             resource_name_=identity,
             federated_identity_credential_resource_name=federated_credential_name(
-                cluster.cluster_name, deployment.namespace),
+                cluster.cluster_name, namespace),
             issuer=issuer,
-            subject=task_identity_subject("aks", deployment.namespace),
+            subject=task_identity_subject("aks", namespace),
             audiences=[TOKEN_EXCHANGE_AUDIENCE],
             opts=child,
         )

@@ -62,7 +62,8 @@ def build(cfg: StackConfig, stack: str) -> dict:
         details: dict[str, pulumi.Input[str]] = dict(task_details(deployment))
         annotations = {}
         if deployment.task_identity is not None:
-            task_identity = AksTaskIdentity(f"{deployment.name}-azure-task", deployment, cluster)
+            task_identity = AksTaskIdentity(f"{deployment.name}-azure-task", deployment,
+                                            deployment.task_identity, cluster)
             annotations = task_identity.annotations
             # Whom to grant storage roles (e.g. Storage Blob Data Reader on a container).
             details.update(taskAzureClientId=task_identity.client_id,

@@ -85,10 +85,11 @@ def build(cfg: StackConfig, stack: str) -> dict:
             subject=rbac_subject("Group", identity.group),
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
-        if deployment.task_identity is not None:
+        task = deployment.task_identity
+        if task is not None and task.aws_role_arn is not None:  # config requires it on eks
             EksTaskIdentity(f"{deployment.name}-task", EksTaskIdentityArgs(
-                cluster_name=cluster.name, namespace=deployment.namespace,
-                role_arn=deployment.task_identity.aws_role_arn), opts=in_region)
+                cluster_name=cluster.name, namespace=deployment.namespace_name,
+                role_arn=task.aws_role_arn), opts=in_region)
         TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name),
                  opts=pulumi.ResourceOptions(parent=access))
         user = identity.role_arn.apply(lambda arn: kc.eks_user(region, cluster_name, arn))

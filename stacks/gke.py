@@ -73,10 +73,11 @@ def build(cfg: StackConfig, stack: str) -> dict:
             subject=rbac_subject("User", identity.email),
             opts=pulumi.ResourceOptions(providers=[provider]))
         annotations = {}
-        if deployment.task_identity is not None:
+        task = deployment.task_identity
+        if task is not None and task.gcp_service_account is not None:  # config requires it on gke
             task_identity = GkeTaskIdentity(
-                f"{deployment.name}-gcp-task", email=deployment.task_identity.gcp_service_account,
-                cluster_project=gke.project, namespace=deployment.namespace)
+                f"{deployment.name}-gcp-task", email=task.gcp_service_account,
+                cluster_project=gke.project, namespace=deployment.namespace_name)
             annotations = task_identity.annotations
         TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name, annotations),
                  opts=pulumi.ResourceOptions(parent=access))

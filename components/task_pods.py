@@ -29,6 +29,8 @@ from config import Deployment, Registry
 
 PULL_SECRET = "remote-kpo-registries"
 DEFAULT_SERVICE_ACCOUNT = "default"
+# The stack config key registries live under: secret as a whole once one value in it is.
+DEPLOYMENTS_KEY = "remote-kpo:deployments"
 
 
 # ---- pure functions -------------------------------------------------------------------
@@ -48,6 +50,19 @@ def docker_config_json(registries: list[Registry]) -> str:
 
 def pull_secret_data(registries: list[Registry]) -> dict[str, str]:
     return {".dockerconfigjson": base64.b64encode(docker_config_json(registries).encode()).decode()}
+
+
+def plain_text_warning(deployment_name: str) -> str:
+    return (f"{DEPLOYMENTS_KEY}: the registries of {deployment_name} are plain text in the stack file; set "
+            "each password (or dockerConfigJson) with `pulumi config set --secret --path "
+            "'deployments[<i>].registries[<j>].password' ...` (the program keeps it secret in state either way)")
+
+
+def config_is_secret(key: str) -> bool:
+    """Whether the engine passed `key` as a secret (`secure:` in the stack file)."""
+    from pulumi.runtime import config as runtime_config
+
+    return runtime_config.is_config_secret(key) or key in runtime_config.get_config_secret_keys_env()
 
 
 def task_details(deployment: Deployment) -> dict[str, str]:
@@ -82,6 +97,8 @@ class TaskPods(pulumi.ComponentResource):
         pull_secrets: Optional[list[k8s.core.v1.LocalObjectReferenceArgsDict]] = None
         after_secret = child
         if deployment.registries:
+            if not config_is_secret(DEPLOYMENTS_KEY):
+                pulumi.log.warn(plain_text_warning(deployment.name), resource=self)
             secret = k8s.core.v1.Secret(
                 f"{name}-registries",
                 metadata={"name": PULL_SECRET, "namespace": args.namespace, "labels": labels},

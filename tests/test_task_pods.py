@@ -380,3 +380,25 @@ def test_a_bad_registry_stops_the_program_before_any_resource():
         run_program(bad, stack="gke", mocks=mocks)
     assert str(caught.value) == "remote-kpo:deployments[0].registries[0].password: required (or give dockerConfigJson alone)"
     assert mocks.resources == []
+
+
+def test_plain_text_registry_credentials_in_the_stack_file_get_a_warning_naming_the_key(tmp_path, monkeypatch):
+    kubeconfig = tmp_path / "admin.kubeconfig"
+    kubeconfig.write_text(ADMIN_KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    warnings = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, resource=None, **_: warnings.append(message))
+    run_program(EXISTING)
+    assert warnings == [task_pods.plain_text_warning("etl"), task_pods.plain_text_warning("reports")]
+    assert task_pods.plain_text_warning("etl").startswith("remote-kpo:deployments: the registries of etl")
+
+
+def test_no_warning_when_the_deployments_config_is_secret(tmp_path, monkeypatch):
+    kubeconfig = tmp_path / "admin.kubeconfig"
+    kubeconfig.write_text(ADMIN_KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["remote-kpo:deployments"]))
+    warnings = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, resource=None, **_: warnings.append(message))
+    run_program(EXISTING)
+    assert warnings == []

@@ -115,7 +115,7 @@ class AksTaskIdentity(pulumi.ComponentResource):
     """The task identity (made or given) federated with this namespace's remote-kpo-task."""
 
     def __init__(self, name: str, deployment: Deployment, task_identity: TaskIdentity, cluster: AksCluster,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 after: Optional[list[pulumi.Resource]] = None, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:AksTaskIdentity", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         namespace = deployment.namespace_name
@@ -140,7 +140,7 @@ class AksTaskIdentity(pulumi.ComponentResource):
             self.client_id, self.principal_id = made.client_id, made.principal_id
 
         issuer = cluster.cluster.oidc_issuer_profile.apply(issuer_url)
-        managedidentity.FederatedIdentityCredential(
+        self.credential = managedidentity.FederatedIdentityCredential(
             f"{name}-federated-credential",
             resource_group_name=resource_group,
             resource_name_=identity,
@@ -149,7 +149,10 @@ class AksTaskIdentity(pulumi.ComponentResource):
             issuer=issuer,
             subject=task_identity_subject("aks", namespace),
             audiences=[TOKEN_EXCHANGE_AUDIENCE],
-            opts=child,
+            # Credentials on one identity are written one at a time: Entra ID answers concurrent
+            # writes with 409 ("Important considerations and restrictions for federated identity
+            # credentials", https://learn.microsoft.com/entra/workload-id/workload-identity-federation-considerations).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after or []),
         )
         self.annotations = {CLIENT_ID_ANNOTATION: self.client_id}
         self.register_outputs({"clientId": self.client_id, "principalId": self.principal_id})

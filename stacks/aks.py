@@ -51,6 +51,8 @@ def build(cfg: StackConfig, stack: str) -> dict:
         AksAcrPull("aks-acr-pull", cluster, aks.acr_ids)
 
     endpoints = []
+    # The last federated credential written on each given task identity (see AksTaskIdentity).
+    last_credential: dict[str, list[pulumi.Resource]] = {}
     for deployment in cfg.deployments:
         identity = AksDeploymentIdentity(f"{deployment.name}-azure", deployment, cluster)
         access = DeploymentAccess(
@@ -62,8 +64,13 @@ def build(cfg: StackConfig, stack: str) -> dict:
         details: dict[str, pulumi.Input[str]] = dict(task_details(deployment))
         annotations = {}
         if deployment.task_identity is not None:
+            shared = deployment.task_identity.azure_identity
+            key = shared.lower() if isinstance(shared, str) else None
             task_identity = AksTaskIdentity(f"{deployment.name}-azure-task", deployment,
-                                            deployment.task_identity, cluster)
+                                            deployment.task_identity, cluster,
+                                            after=last_credential.get(key, []) if key else None)
+            if key:
+                last_credential[key] = [task_identity.credential]
             annotations = task_identity.annotations
             # Whom to grant storage roles (e.g. Storage Blob Data Reader on a container).
             details.update(taskAzureClientId=task_identity.client_id,

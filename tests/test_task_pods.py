@@ -402,3 +402,15 @@ def test_no_warning_when_the_deployments_config_is_secret(tmp_path, monkeypatch)
     monkeypatch.setattr(pulumi.log, "warn", lambda message, resource=None, **_: warnings.append(message))
     run_program(EXISTING)
     assert warnings == []
+
+
+def test_aks_credentials_on_one_shared_identity_are_written_one_after_another():
+    shared = {"azureIdentity": GIVEN_IDENTITY}
+    identity = AKS_MINIMAL["deployments"][0]["identity"]
+    raw = AKS_MINIMAL | {"deployments": [{"name": n, "identity": identity, "taskIdentity": shared}
+                                         for n in ("one", "two", "three")]}
+    run = run_program(raw, stack="staging", mocks=TaskAzureMocks())
+    after = {name: [r._name for r in run.options[f"{name}-azure-task-federated-credential"].depends_on]
+             for name in ("one", "two", "three")}
+    assert after == {"one": [], "two": ["one-azure-task-federated-credential"],
+                     "three": ["two-azure-task-federated-credential"]}

@@ -414,3 +414,17 @@ def test_aks_credentials_on_one_shared_identity_are_written_one_after_another():
              for name in ("one", "two", "three")}
     assert after == {"one": [], "two": ["one-azure-task-federated-credential"],
                      "three": ["two-azure-task-federated-credential"]}
+
+
+def test_every_task_binding_is_a_row_of_the_permission_table(gke, eks, aks):
+    rows = permissions.TASK_IDENTITY_BINDINGS
+    grants = [r.inputs for r in gke.of_type(SA_MEMBER) if r.inputs["role"] == rows["gke"].grant]
+    assert [g["member"] for g in grants] == [permissions.task_identity_subject("gke", "kpo-etl", "acme-platform")]
+    associations = eks.of_type(rows["eks"].grant)
+    assert [f"{a.inputs['namespace']}/{a.inputs['serviceAccount']}" for a in associations] == [
+        permissions.task_identity_subject("eks", "kpo-etl")]
+    credentials = [r.inputs["subject"] for r in aks.of_type(rows["aks"].grant) if "task" in r.name]
+    assert sorted(credentials) == sorted(permissions.task_identity_subject("aks", ns) for ns in ("kpo-reports", "kpo-etl"))
+    # The only Azure role the task features assign is AcrPull, the NODE_ACTIONS row.
+    guids = {r.inputs["roleDefinitionId"].rsplit("/", 1)[-1] for r in aks.of_type(ROLE_ASSIGNMENT)}
+    assert guids == {permissions.ACR_PULL_ROLE_DEFINITION}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from matrix import namespace_grants, table_grants
-from realenv import can_i
+from realenv import ROOT, can_i
 from task_pods_env import TASK_PODS_CONFIG, TASK_PODS_PASSWORDS
 
 PULL_SECRET = "remote-kpo-registries"
@@ -125,3 +125,9 @@ def test_dropping_registries_gives_default_back_and_destroy_leaves_nothing(pulum
 
     pulumi_cli.run("destroy", "--yes", "--stack", "tp-teardown")
     assert "NotFound" in kubectl("get", "namespace", "kpo-tp-drop", check=False).stderr
+
+
+def test_the_policy_pack_passes_the_task_pods_stack_in_a_real_preview(pulumi_cli, task_pods_outputs):
+    result = pulumi_cli.run("preview", "--stack", "tasks", "--policy-pack", str(ROOT / "policy"))
+    assert "✅ remote-kpo@v0.1.0" in result.stdout
+    assert "[mandatory]" not in result.stdout

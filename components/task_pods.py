@@ -65,6 +65,11 @@ def config_is_secret(key: str) -> bool:
     return runtime_config.is_config_secret(key) or key in runtime_config.get_config_secret_keys_env()
 
 
+def has_task_pods(deployment: Deployment) -> bool:
+    """Whether the Deployment has anything for TaskPods to make (nothing new otherwise)."""
+    return bool(deployment.registries) or deployment.task_identity is not None
+
+
 def task_details(deployment: Deployment) -> dict[str, str]:
     """Public entries of the Deployment's `deployments` output: what a DAG names."""
     details = {}

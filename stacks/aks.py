@@ -13,7 +13,7 @@ from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.aks import AksCluster, AksDeploymentIdentity, provider_user
 from components.aks_tasks import AksAcrPull, AksTaskIdentity
-from components.task_pods import TaskPods, TaskPodsArgs, task_details
+from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import StackConfig
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
@@ -75,8 +75,9 @@ def build(cfg: StackConfig, stack: str) -> dict:
             # Whom to grant storage roles (e.g. Storage Blob Data Reader on a container).
             details.update(taskAzureClientId=task_identity.client_id,
                            taskAzurePrincipalId=task_identity.principal_id)
-        TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name, annotations),
-                 opts=pulumi.ResourceOptions(parent=access))
+        if has_task_pods(deployment):
+            TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name, annotations),
+                     opts=pulumi.ResourceOptions(parent=access))
         user = identity.client_id.apply(lambda client_id: kc.aks_user(client_id, aks.tenant_id))
         endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user, details=details))
     return stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_data, endpoints)

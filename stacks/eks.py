@@ -14,7 +14,7 @@ from components import eks, gpu
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.eks_tasks import EksTaskIdentity, EksTaskIdentityArgs
-from components.task_pods import TaskPods, TaskPodsArgs, task_details
+from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import StackConfig
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
@@ -90,8 +90,9 @@ def build(cfg: StackConfig, stack: str) -> dict:
             EksTaskIdentity(f"{deployment.name}-task", EksTaskIdentityArgs(
                 cluster_name=cluster.name, namespace=deployment.namespace_name,
                 role_arn=task.aws_role_arn), opts=in_region)
-        TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name),
-                 opts=pulumi.ResourceOptions(parent=access))
+        if has_task_pods(deployment):
+            TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name),
+                     opts=pulumi.ResourceOptions(parent=access))
         user = identity.role_arn.apply(lambda arn: kc.eks_user(region, cluster_name, arn))
         endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user,
                                             details={"awsAccessRoleArn": identity.role_arn,

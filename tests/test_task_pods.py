@@ -151,6 +151,7 @@ def test_a_deployment_without_registries_or_task_identity_gets_nothing_new(exist
     namespaced = [r for r in existing.resources if r.typ.startswith("kubernetes:")
                   and r.inputs.get("metadata", {}).get("namespace") == "kpo-plain"]
     assert sorted(r.typ.rsplit(":", 1)[-1] for r in namespaced) == ["Role", "RoleBinding", "Secret", "ServiceAccount"]
+    assert [r.name for r in existing.resources if r.typ == "remote-kpo:index:TaskPods"] == ["etl-tasks", "reports-tasks"]
 
 
 def test_the_deployments_role_still_cannot_read_secrets_or_service_account_tokens(existing):

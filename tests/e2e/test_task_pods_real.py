@@ -131,3 +131,22 @@ def test_the_policy_pack_passes_the_task_pods_stack_in_a_real_preview(pulumi_cli
     result = pulumi_cli.run("preview", "--stack", "tasks", "--policy-pack", str(ROOT / "policy"))
     assert "✅ remote-kpo@v0.1.0" in result.stdout
     assert "[mandatory]" not in result.stdout
+
+
+def test_up_refuses_to_take_over_pull_secrets_another_tool_set_on_default(pulumi_cli, kubectl):
+    pulumi_cli.write_stack("tp-conflict", {"cloud": "existing", "clusterName": "tp-conflict",
+                                           "deployments": [{"name": "tp-other"}]})
+    pulumi_cli.run("stack", "init", "tp-conflict")
+    pulumi_cli.run("up", "--yes", "--stack", "tp-conflict")
+    # Someone set the field by hand (kubectl patch: an update by another field manager).
+    kubectl("patch", "serviceaccount", "default", "-n", "kpo-tp-other", "-p",
+            '{"imagePullSecrets": [{"name": "hand-made"}]}')
+    for key, value in (("server", "ghcr.io"), ("username", "u"), ("password", "p")):
+        pulumi_cli.run("config", "set", "--path", f"remote-kpo:deployments[0].registries[0].{key}", value,
+                       "--stack", "tp-conflict")
+    result = pulumi_cli.run("up", "--yes", "--stack", "tp-conflict", check=False)
+    assert result.returncode != 0
+    assert "conflict" in (result.stdout + result.stderr).lower()
+    default = json.loads(kubectl("get", "serviceaccount", "default", "-n", "kpo-tp-other", "-o", "json").stdout)
+    assert default["imagePullSecrets"] == [{"name": "hand-made"}]
+    pulumi_cli.run("destroy", "--yes", "--stack", "tp-conflict")

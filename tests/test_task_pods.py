@@ -151,7 +151,7 @@ def test_a_deployment_without_registries_or_task_identity_gets_nothing_new(exist
     namespaced = [r for r in existing.resources if r.typ.startswith("kubernetes:")
                   and r.inputs.get("metadata", {}).get("namespace") == "kpo-plain"]
     assert sorted(r.typ.rsplit(":", 1)[-1] for r in namespaced) == ["Role", "RoleBinding", "Secret", "ServiceAccount"]
-    assert [r.name for r in existing.resources if r.typ == "remote-kpo:index:TaskPods"] == ["etl-tasks", "reports-tasks"]
+    assert sorted(r.name for r in existing.resources if r.typ == "remote-kpo:index:TaskPods") == ["etl-tasks", "reports-tasks"]
 
 
 def test_the_deployments_role_still_cannot_read_secrets_or_service_account_tokens(existing):
@@ -390,7 +390,7 @@ def test_plain_text_registry_credentials_in_the_stack_file_get_a_warning_naming_
     warnings = []
     monkeypatch.setattr(pulumi.log, "warn", lambda message, resource=None, **_: warnings.append(message))
     run_program(EXISTING)
-    assert warnings == [task_pods.plain_text_warning("etl"), task_pods.plain_text_warning("reports")]
+    assert sorted(warnings) == [task_pods.plain_text_warning("etl"), task_pods.plain_text_warning("reports")]
     assert task_pods.plain_text_warning("etl").startswith("remote-kpo:deployments: the registries of etl")
 
 

@@ -9,13 +9,14 @@ complete values.
 import ipaddress
 import json
 import re
-from typing import Annotated, Literal, Optional, TypeVar
+from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     model_validator,
 )
@@ -83,6 +84,25 @@ AzureRegion = Annotated[str, _matching(r"[a-z]+[a-z0-9]*", "an Azure region like
 ResourceGroupName = Annotated[str, _matching(r"[-\w.()]{1,89}[-\w()]", "an Azure resource group name")]
 KubernetesMinor = Annotated[str, _matching(r"1\.\d{2}", "a Kubernetes minor version like 1.34")]
 KubernetesVersion = Annotated[str, _matching(r"1\.\d{2}(\.\d+)?", "a Kubernetes version like 1.34")]
+_AZURE_ID_PREFIX = r"/subscriptions/[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}/resourceGroups/[-\w.()]{1,90}/providers/"
+AcrId = Annotated[str, _matching(
+    _AZURE_ID_PREFIX + r"Microsoft\.ContainerRegistry/registries/[a-zA-Z0-9]{5,50}",
+    "an Azure container registry resource id (/subscriptions/<id>/resourceGroups/<group>/providers/"
+    "Microsoft.ContainerRegistry/registries/<name>)",
+)]
+AZURE_IDENTITY_ID = re.compile(
+    _AZURE_ID_PREFIX + r"Microsoft\.ManagedIdentity/userAssignedIdentities/[a-zA-Z0-9][-\w]{2,127}")
+# Task pods act as a user-managed account only (never a Google-managed or default compute one);
+# its project, which holds its IAM policy, is the email's domain.
+TaskGcpServiceAccount = Annotated[str, _matching(
+    r"[a-z][-a-z0-9]{4,28}[a-z0-9]@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com",
+    "a user-managed Google service account email (name@project.iam.gserviceaccount.com)",
+)]
+# A registry as Docker and the kubelet name it: a host with an optional port and path.
+RegistryServer = Annotated[str, _matching(
+    r"(https?://)?[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?(:\d{1,5})?(/[^\s]*)?",
+    "a registry host like ghcr.io or registry.example.com:5000",
+)]
 
 
 class Model(BaseModel):
@@ -177,6 +197,17 @@ class AksConfig(Model):
     authorized_ip_ranges: list[Cidr] = []
     # How this program's own Kubernetes provider logs in through kubelogin.
     login: Literal["azurecli", "workloadidentity", "spn"] = "azurecli"
+    # Registries the nodes' kubelet identity may pull from (AcrPull on each).
+    acr_ids: list[AcrId] = []
+
+    @model_validator(mode="after")
+    def _distinct_acr_ids(self):
+        seen: dict[str, int] = {}
+        for i, acr_id in enumerate(self.acr_ids):
+            if acr_id.lower() in seen:
+                raise _at(f"acrIds[{i}]", f"duplicate of acrIds[{seen[acr_id.lower()]}]")
+            seen[acr_id.lower()] = i
+        return self
 
 
 class ExistingConfig(Model):
@@ -277,6 +308,64 @@ class Quota(Model):
     pods: Optional[int] = Field(default=None, ge=0)
 
 
+class Registry(Model):
+    """One private registry's login, or (alone in the list) a whole Docker config JSON. The
+    password and the JSON are credentials: set them with `pulumi config set --secret --path`."""
+
+    server: Optional[RegistryServer] = None
+    username: Optional[str] = Field(default=None, min_length=1)
+    password: Optional[str] = Field(default=None, min_length=1)
+    docker_config_json: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _login_or_docker_config(self):
+        login = {"server": self.server, "username": self.username, "password": self.password}
+        if self.docker_config_json is not None:
+            given = [key for key, value in login.items() if value is not None]
+            if given:
+                raise _at(given[0], "set either dockerConfigJson or server, username and password, not both")
+            if not _is_docker_config(self.docker_config_json):
+                # Never echoes the value: it holds credentials.
+                raise _at("dockerConfigJson", "not a Docker config JSON with a non-empty auths object "
+                                              "(the content of ~/.docker/config.json)")
+            return self
+        for key, value in login.items():
+            if value is None:
+                raise _at(key, "required (or give dockerConfigJson alone)")
+        return self
+
+
+def _is_docker_config(text: str) -> bool:
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    auths = document.get("auths") if isinstance(document, dict) else None
+    return isinstance(auths, dict) and bool(auths) and all(isinstance(v, dict) for v in auths.values())
+
+
+def _azure_task_identity(value: Any) -> Any:
+    """`{}` (have an identity created) or an existing user-assigned identity's resource id."""
+    if value is None or value == {}:
+        return value
+    if isinstance(value, str) and AZURE_IDENTITY_ID.fullmatch(value):
+        return value
+    raise PydanticCustomError(
+        "format", "not {} (have one created) or a user-assigned identity resource id (/subscriptions/<id>/"
+                  "resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>)")
+
+
+class TaskIdentity(Model):
+    """The cloud identity task pods get by running as the `remote-kpo-task` ServiceAccount."""
+
+    gcp_service_account: Optional[TaskGcpServiceAccount] = None
+    aws_role_arn: Optional[AwsRoleArn] = None
+    azure_identity: Annotated[Optional[str | dict], PlainValidator(_azure_task_identity)] = None
+
+
+TASK_IDENTITY_KEY = {"gke": "gcpServiceAccount", "eks": "awsRoleArn", "aks": "azureIdentity"}
+
+
 class Deployment(Model):
     name: DnsLabel
     namespace: Optional[DnsLabel] = None
@@ -289,6 +378,21 @@ class Deployment(Model):
     # hostNetwork and similar node takeovers; restricted also requires non-root, no privilege
     # escalation, dropped capabilities and a seccomp profile.
     pod_security: Literal["baseline", "restricted"] = "baseline"
+    registries: Optional[list[Registry]] = Field(default=None, min_length=1)
+    task_identity: Optional[TaskIdentity] = None
+
+    @model_validator(mode="after")
+    def _registries_distinct(self):
+        servers: dict[str, int] = {}
+        registries = self.registries or []
+        for i, registry in enumerate(registries):
+            if registry.docker_config_json is not None and len(registries) > 1:
+                raise _at(f"registries[{i}].dockerConfigJson", "must be the only entry: it holds every registry's login")
+            if registry.server is not None:
+                if registry.server in servers:
+                    raise _at(f"registries[{i}].server", f"duplicate of registries[{servers[registry.server]}]")
+                servers[registry.server] = i
+        return self
 
     @model_validator(mode="after")
     def _default_namespace(self):
@@ -319,6 +423,13 @@ class Deployment(Model):
                 raise _at(f"podDefaults.requests.{resource}", f"required with quota.{resource}: "
                           f"Kubernetes refuses every pod that sets no {resource} request")
         return self
+
+    @property
+    def namespace_name(self) -> str:
+        """The namespace (set by the validator above, so never None once loaded)."""
+        if self.namespace is None:
+            raise ValueError("Deployment.namespace is resolved by validation")
+        return self.namespace
 
     @property
     def connection_id(self) -> str:
@@ -420,7 +531,25 @@ class StackConfig(Model):
             seen_names[deployment.name] = i
             seen_namespaces[namespace] = i
             self._check_identity(i, deployment)
+            self._check_task_identity(i, deployment)
         return self
+
+    def _check_task_identity(self, i: int, deployment: Deployment) -> None:
+        if deployment.task_identity is None:
+            return
+        path = f"deployments[{i}].taskIdentity"
+        given = [key for key, value in deployment.task_identity.model_dump(by_alias=True).items() if value is not None]
+        if self.cloud == "existing":
+            if given:
+                raise _at(f"{path}.{given[0]}", "not used on cloud existing: taskIdentity {} makes the ServiceAccount only")
+            return
+        wanted = TASK_IDENTITY_KEY[self.cloud]
+        for key in given:
+            if key != wanted:
+                raise _at(f"{path}.{key}", f"identity of the wrong cloud: cloud {self.cloud} takes {wanted}")
+        if wanted not in given:
+            hint = " ({} has one created)" if self.cloud == "aks" else ""
+            raise _at(f"{path}.{wanted}", f"required when cloud is {self.cloud}{hint}")
 
     def _check_identity(self, i: int, deployment: Deployment) -> None:
         path = f"deployments[{i}].identity"

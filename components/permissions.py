@@ -139,3 +139,68 @@ MUST_DENY_CLUSTER_WIDE: tuple[tuple[str, str], ...] = (
     ("create", "certificatesigningrequests.certificates.k8s.io"),
     ("create", "customresourcedefinitions.apiextensions.k8s.io"),
 )
+
+
+# ---- task pods (issue 16) ------------------------------------------------------------------
+
+# The ServiceAccount task pods run as to get a cloud identity (`taskIdentity`). The Deployment
+# needs no extra RBAC to name it in a pod (creating a pod that runs as a ServiceAccount is
+# allowed to whoever may create pods), and none to read its tokens (the Role has no secrets or
+# serviceaccounts/token).
+TASK_SERVICE_ACCOUNT = "remote-kpo-task"
+
+
+@dataclass(frozen=True)
+class TaskIdentityBinding:
+    """How one cloud lets pods of exactly one ServiceAccount act as the task identity."""
+
+    why: str
+    grant: str  # what is granted, exactly as the component passes it
+    subject: str  # the only principal it names: {namespace} and {project} filled in per Deployment
+
+
+# Every task identity binding the program makes is one row here, and names the Deployment's
+# `remote-kpo-task` ServiceAccount only (the policy pack's task-identity-one-service-account rule
+# refuses any other).
+TASK_IDENTITY_BINDINGS: dict[str, TaskIdentityBinding] = {
+    # GKE Workload Identity: the member is the KSA in the cluster project's workload pool.
+    "gke": TaskIdentityBinding(
+        "pods running as the namespace's remote-kpo-task get tokens of the task's Google service account",
+        "roles/iam.workloadIdentityUser",
+        "serviceAccount:{project}.svc.id.goog[{namespace}/" + TASK_SERVICE_ACCOUNT + "]",
+    ),
+    # EKS Pod Identity: the association names one namespace and one ServiceAccount.
+    "eks": TaskIdentityBinding(
+        "EKS Pod Identity hands the task role's credentials to pods running as the namespace's remote-kpo-task",
+        "aws:eks/podIdentityAssociation:PodIdentityAssociation",
+        "{namespace}/" + TASK_SERVICE_ACCOUNT,
+    ),
+    # AKS workload identity: a federated credential for the cluster issuer's token of one KSA.
+    "aks": TaskIdentityBinding(
+        "Entra ID exchanges the cluster's token for the namespace's remote-kpo-task for the task identity's",
+        "azure-native:managedidentity:FederatedIdentityCredential",
+        "system:serviceaccount:{namespace}:" + TASK_SERVICE_ACCOUNT,
+    ),
+}
+
+
+def task_identity_subject(cloud: str, namespace: str, project: str = "") -> str:
+    return TASK_IDENTITY_BINDINGS[cloud].subject.format(namespace=namespace, project=project)
+
+
+# What the nodes' own identities get for task images, beyond what the cluster needs anyway.
+# The AKS kubelet identity: the built-in AcrPull role on each registry in `aks.acrIds`, whose
+# only action is the one below (Azure built-in roles, Containers: AcrPull,
+# https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/containers#acrpull).
+# GKE and EKS nodes already pull from their own project's or account's registry
+# (roles/artifactregistry.reader; AmazonEC2ContainerRegistryPullOnly).
+NODE_ACTIONS: dict[str, dict[str, CloudActions]] = {
+    "aks": {
+        "acrPull": CloudActions(
+            "the kubelet pulls task images from the registries in aks.acrIds",
+            ("Microsoft.ContainerRegistry/registries/pull/read",),
+        ),
+    },
+}
+# The built-in AcrPull role definition (the same GUID in every subscription).
+ACR_PULL_ROLE_DEFINITION = "7f951dda-4ed3-4680-a7ca-43fe172d538d"

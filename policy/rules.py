@@ -474,6 +474,93 @@ def validate_aks_local_accounts_off(args, report_violation) -> None:
         report_violation(f"cluster {_name(args)}: enableRBAC is false (every user would be admin)")
 
 
+# ---- task identity (issue 16) ---------------------------------------------------------------
+
+# The one ServiceAccount per namespace that task pods run as to get a cloud identity
+# (components/permissions.py TASK_SERVICE_ACCOUNT; the tests check the two agree).
+TASK_SERVICE_ACCOUNT = "remote-kpo-task"
+WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
+# serviceAccount:<project>.svc.id.goog[<namespace>/<ksa>], and the principal:// form of one KSA.
+_GKE_KSA_MEMBER = re.compile(r"serviceAccount:[-a-z0-9.:]+\.svc\.id\.goog\[(?P<ns>[-a-z0-9]+)/(?P<sa>[-a-z0-9.]+)\]")
+_GKE_KSA_PRINCIPAL = re.compile(
+    r"principal://iam\.googleapis\.com/projects/\d+/locations/global/workloadIdentityPools/[-a-z0-9.:]+"
+    r"\.svc\.id\.goog/subject/ns/(?P<ns>[-a-z0-9]+)/sa/(?P<sa>[-a-z0-9.]+)")
+_GCP_SA_GRANT = re.compile(r"gcp:serviceaccount/iAM(Member|Binding):IAM(Member|Binding)")
+_K8S_SERVICE_ACCOUNT = re.compile(r"kubernetes:core/v1:ServiceAccount(Patch)?")
+_AKS_KSA_SUBJECT = re.compile(r"system:serviceaccount:(?P<ns>[-a-z0-9]+):(?P<sa>[-a-z0-9.]+)")
+# Annotations that make a ServiceAccount's pods act as a cloud identity (GKE Workload Identity,
+# Azure workload identity, EKS IAM roles for service accounts).
+CLOUD_IDENTITY_ANNOTATIONS = ("iam.gke.io/gcp-service-account", "azure.workload.identity/client-id",
+                              "eks.amazonaws.com/role-arn")
+
+
+def _ksa_member_problem(member: Any) -> Optional[str]:
+    if not isinstance(member, str):
+        return None
+    match = _GKE_KSA_MEMBER.fullmatch(member) or _GKE_KSA_PRINCIPAL.fullmatch(member)
+    if match is None:
+        return f"the member {member!r}, which is not one Kubernetes ServiceAccount"
+    if match.group("sa") != TASK_SERVICE_ACCOUNT:
+        return f"the member {member!r}, the ServiceAccount {match.group('sa')!r} (every pod that runs as it)"
+    return None
+
+
+def _gcp_task_bindings(args, report) -> None:
+    typ, props = args.resource_type, args.props
+    members: list[str] = []
+    if _GCP_SA_GRANT.fullmatch(typ) and _get(props, "role") == WORKLOAD_IDENTITY_USER:
+        members = _strings(_get(props, "member")) + _strings(_get(props, "members"))
+    elif typ == "gcp:serviceaccount/iAMPolicy:IAMPolicy":
+        members = [member for binding in _items(_get(_json(_get(props, "policyData")), "bindings"))
+                   if _get(binding, "role") == WORKLOAD_IDENTITY_USER
+                   for member in _strings(_get(binding, "members"))]
+    elif (_GCP_GRANT.fullmatch(typ) and _get(props, "role") == WORKLOAD_IDENTITY_USER) or (
+            _GCP_POLICY.fullmatch(typ) and any(
+                _get(binding, "role") == WORKLOAD_IDENTITY_USER
+                for binding in _items(_get(_json(_get(props, "policyData")), "bindings")))):
+        report(f"{_name(args)}: grants {WORKLOAD_IDENTITY_USER} on a whole project, folder or organization "
+               "(every service account in it); grant it on the task's service account only")
+    for member in members:
+        problem = _ksa_member_problem(member)
+        if problem:
+            report(f"{_name(args)}: grants {WORKLOAD_IDENTITY_USER} to {problem}; a task identity is bound "
+                   f"to <namespace>/{TASK_SERVICE_ACCOUNT} only")
+
+
+def validate_task_identity_one_service_account(args, report_violation) -> None:
+    typ, props = args.resource_type, args.props
+    _gcp_task_bindings(args, report_violation)
+    if typ == "aws:eks/podIdentityAssociation:PodIdentityAssociation":
+        account = _get(props, "serviceAccount")
+        if isinstance(account, str) and account != TASK_SERVICE_ACCOUNT:
+            report_violation(f"{_name(args)}: associates the role with the ServiceAccount {account!r}; task "
+                             f"identities go to {TASK_SERVICE_ACCOUNT} only (every pod of any other account, "
+                             "e.g. default, would get the role)")
+    elif _azure_type(typ, "managedidentity", "FederatedIdentityCredential"):
+        if _get(props, "claimsMatchingExpression") is not None:
+            report_violation(f"{_name(args)}: a claimsMatchingExpression matches more than one subject; "
+                             "name one ServiceAccount in subject")
+        subject = _get(props, "subject")
+        name = _get(props, "federatedIdentityCredentialResourceName")
+        if isinstance(subject, str):
+            match = _AKS_KSA_SUBJECT.fullmatch(subject)
+            if match is None:
+                report_violation(f"{_name(args)}: the subject {subject!r} is not one Kubernetes ServiceAccount "
+                                 "(system:serviceaccount:<namespace>:<name>)")
+            elif (isinstance(name, str) and name.startswith(TASK_SERVICE_ACCOUNT)
+                  and match.group("sa") != TASK_SERVICE_ACCOUNT):
+                report_violation(f"{_name(args)}: the task credential {name!r} federates {subject!r}; a task "
+                                 f"identity trusts <namespace>:{TASK_SERVICE_ACCOUNT} only")
+    elif _K8S_SERVICE_ACCOUNT.fullmatch(typ):
+        account = _path(props, "metadata", "name")
+        annotations = _path(props, "metadata", "annotations")
+        bound = [key for key in CLOUD_IDENTITY_ANNOTATIONS if _get(annotations, key) is not None]
+        if bound and isinstance(account, str) and account != TASK_SERVICE_ACCOUNT:
+            report_violation(f"ServiceAccount {account!r} ({_name(args)}): annotated {bound[0]}; only "
+                             f"{TASK_SERVICE_ACCOUNT} carries a cloud identity, so a task gets one only by "
+                             "naming it")
+
+
 # ---- the pack -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -529,6 +616,14 @@ RULES: tuple[Rule, ...] = (
          "No EKS AccessPolicyAssociation (every access policy reaches beyond a Deployment's "
          "namespace Role) and no access entry mapped to system:masters.",
          validate_eks_no_access_policy),
+    Rule("task-identity-one-service-account",
+         f"A task identity is bound to one namespace's {TASK_SERVICE_ACCOUNT} ServiceAccount and "
+         f"nothing wider: {WORKLOAD_IDENTITY_USER} only on a service account and only for "
+         f"<pool>[<namespace>/{TASK_SERVICE_ACCOUNT}]; EKS Pod Identity associations only for "
+         f"{TASK_SERVICE_ACCOUNT}; federated credentials for exactly one ServiceAccount (a task "
+         f"credential for {TASK_SERVICE_ACCOUNT}); cloud identity annotations only on "
+         f"{TASK_SERVICE_ACCOUNT}.",
+         validate_task_identity_one_service_account),
     Rule("aks-local-accounts-off",
          "AKS clusters have disableLocalAccounts true, managed Entra ID (aadProfile.managed true) "
          "and Kubernetes RBAC on.",

@@ -12,6 +12,8 @@ from components import gpu
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.aks import AksCluster, AksDeploymentIdentity, provider_user
+from components.aks_tasks import AksAcrPull, AksTaskIdentity
+from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import AksConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
@@ -52,7 +54,12 @@ def build(cfg: StackConfig, stack: str) -> dict:
             "aks-gpu", gpu.gpu_tolerations("aks", cfg.gpu_pool.spot),
             opts=pulumi.ResourceOptions(providers=[provider]))
 
+    if aks.acr_ids:
+        AksAcrPull("aks-acr-pull", cluster, aks.acr_ids)
+
     endpoints = []
+    # The last federated credential written on each given task identity (see AksTaskIdentity).
+    last_credential: dict[str, list[pulumi.Resource]] = {}
     for deployment in cfg.deployments:
         identity = AksDeploymentIdentity(f"{deployment.name}-azure", deployment, cluster)
         access = DeploymentAccess(
@@ -61,8 +68,25 @@ def build(cfg: StackConfig, stack: str) -> dict:
             subject=rbac_subject("User", identity.principal_id),
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
+        details: dict[str, pulumi.Input[str]] = dict(task_details(deployment))
+        annotations = {}
+        if deployment.task_identity is not None:
+            shared = deployment.task_identity.azure_identity
+            key = shared.lower() if isinstance(shared, str) else None
+            task_identity = AksTaskIdentity(f"{deployment.name}-azure-task", deployment,
+                                            deployment.task_identity, cluster,
+                                            after=last_credential.get(key, []) if key else None)
+            if key:
+                last_credential[key] = [task_identity.credential]
+            annotations = task_identity.annotations
+            # Whom to grant storage roles (e.g. Storage Blob Data Reader on a container).
+            details.update(taskAzureClientId=task_identity.client_id,
+                           taskAzurePrincipalId=task_identity.principal_id)
+        if has_task_pods(deployment):
+            TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name, annotations),
+                     opts=pulumi.ResourceOptions(parent=access))
         user = identity.client_id.apply(lambda client_id: kc.aks_user(client_id, aks.tenant_id))
         # The identity to attach to the Astro Deployment as its workload identity (README).
-        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user,
-                                            details={"azureClientId": identity.client_id}))
+        details["azureClientId"] = identity.client_id
+        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user, details=details))
     return stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_data, endpoints)

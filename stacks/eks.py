@@ -13,6 +13,8 @@ import pulumi_kubernetes as k8s
 from components import eks, gpu
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
+from components.eks_tasks import EksTaskIdentity, EksTaskIdentityArgs
+from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import EksConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
@@ -84,9 +86,18 @@ def build(cfg: StackConfig, stack: str) -> dict:
             subject=rbac_subject("Group", identity.group),
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
+        task = deployment.task_identity
+        if task is not None and task.aws_role_arn is not None:  # config requires it on eks
+            EksTaskIdentity(f"{deployment.name}-task", EksTaskIdentityArgs(
+                cluster_name=cluster.name, namespace=deployment.namespace_name,
+                role_arn=task.aws_role_arn), opts=in_region)
+        if has_task_pods(deployment):
+            TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name),
+                     opts=pulumi.ResourceOptions(parent=access))
         user = identity.role_arn.apply(lambda arn: kc.eks_user(region, cluster_name, arn))
         endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user,
-                                            details={"awsAccessRoleArn": identity.role_arn}))
+                                            details={"awsAccessRoleArn": identity.role_arn,
+                                                     **task_details(deployment)}))
 
     outputs = stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_data, endpoints)
     if node_groups is not None:

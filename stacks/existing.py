@@ -15,6 +15,7 @@ import yaml
 
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
+from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import ConfigError, ExistingConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
@@ -100,5 +101,9 @@ def build(cfg: StackConfig, stack: str) -> dict:
             opts=pulumi.ResourceOptions(parent=access, depends_on=[service_account]),
         )
         user = pulumi.Output.secret(token_secret.data.apply(_token)).apply(kc.token_user)
-        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user))
+        if has_task_pods(deployment):
+            TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name),
+                     opts=pulumi.ResourceOptions(parent=access))
+        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user,
+                                            details=dict(task_details(deployment))))
     return stack_outputs(cfg, cluster_name, server, ca_data, endpoints)

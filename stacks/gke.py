@@ -9,6 +9,8 @@ import pulumi_kubernetes as k8s
 
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
+from components.gke_tasks import GkeTaskIdentity
+from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from components.gke import (
     PODS_RANGE,
     SERVICES_RANGE,
@@ -82,5 +84,16 @@ def build(cfg: StackConfig, stack: str) -> dict:
             # GKE names a Google service account's Kubernetes user by its email.
             subject=rbac_subject("User", identity.email),
             opts=pulumi.ResourceOptions(providers=[provider]))
-        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, kc.gke_user()))
+        annotations = {}
+        task = deployment.task_identity
+        if task is not None and task.gcp_service_account is not None:  # config requires it on gke
+            task_identity = GkeTaskIdentity(
+                f"{deployment.name}-gcp-task", email=task.gcp_service_account,
+                cluster_project=gke.project, namespace=deployment.namespace_name)
+            annotations = task_identity.annotations
+        if has_task_pods(deployment):
+            TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name, annotations),
+                     opts=pulumi.ResourceOptions(parent=access))
+        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, kc.gke_user(),
+                                            details=dict(task_details(deployment))))
     return stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_certificate, endpoints)

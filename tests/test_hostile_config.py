@@ -41,16 +41,21 @@ TENANT = "3d1f6c2a-8b7e-4f05-9a1d-6c2e4b8f0a17"
 VALID = {
     "existing": {"cloud": "existing", "clusterName": "kpo", "existing": {"server": "https://k.example.com"},
                  "deployments": [{"name": "a", "xcom": False, "quota": {"cpu": "2", "pods": 3},
-                                  "podDefaults": {"requests": {"cpu": "100m"}}}]},
+                                  "podDefaults": {"requests": {"cpu": "100m"}}, "taskIdentity": {},
+                                  "registries": [{"server": "ghcr.io", "username": "u", "password": "p"}]}]},
     "gke": {"cloud": "gke", "gke": {"project": "acme-data", "location": "us-central1",
                                     "masterAuthorizedNetworks": ["203.0.113.0/24"]},
             "gpuPool": {"enabled": True, "accelerator": {"type": "nvidia-tesla-t4", "count": 1}},
-            "deployments": [{"name": "a", "identity": {"gcpServiceAccount": GSA}, "ephemeralNodePools": True}]},
+            "deployments": [{"name": "a", "identity": {"gcpServiceAccount": GSA}, "ephemeralNodePools": True,
+                             "taskIdentity": {"gcpServiceAccount": "tasks-a@acme-data.iam.gserviceaccount.com"}}]},
     "eks": {"cloud": "eks", "eks": {"region": "us-east-1", "vpcCidr": "10.1.0.0/16", "version": "1.34"},
             "gpuPool": {"enabled": True, "maxNodes": 3, "accelerator": {"count": 1}},
-            "deployments": [{"name": "a", "identity": {"awsRoleArn": ROLE}}]},
-    "aks": {"cloud": "aks", "aks": {"location": "westeurope", "tenantId": TENANT, "adminGroupObjectIds": [TENANT]},
-            "deployments": [{"name": "a", "identity": {"azure": AZURE}}]},
+            "deployments": [{"name": "a", "identity": {"awsRoleArn": ROLE}, "taskIdentity": {"awsRoleArn": ROLE},
+                             "registries": [{"dockerConfigJson": '{"auths": {"ghcr.io": {"auth": "dTpw"}}}'}]}]},
+    "aks": {"cloud": "aks", "aks": {"location": "westeurope", "tenantId": TENANT, "adminGroupObjectIds": [TENANT],
+                                    "acrIds": [f"/subscriptions/{TENANT}/resourceGroups/rg/providers/"
+                                               "Microsoft.ContainerRegistry/registries/acmeimages"]},
+            "deployments": [{"name": "a", "identity": {"azure": AZURE}, "taskIdentity": {"azureIdentity": {}}}]},
 }
 
 # Generated configs are copies: VALID itself must never change (checked after every example).
@@ -66,6 +71,7 @@ KNOWN_KEYS = sorted({
     "cpu", "memory", "gpu", "pods", "requests", "limits", "kubeconfig", "context", "server",
     "tenantId", "adminGroupObjectIds", "login", "resourceGroup", "releaseChannel",
     "subjects", "podSecurity", "controlPlaneCidr",
+    "registries", "username", "password", "dockerConfigJson", "taskIdentity", "azureIdentity", "acrIds",
 })
 
 EDGE_STRINGS = [

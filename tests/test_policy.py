@@ -25,6 +25,7 @@ from test_aks_stack import AzureMocks
 from test_dev_stack import ADMIN_KUBECONFIG
 from test_eks_stack import EksMocks
 from test_gke_stack import GkeMocks
+from policy_task_cases import TASK_IDENTITY_VIOLATIONS
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:gcp\.compute\.\w+ has been deprecated:DeprecationWarning")
 
@@ -385,6 +386,9 @@ VIOLATIONS = {
         "rbac-off": _mutated("aks", "aks", AKS_CLUSTER, lambda c: c.update(enableRBAC=False)),
     },
 }
+
+
+VIOLATIONS["task-identity-one-service-account"] = TASK_IDENTITY_VIOLATIONS
 
 
 def assert_fires(examples, rule_name: str, case: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from realenv import ROOT, Pulumi, backend_url, cluster_settings, copy_project, script_env
+from task_pods_env import TASK_PODS_CONFIG, TASK_PODS_PASSWORDS
 
 
 
@@ -41,6 +42,18 @@ def dev_outputs(pulumi_cli) -> dict:
     pulumi_cli.run("stack", "init", "dev")
     pulumi_cli.run("up", "--yes", "--stack", "dev")
     return pulumi_cli.outputs("dev")
+
+
+@pytest.fixture(scope="session")
+def task_pods_outputs(pulumi_cli) -> dict:
+    """The task-pods stack, its passwords set with `pulumi config set --secret --path`."""
+    pulumi_cli.write_stack("tasks", TASK_PODS_CONFIG)
+    pulumi_cli.run("stack", "init", "tasks")
+    for i, password in enumerate(TASK_PODS_PASSWORDS):
+        pulumi_cli.run("config", "set", "--secret", "--path", f"remote-kpo:deployments[{i}].registries[0].password",
+                       password, "--stack", "tasks")
+    pulumi_cli.run("up", "--yes", "--stack", "tasks")
+    return pulumi_cli.outputs("tasks")
 
 
 @pytest.fixture(scope="session")

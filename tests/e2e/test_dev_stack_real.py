@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.task_pods import pull_secret_data
+from config import Registry
 from realenv import API_URL, ROOT, Pulumi, backend_dir, backend_url
+from task_pods_env import TASK_PODS_CONFIG, TASK_PODS_PASSWORDS
 from matrix import matrix_failures, namespace_grants, table_grants
 
 DEPLOYMENTS = {"analytics": ("kpo-analytics", True), "ml-training": ("kpo-ml-training", False)}
@@ -51,7 +54,7 @@ def test_secret_outputs_are_hidden_without_show_secrets(pulumi_cli, dev_outputs)
     assert json.dumps(shown).count("[secret]") == 3
 
 
-def test_no_credential_is_stored_in_clear_in_the_state_files(pulumi_cli, dev_outputs):
+def test_no_credential_is_stored_in_clear_in_the_state_files(pulumi_cli, dev_outputs, task_pods_outputs):
     backend = backend_dir(pulumi_cli.env["PULUMI_BACKEND_URL"])
     state_bytes = b"".join(path.read_bytes() for path in backend.rglob("*") if path.is_file())
     # The search sees plaintext: a non-secret output is found as it is.
@@ -61,6 +64,18 @@ def test_no_credential_is_stored_in_clear_in_the_state_files(pulumi_cli, dev_out
         # Raw, base64 (as in the token Secret's data) and inside the connection JSON.
         for needle in (token, base64.b64encode(token.encode()).decode(), dev_outputs["airflowConnections"][name]):
             assert needle.encode() not in state_bytes
+    # Registry passwords (issue 16): raw, in the login's base64 `auth`, and the whole
+    # .dockerconfigjson as the Secret's data holds it; nor in the outputs or the stack file.
+    public_outputs = pulumi_cli.run("stack", "output", "--json", "--stack", "tasks").stdout
+    stack_file = (pulumi_cli.cwd / "Pulumi.tasks.yaml").read_text()
+    for i, password in enumerate(TASK_PODS_PASSWORDS):
+        registry = TASK_PODS_CONFIG["deployments"][i]["registries"][0]
+        login = Registry.model_validate(registry | {"password": password})
+        for needle in (password, base64.b64encode(f"{registry['username']}:{password}".encode()).decode(),
+                       pull_secret_data([login])[".dockerconfigjson"]):
+            assert needle.encode() not in state_bytes
+            assert needle not in public_outputs and needle not in json.dumps(task_pods_outputs["deployments"])
+        assert password not in stack_file
 
 
 @pytest.mark.parametrize("name", sorted(DEPLOYMENTS))

@@ -17,6 +17,9 @@ DAG ids: kpo_<scenario>__<conn_id>, scenarios:
   failure      one pod whose container exits 3
   xcom         do_xcom_push=True: KPO adds its XCom sidecar, execs into it to read the result
   parallel     20 independent pod tasks (bench/kpo.py)
+  kept         one pod that succeeds and is kept (on_finish_action keep_pod), so the test can read
+               what the API server made of it (the pull Secret its ServiceAccount adds)
+  task_sa      the same, running as the remote-kpo-task ServiceAccount (taskIdentity)
 and kpo_warmup, a task without a pod.
 """
 
@@ -75,6 +78,9 @@ def scenarios(conn_id: str) -> dict:
         "failure": lambda: pod_task("run_pod", conn_id, annotations=FAIL),
         "xcom": lambda: pod_task("run_pod", conn_id, do_xcom_push=True, annotations=SIDECAR),
         "parallel": lambda: [pod_task(f"run_pod_{i:02d}", conn_id) for i in range(20)],
+        "kept": lambda: pod_task("run_pod", conn_id, on_finish_action="keep_pod"),
+        "task_sa": lambda: pod_task("run_pod", conn_id, service_account_name="remote-kpo-task",
+                                    on_finish_action="keep_pod"),
     }
 
 

@@ -1,0 +1,57 @@
+"""Airflow's KubernetesPodOperator (issue 16) through the task-pods stack's exported connections:
+a task that names `service_account_name="remote-kpo-task"` runs as it, and a task that names
+nothing gets the registries pull Secret from `default`, with no image_pull_secrets in the DAG."""
+
+import json
+import subprocess
+
+import pytest
+
+from test_kpo_airflow import AIRFLOW_PYTHON, KPO_DAGS, dag_id, pod_events
+
+RUNS = [dag_id("task_sa", "tp-task"), dag_id("kept", "tp-pull")]
+
+
+@pytest.fixture(scope="module")
+def task_dag_runs(task_pods_outputs, cluster_env, tmp_path_factory) -> dict:
+    home = tmp_path_factory.mktemp("airflow-home-tasks")
+    deployments = task_pods_outputs["deployments"]
+    env = {"PATH": cluster_env["PATH"], "AIRFLOW_HOME": str(home),
+           "AIRFLOW__CORE__DAGS_FOLDER": str(KPO_DAGS / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+           "REMOTE_KPO_E2E_CONN_IDS": ",".join(info["connectionId"] for info in deployments.values())}
+    for name, info in deployments.items():
+        env[info["envVar"]] = task_pods_outputs["airflowConnections"][name]
+    migrated = subprocess.run([str(AIRFLOW_PYTHON), "-m", "airflow", "db", "migrate"], env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    out = tmp_path_factory.mktemp("task-dag-runs") / "runs.json"
+    done = subprocess.run([str(AIRFLOW_PYTHON), str(KPO_DAGS / "run_dag.py"), str(out), *RUNS],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    return {entry["dag_id"]: entry for entry in json.loads(out.read_text())}
+
+
+def test_a_kpo_task_naming_remote_kpo_task_runs_as_it_through_the_exported_connection(task_dag_runs, kubectl):
+    run = task_dag_runs[dag_id("task_sa", "tp-task")]
+    assert run["state"] == "success"
+    xcom = run["tasks"]["run_pod"]["xcom"]
+    pod, namespace = xcom["pod_name"], xcom["pod_namespace"]
+    assert namespace == "kpo-tp-task"
+    kept = json.loads(kubectl("get", "pod", pod, "-n", namespace, "-o", "json").stdout)
+    assert kept["spec"]["serviceAccountName"] == "remote-kpo-task"
+    assert kept["spec"]["imagePullSecrets"] == [{"name": "remote-kpo-registries"}]
+    assert kept["status"]["phase"] == "Succeeded"
+    kubectl("delete", "pod", pod, "-n", namespace, "--wait=false")
+
+
+def test_a_kpo_task_naming_no_pull_secret_gets_it_from_the_default_service_account(task_dag_runs, kubectl):
+    run = task_dag_runs[dag_id("kept", "tp-pull")]
+    assert run["state"] == "success"
+    xcom = run["tasks"]["run_pod"]["xcom"]
+    pod, namespace = xcom["pod_name"], xcom["pod_namespace"]
+    kept = json.loads(kubectl("get", "pod", pod, "-n", namespace, "-o", "json").stdout)
+    assert kept["spec"]["serviceAccountName"] == "default"
+    assert kept["spec"]["imagePullSecrets"] == [{"name": "remote-kpo-registries"}]
+    assert any(e.startswith("Scheduled:") for e in pod_events(kubectl, pod, namespace))
+    kubectl("delete", "pod", pod, "-n", namespace, "--wait=false")

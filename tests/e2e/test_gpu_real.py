@@ -120,7 +120,8 @@ def story(gpu_program, airflow_env, dev_outputs, cluster_env, kubectl, gpu_pool,
         runner.go("zero")
         runner.reach("holder")
         gpu_pod = pods.wait_for(lambda e: e.type == "DELETED", STEP_LIMIT, "the GPU task's pod deleted")
-        gpu_node = next(e.object["spec"]["nodeName"] for e in pods.events(gpu_pod.name) if e.object["spec"].get("nodeName"))
+        gpu_node = next(e.object["spec"]["nodeName"] for e in pods.events(gpu_pod.name)
+                        if e.object["spec"].get("nodeName"))
         nodes.wait_for(lambda e: e.type == "DELETED" and e.name == gpu_node, STEP_LIMIT, "the GPU task's node removed")
 
         # From zero again, for a pod that selects and tolerates the pool and asks for no GPU (the
@@ -190,7 +191,7 @@ def test_the_device_plugin_runs_on_the_gpu_node_and_on_no_other(story):
         (node["metadata"]["name"], "Running")]
 
 
-def test_an_ordinary_task_runs_on_the_ordinary_node_while_a_gpu_node_is_up(story, kubectl):
+def test_an_ordinary_task_runs_on_the_ordinary_node_while_a_gpu_node_is_up(story):
     run = story.runs[dag("success")]
     assert run["state"] == "success"
     pod = run["tasks"]["run_pod"]["xcom"]["pod_name"]
@@ -213,8 +214,8 @@ def test_a_gpu_task_without_the_pool_toleration_and_selector_never_lands_on_the_
     events = pod_events(kubectl, pod, story.namespace)
     assert any(e.startswith("FailedScheduling: 0/2 nodes are available: 1 Insufficient nvidia.com/gpu, "
                             "1 node(s) had untolerated taint(s).") for e in events), events
-    assert "FailedScheduling: Failed to schedule pod, did not tolerate taint (taint=nvidia.com/gpu=present:NoSchedule)" \
-        in events, events
+    karpenter_says = "Failed to schedule pod, did not tolerate taint (taint=nvidia.com/gpu=present:NoSchedule)"
+    assert f"FailedScheduling: {karpenter_says}" in events, events
     # Nor did Karpenter add a node for it: one NodeClaim for the GPU task, one for the holder.
     assert len({e.name for e in story.node_claims}) == 2
 

@@ -20,6 +20,13 @@ DAG ids: kpo_<scenario>__<conn_id>, scenarios:
   kept         one pod that succeeds and is kept (on_finish_action keep_pod), so the test can read
                what the API server made of it (the pull Secret its ServiceAccount adds)
   task_sa      the same, running as the remote-kpo-task ServiceAccount (taskIdentity)
+and, when REMOTE_KPO_E2E_GPU_TASK holds the stack's `gpuTask` shape (components/gpu.py gpu_task()
+as JSON; test_gpu_real.py, bench/gpu.py):
+  gpu              the README's GPU task: that node selector, tolerations, annotations and startup
+                   timeout, and a limit of one of its GPU resource
+  gpu_untolerated  the same GPU limit without the GPU node selector and toleration (only kwok's,
+                   as every task here): nothing can run it, so it fails when its short
+                   schedule timeout (GPU_UNTOLERATED_SCHEDULE_TIMEOUT) runs out
 and kpo_warmup, a task without a pod.
 """
 
@@ -38,6 +45,8 @@ FAIL = {"kwok.remote-kpo.local/exit-code": "3"}
 # kwok keeps the XCom sidecar running this long after the base container ended, time enough for KPO
 # to exec into it (read the result, then `kill` it, which a fake sidecar survives) and delete the pod.
 SIDECAR = {"kwok.remote-kpo.local/sidecar-runtime": "15s"}
+# Long enough for the scheduler to try the pod against every node, short enough for a test.
+GPU_UNTOLERATED_SCHEDULE_TIMEOUT = 10
 
 
 def record_failure(context) -> None:
@@ -57,17 +66,34 @@ def record_failure(context) -> None:
 
 
 def pod_task(task_id: str, conn_id: str, **kwargs) -> KubernetesPodOperator:
-    options = {"get_logs": False, "annotations": {}} | kwargs
+    options = {"get_logs": False, "annotations": {}, "tolerations": [KWOK_TOLERATION]} | kwargs
     return KubernetesPodOperator(
         task_id=task_id,
         kubernetes_conn_id=conn_id,
         name=task_id.replace("_", "-"),
         image="busybox:1.36",
         cmds=["sh", "-c", "echo done"],
-        tolerations=[KWOK_TOLERATION],
         on_failure_callback=record_failure,
         **options,
     )
+
+
+def gpu_limit(shape: dict) -> k8s.V1ResourceRequirements:
+    return k8s.V1ResourceRequirements(limits={shape["resourceName"]: "1"})
+
+
+def gpu_scenarios(conn_id: str, shape: dict) -> dict:
+    """The README's GPU task, built from the `gpuTask` shape as a DAG author would."""
+    return {
+        "gpu": lambda: pod_task(
+            "run_pod", conn_id, node_selector=shape["nodeSelector"],
+            tolerations=[k8s.V1Toleration(**toleration) for toleration in shape["tolerations"]],
+            container_resources=gpu_limit(shape), annotations=shape["annotations"],
+            startup_timeout_seconds=shape["startupTimeoutSeconds"]),
+        "gpu_untolerated": lambda: pod_task(
+            "run_pod", conn_id, container_resources=gpu_limit(shape), annotations=shape["annotations"],
+            schedule_timeout_seconds=GPU_UNTOLERATED_SCHEDULE_TIMEOUT),
+    }
 
 
 def scenarios(conn_id: str) -> dict:
@@ -89,8 +115,10 @@ def nothing() -> None:
     """No pod: a first task run sets up Airflow's in-process machinery (bench/kpo.py warm-up)."""
 
 
+_gpu_shape = json.loads(os.environ.get("REMOTE_KPO_E2E_GPU_TASK", "null"))
 for _conn_id in filter(None, os.environ.get("REMOTE_KPO_E2E_CONN_IDS", "").split(",")):
-    for _scenario, _build in scenarios(_conn_id).items():
+    _scenarios = scenarios(_conn_id) | (gpu_scenarios(_conn_id, _gpu_shape) if _gpu_shape else {})
+    for _scenario, _build in _scenarios.items():
         with DAG(dag_id=f"kpo_{_scenario}__{_conn_id}", schedule=None, start_date=datetime(2024, 1, 1),
                  catchup=False, tags=["remote-kpo-e2e"]) as _dag:
             _build()

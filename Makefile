@@ -32,12 +32,14 @@ test: venv test-venvs
 # State lives in .pulumi-state/ (file backend), passphrase remote-kpo-dev. --refresh: the local
 # cluster may have been wiped (make down) or changed out of band since the last up. stale-lock:
 # an `up` killed on this machine left its lock; a running one's lock stops here.
+# --skip-preview: with --yes nobody reads the preview, and it runs the whole program a second
+# time (half of a no-change `up`, bench/README.md); `pulumi preview` stays its own command.
 dev: venv
 	scripts/toolchain
 	scripts/local-cluster up
 	source scripts/env.sh && pulumi stack select --create dev --non-interactive \
 	  && scripts/stale-lock dev \
-	  && pulumi up --refresh --yes --stack dev --non-interactive && pulumi stack output --stack dev
+	  && pulumi up --refresh --skip-preview --yes --stack dev --non-interactive && pulumi stack output --stack dev
 
 down:
 	-source scripts/env.sh && pulumi destroy --yes --stack dev --non-interactive

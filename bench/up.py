@@ -182,7 +182,7 @@ def measure(runner: Runner, work: Path, count: int, run: int) -> dict[str, float
     t["p_preview"] = runner.pulumi("preview", "--expect-no-changes", backend=backend)
     t["p_noop"] = runner.pulumi("up", "--yes", "--expect-no-changes", backend=backend)
     t["p_noop_skip"] = runner.pulumi("up", "--yes", "--skip-preview", "--expect-no-changes", backend=backend)
-    t["p_refresh"] = runner.pulumi("up", "--yes", "--refresh", "--expect-no-changes", backend=backend)
+    t["p_refresh"] = runner.pulumi("up", "--yes", "--refresh", "--skip-preview", "--expect-no-changes", backend=backend)
     # The rendered manifests are exactly what pulumi made: a server-side diff finds nothing.
     runner.kubectl("diff", "--server-side", "--force-conflicts", "--field-manager=bench", "-f", str(manifest_file))
     t["p_destroy"] = runner.pulumi("destroy", "--yes", backend=backend)
@@ -202,7 +202,7 @@ ROWS = (  # label, pulumi key, pulumi command, kubectl key, kubectl command
     ("create (warm)", "p_warm", "up after destroy", "k_create", "apply + wait tokens"),
     ("no change", "p_noop", "up", "k_noop", "apply"),
     ("no change, no preview", "p_noop_skip", "up --skip-preview", "k_noop", "apply"),
-    ("no change, read live", "p_refresh", "up --refresh", "k_noop", "apply"),
+    ("no change, read live", "p_refresh", "up --refresh --skip-preview", "k_noop", "apply"),
     ("preview", "p_preview", "preview", "k_diff", "diff --server-side"),
     ("delete", "p_destroy", "destroy", "k_delete", "delete --wait"),
 )
@@ -220,11 +220,28 @@ def table(results: dict[int, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+# The targets of issue 15, as ratios of this run: (what, pulumi key, kubectl key, at most).
+TARGETS = (("no-op `up --skip-preview` (a CI or dev loop with --yes)", "p_noop_skip", "k_noop", 5.0),
+           ("no-op `up` (with its preview)", "p_noop", "k_noop", None))
+
+
+def targets(results: dict[int, list[dict]]) -> str:
+    lines = []
+    for count, rounds in results.items():
+        for what, pkey, kkey, limit in TARGETS:
+            ratio = statistics.median(r[pkey] for r in rounds) / statistics.median(r[kkey] for r in rounds)
+            goal = f" (target at most {limit:.0f}× at 10 Deployments)" if limit and count == 10 else ""
+            lines.append(f"- {count} Deployments, {what}: {ratio:.1f}× `kubectl apply`{goal}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--runs", type=int, default=3, help="rounds per size; the table shows medians")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (state, manifests)")
+    parser.add_argument("--mock-sizes", type=int, nargs="*", default=[100],
+                        help="Deployments for bench/mocks.py's comparison, run after the table (none: skip it)")
     args = parser.parse_args()
 
     subprocess.run([str(ROOT / "scripts/toolchain")], check=True, capture_output=True)
@@ -258,6 +275,12 @@ def main() -> None:
     print(table(results))
     print("\nPulumi resources per stack: " + ", ".join(
         f"{count} Deployments → {int(rounds[0]['resources'])}" for count, rounds in results.items()))
+    print(f"\nRatios (load average {os.getloadavg()[0]:.1f} at the end):\n" + targets(results))
+    if args.mock_sizes:
+        # The program's own CPU time under mocks, beside a naive flat program (bench/mocks.py).
+        print("\nUnder mocks (bench/mocks.py), target ours/naive at most 1.00 at 100 Deployments:", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "bench/mocks.py"), "--sizes", *map(str, args.mock_sizes),
+                        "--rounds", str(max(args.runs, 5))], check=True)
 
 
 if __name__ == "__main__":

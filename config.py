@@ -535,37 +535,31 @@ class StackConfig(Model):
         return self
 
     def _check_task_identity(self, i: int, deployment: Deployment) -> None:
-        if deployment.task_identity is None:
-            return
-        path = f"deployments[{i}].taskIdentity"
-        given = [key for key, value in deployment.task_identity.model_dump(by_alias=True).items() if value is not None]
-        if self.cloud == "existing":
-            if given:
-                raise _at(f"{path}.{given[0]}", "not used on cloud existing: taskIdentity {} makes the ServiceAccount only")
-            return
-        wanted = TASK_IDENTITY_KEY[self.cloud]
-        for key in given:
-            if key != wanted:
-                raise _at(f"{path}.{key}", f"identity of the wrong cloud: cloud {self.cloud} takes {wanted}")
-        if wanted not in given:
-            hint = " ({} has one created)" if self.cloud == "aks" else ""
-            raise _at(f"{path}.{wanted}", f"required when cloud is {self.cloud}{hint}")
+        if deployment.task_identity is not None:
+            self._check_cloud_key(
+                f"deployments[{i}].taskIdentity", deployment.task_identity, TASK_IDENTITY_KEY,
+                on_existing=": taskIdentity {} makes the ServiceAccount only",
+                required_hint=" ({} has one created)" if self.cloud == "aks" else "")
 
     def _check_identity(self, i: int, deployment: Deployment) -> None:
-        path = f"deployments[{i}].identity"
-        given = [] if deployment.identity is None else [
-            key for key, value in deployment.identity.model_dump(by_alias=True).items() if value is not None
-        ]
+        self._check_cloud_key(f"deployments[{i}].identity", deployment.identity, IDENTITY_KEY,
+                              on_existing=" (a ServiceAccount token is issued)")
+
+    def _check_cloud_key(self, path: str, section: Optional[BaseModel], keys: dict[str, str],
+                         on_existing: str, required_hint: str = "") -> None:
+        """An identity-like `section` sets exactly this cloud's key of `keys`; none on existing."""
+        given = [] if section is None else [
+            key for key, value in section.model_dump(by_alias=True).items() if value is not None]
         if self.cloud == "existing":
             if given:
-                raise _at(f"{path}.{given[0]}", "not used on cloud existing (a ServiceAccount token is issued)")
+                raise _at(f"{path}.{given[0]}", f"not used on cloud existing{on_existing}")
             return
-        wanted = IDENTITY_KEY[self.cloud]
+        wanted = keys[self.cloud]
         for key in given:
             if key != wanted:
                 raise _at(f"{path}.{key}", f"identity of the wrong cloud: cloud {self.cloud} takes {wanted}")
         if wanted not in given:
-            raise _at(f"{path}.{wanted}", f"required when cloud is {self.cloud}")
+            raise _at(f"{path}.{wanted}", f"required when cloud is {self.cloud}{required_hint}")
 
     def resolved_cluster_name(self, stack: str) -> str:
         return self.cluster_name or f"remote-kpo-{stack}"

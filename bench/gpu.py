@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from airflow_runner import Runner, deployment_airflow_env  # noqa: E402
+from airflow_runner import Runner, migrated_airflow_env  # noqa: E402
 from components.gpu import CONSOLIDATE_AFTER, gpu_task  # noqa: E402
 from gpu_local import eks_gpu_pool, is_pool_node, pod_phase, up_gpu_program  # noqa: E402
 from realenv import Pulumi, copy_project, script_env  # noqa: E402
@@ -98,8 +98,8 @@ def bench(env: dict, work: Path, repeat: int, consolidate_after: str) -> list[li
     outputs = dev_stack_outputs(env, work)
     up_gpu_program(env, work, consolidate_after)
     namespace = outputs["deployments"][DEPLOYMENT]["namespace"]
-    airflow = deployment_airflow_env(outputs, DEPLOYMENT, env["PATH"], work / "airflow",
-                                     REMOTE_KPO_E2E_GPU_TASK=json.dumps(gpu_task("eks", eks_gpu_pool())))
+    airflow = migrated_airflow_env(outputs, [DEPLOYMENT], env["PATH"], work / "airflow",
+                                   REMOTE_KPO_E2E_GPU_TASK=json.dumps(gpu_task("eks", eks_gpu_pool())))
     steps = ["kpo_warmup"] + [s for i in range(repeat) for s in (f"@run{i}", GPU_DAG)]
     runner = Runner(airflow, work, steps)
     with Watch(env, "pods", "-n", namespace) as pods, Watch(env, "nodes") as nodes:

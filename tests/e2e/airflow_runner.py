@@ -1,5 +1,5 @@
 """Airflow as an Astro Deployment runs it, for tests and benchmarks: the Deployment's environment
-(its exported AIRFLOW_CONN_* connection, a fresh sqlite database) and a `dag.test()` runner process
+(its exported AIRFLOW_CONN_* connections, a fresh sqlite database) and a `dag.test()` runner process
 (kpo_dags/run_dag.py) that the caller can hold at barriers between DAGs.
 """
 
@@ -14,15 +14,18 @@ AIRFLOW_PYTHON = ROOT / ".venv-airflow" / "bin" / "python"
 KPO_DAGS = ROOT / "tests" / "e2e" / "kpo_dags"
 
 
-def deployment_airflow_env(outputs: dict, deployment: str, path: str, home: Path, **extra: str) -> dict:
-    """A migrated Airflow home with only `deployment`'s connection from the stack's outputs."""
-    info = outputs["deployments"][deployment]
-    env = {"PATH": path, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(KPO_DAGS / "dags"),
+def migrated_airflow_env(outputs: dict, deployments: list[str], path: str, home: Path,
+                         dags_folder: Path = KPO_DAGS / "dags", **extra: str) -> dict:
+    """A migrated Airflow home holding `deployments`' exported connections as AIRFLOW_CONN_*
+    variables, as an Astro Deployment holds them; `extra` adds variables (Airflow Variables...)."""
+    infos = {name: outputs["deployments"][name] for name in deployments}
+    env = {"PATH": path, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
            # Parsing the DAG file takes seconds; on a loaded CI machine more than the default 30 s.
            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
-           "REMOTE_KPO_E2E_CONN_IDS": info["connectionId"],
-           info["envVar"]: outputs["airflowConnections"][deployment], **extra}
+           "REMOTE_KPO_E2E_CONN_IDS": ",".join(info["connectionId"] for info in infos.values()),
+           **{info["envVar"]: outputs["airflowConnections"][name] for name, info in infos.items()},
+           **extra}
     migrated = subprocess.run([str(AIRFLOW_PYTHON), "-m", "airflow", "db", "migrate"], env=env,
                               capture_output=True, text=True, timeout=300)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from airflow_runner import Runner, deployment_airflow_env
+from airflow_runner import Runner, migrated_airflow_env
 from components.gpu import (DEVICE_PLUGIN_NAME, GPU_LABELS, GPU_RESOURCE, GPU_TAINT, NODE_POOL_NAME,
                             gpu_task, karpenter_node_pool)
 from gpu_local import KWOK_NODE_CLASS_REF, POOL_LABEL, eks_gpu_pool, is_pool_node, pod_phase, up_gpu_program
@@ -66,8 +66,8 @@ def gpu_program(karpenter, cluster_env, tmp_path_factory):
 @pytest.fixture(scope="module")
 def airflow_env(dev_outputs, cluster_env, gpu_pool, tmp_path_factory) -> dict:
     """The ml-training Deployment's Airflow: its exported connection, and the GPU task shape."""
-    return deployment_airflow_env(dev_outputs, DEPLOYMENT, cluster_env["PATH"], tmp_path_factory.mktemp("airflow-gpu"),
-                                  REMOTE_KPO_E2E_GPU_TASK=json.dumps(gpu_task("eks", gpu_pool)))
+    return migrated_airflow_env(dev_outputs, [DEPLOYMENT], cluster_env["PATH"], tmp_path_factory.mktemp("airflow-gpu"),
+                                REMOTE_KPO_E2E_GPU_TASK=json.dumps(gpu_task("eks", gpu_pool)))
 
 
 @dataclass

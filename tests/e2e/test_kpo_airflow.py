@@ -17,10 +17,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from realenv import ROOT, can_i
-
-AIRFLOW_PYTHON = ROOT / ".venv-airflow" / "bin" / "python"
-KPO_DAGS = ROOT / "tests" / "e2e" / "kpo_dags"
+from airflow_runner import AIRFLOW_PYTHON, KPO_DAGS, migrated_airflow_env
+from realenv import can_i
 TRIGGER = "airflow.providers.cncf.kubernetes.triggers.pod.KubernetesPodTrigger"
 
 
@@ -44,19 +42,8 @@ class DagRuns:
 @pytest.fixture(scope="module")
 def airflow_env(dev_outputs, cluster_env, tmp_path_factory) -> dict:
     """An Airflow deployment's environment: the exported connections, a fresh metadata database."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    deployments = dev_outputs["deployments"]
-    env = {"PATH": cluster_env["PATH"], "AIRFLOW_HOME": str(home),
-           "AIRFLOW__CORE__DAGS_FOLDER": str(KPO_DAGS / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           # Parsing the DAG file takes seconds; on a loaded CI machine more than the default 30 s.
-           "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
-           "REMOTE_KPO_E2E_CONN_IDS": ",".join(info["connectionId"] for info in deployments.values())}
-    for name, info in deployments.items():
-        env[info["envVar"]] = dev_outputs["airflowConnections"][name]
-    migrated = subprocess.run([str(AIRFLOW_PYTHON), "-m", "airflow", "db", "migrate"], env=env,
-                              capture_output=True, text=True, timeout=300)
-    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    return env
+    return migrated_airflow_env(dev_outputs, list(dev_outputs["deployments"]), cluster_env["PATH"],
+                                tmp_path_factory.mktemp("airflow-home"))
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ import pytest
 from components.gpu import gpu_task
 from config import GpuPool
 from realenv import ROOT
-from test_kpo_airflow import AIRFLOW_PYTHON, KPO_DAGS, pod_events, pod_is_gone
+from airflow_runner import AIRFLOW_PYTHON, KPO_DAGS, migrated_airflow_env
+from test_kpo_airflow import pod_events, pod_is_gone
 
 KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 GPU_STARTUP_SECONDS = 5
@@ -37,18 +38,12 @@ def run_smoke(env: dict, folder) -> tuple[dict, str]:
 
 @pytest.fixture(scope="module")
 def smoke_env(dev_outputs, cluster_env, tmp_path_factory) -> dict:
-    home = tmp_path_factory.mktemp("smoke-airflow-home")
-    env = {"PATH": cluster_env["PATH"], "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
-           "AIRFLOW_VAR_REMOTE_KPO_SMOKE": json.dumps({"get_logs": False, "tolerations": [KWOK_TOLERATION]}),
-           "AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_ANALYTICS": json.dumps(
-               {**gpu_task("gke", GpuPool(enabled=True)), "startupTimeoutSeconds": GPU_STARTUP_SECONDS})}
-    for name, info in dev_outputs["deployments"].items():
-        env[info["envVar"]] = dev_outputs["airflowConnections"][name]
-    migrated = subprocess.run([str(AIRFLOW_PYTHON), "-m", "airflow", "db", "migrate"], env=env,
-                              capture_output=True, text=True, timeout=300)
-    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    return env
+    return migrated_airflow_env(
+        dev_outputs, list(dev_outputs["deployments"]), cluster_env["PATH"], tmp_path_factory.mktemp("smoke-airflow-home"),
+        dags_folder=ROOT / "dags",
+        AIRFLOW_VAR_REMOTE_KPO_SMOKE=json.dumps({"get_logs": False, "tolerations": [KWOK_TOLERATION]}),
+        AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_ANALYTICS=json.dumps(
+            {**gpu_task("gke", GpuPool(enabled=True)), "startupTimeoutSeconds": GPU_STARTUP_SECONDS}))
 
 
 @pytest.fixture(scope="module")

@@ -7,24 +7,16 @@ import subprocess
 
 import pytest
 
-from test_kpo_airflow import AIRFLOW_PYTHON, KPO_DAGS, dag_id, pod_events
+from airflow_runner import AIRFLOW_PYTHON, KPO_DAGS, migrated_airflow_env
+from test_kpo_airflow import dag_id, pod_events
 
 RUNS = [dag_id("task_sa", "tp-task"), dag_id("kept", "tp-pull")]
 
 
 @pytest.fixture(scope="module")
 def task_dag_runs(task_pods_outputs, cluster_env, tmp_path_factory) -> dict:
-    home = tmp_path_factory.mktemp("airflow-home-tasks")
-    deployments = task_pods_outputs["deployments"]
-    env = {"PATH": cluster_env["PATH"], "AIRFLOW_HOME": str(home),
-           "AIRFLOW__CORE__DAGS_FOLDER": str(KPO_DAGS / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
-           "REMOTE_KPO_E2E_CONN_IDS": ",".join(info["connectionId"] for info in deployments.values())}
-    for name, info in deployments.items():
-        env[info["envVar"]] = task_pods_outputs["airflowConnections"][name]
-    migrated = subprocess.run([str(AIRFLOW_PYTHON), "-m", "airflow", "db", "migrate"], env=env,
-                              capture_output=True, text=True, timeout=300)
-    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    env = migrated_airflow_env(task_pods_outputs, list(task_pods_outputs["deployments"]), cluster_env["PATH"],
+                               tmp_path_factory.mktemp("airflow-home-tasks"))
     out = tmp_path_factory.mktemp("task-dag-runs") / "runs.json"
     done = subprocess.run([str(AIRFLOW_PYTHON), str(KPO_DAGS / "run_dag.py"), str(out), *RUNS],
                           env=env, capture_output=True, text=True, timeout=240)

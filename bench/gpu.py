@@ -5,7 +5,7 @@ task's end to its node's removal.
 
 Brings up a private local cluster with Karpenter's kwok provider (REMOTE_KPO_KARPENTER=1; ports from
 REMOTE_KPO_APISERVER_PORT, REMOTE_KPO_ETCD_PORT, REMOTE_KPO_ETCD_PEER_PORT, default
-47443/44790/44800, never the dev, test or bench/kpo.py cluster's), applies the dev stack and the GPU
+27443/27379/27380, never the dev, test or bench/kpo.py cluster's), applies the dev stack and the GPU
 program of test_gpu_real.py (tests/e2e/gpu_program: the components' NodePool and device plugin for
 Pulumi.eks.yaml's gpuPool) with the real Pulumi engine, then runs the README's GPU task (`gpuTask`
 shape) in Airflow (`dag.test()`) through the ml-training Deployment's exported connection, --repeat
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from airflow_runner import Runner, migrated_airflow_env  # noqa: E402
 from components.gpu import CONSOLIDATE_AFTER, gpu_task  # noqa: E402
 from gpu_local import eks_gpu_pool, is_pool_node, pod_phase, up_gpu_program  # noqa: E402
-from realenv import Pulumi, copy_project, script_env  # noqa: E402
+from realenv import bench_cluster_base, dev_stack_outputs, script_env  # noqa: E402
 from watch import Watch  # noqa: E402
 
 DEPLOYMENT = "ml-training"
@@ -45,21 +45,9 @@ GPU_DAG = "kpo_gpu__kpo_ml_training"
 LIMIT = 300
 
 
-def cluster_base(work: Path) -> dict:
-    return {**os.environ, "REMOTE_KPO_KARPENTER": "1",
-            "REMOTE_KPO_CLUSTER_DIR": str(work / "cluster"),
-            "REMOTE_KPO_APISERVER_PORT": os.environ.get("REMOTE_KPO_APISERVER_PORT", "47443"),
-            "REMOTE_KPO_ETCD_PORT": os.environ.get("REMOTE_KPO_ETCD_PORT", "44790"),
-            "REMOTE_KPO_ETCD_PEER_PORT": os.environ.get("REMOTE_KPO_ETCD_PEER_PORT", "44800")}
-
-
-def dev_stack_outputs(env: dict, work: Path) -> dict:
-    project = copy_project(work / "project")
-    (work / "state").mkdir()
-    cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": f"file://{work / 'state'}"})
-    cli.run("stack", "init", "dev")
-    cli.run("up", "--yes", "--stack", "dev")
-    return cli.outputs("dev")
+# Below the ephemeral range and apart from every other cluster's (tests/test_ports.py); Karpenter
+# and kwok take the API server's port + 1 to + 3.
+PORTS = (27443, 27379, 27380)
 
 
 def one_run(runner: Runner, barrier: str, pods: Watch, nodes: Watch) -> dict:
@@ -125,7 +113,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
     (work / "airflow").mkdir()
-    base = cluster_base(work)
+    base = bench_cluster_base(work, PORTS, REMOTE_KPO_KARPENTER="1")
     subprocess.run([str(ROOT / "scripts/toolchain")], check=True, stdout=subprocess.DEVNULL)
     subprocess.run([str(ROOT / "scripts/local-cluster"), "up"], env=base, check=True, stdout=subprocess.DEVNULL)
     try:

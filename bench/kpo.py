@@ -34,28 +34,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from realenv import Pulumi, backend_url, copy_project, script_env  # noqa: E402
+from realenv import bench_cluster_base, dev_stack_outputs, script_env  # noqa: E402
 
 AIRFLOW_PYTHON = ROOT / ".venv-airflow" / "bin" / "python"
 KPO_DAGS = ROOT / "tests" / "e2e" / "kpo_dags"
 CONN = "kpo_analytics"
 
 
-def cluster_base(work: Path) -> dict:
-    return {**os.environ,
-            "REMOTE_KPO_CLUSTER_DIR": str(work / "cluster"),
-            "REMOTE_KPO_APISERVER_PORT": os.environ.get("REMOTE_KPO_APISERVER_PORT", "24443"),
-            "REMOTE_KPO_ETCD_PORT": os.environ.get("REMOTE_KPO_ETCD_PORT", "24379"),
-            "REMOTE_KPO_ETCD_PEER_PORT": os.environ.get("REMOTE_KPO_ETCD_PEER_PORT", "24380")}
-
-
-def dev_stack_outputs(env: dict, work: Path) -> dict:
-    project = copy_project(work / "project")
-    (work / "state").mkdir()
-    cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": backend_url(work / "state")})
-    cli.run("stack", "init", "dev")
-    cli.run("up", "--yes", "--stack", "dev")
-    return cli.outputs("dev")
+# Below the ephemeral range and apart from every other cluster's (tests/test_ports.py).
+PORTS = (24443, 24379, 24380)
 
 
 class Airflow:
@@ -172,7 +159,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="kpo-bench-"))
-    base = cluster_base(work)
+    base = bench_cluster_base(work, PORTS)
     subprocess.run([str(ROOT / "scripts/toolchain")], check=True, stdout=subprocess.DEVNULL)
     subprocess.run([str(ROOT / "scripts/local-cluster"), "up"], env=base, check=True, stdout=subprocess.DEVNULL)
     try:

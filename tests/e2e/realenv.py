@@ -48,6 +48,24 @@ def cluster_settings(cluster_dir: Path) -> dict:
             "REMOTE_KPO_ETCD_PORT": str(ETCD_PORT), "REMOTE_KPO_ETCD_PEER_PORT": str(ETCD_PEER_PORT)}
 
 
+def bench_cluster_base(work: Path, ports: tuple[int, int, int], **extra: str) -> dict:
+    """A bench's private cluster in `work`: (API server, etcd, etcd peer) ports unless the
+    REMOTE_KPO_*_PORT variables say otherwise."""
+    names = ("REMOTE_KPO_APISERVER_PORT", "REMOTE_KPO_ETCD_PORT", "REMOTE_KPO_ETCD_PEER_PORT")
+    return {**os.environ, "REMOTE_KPO_CLUSTER_DIR": str(work / "cluster"),
+            **{name: os.environ.get(name, str(port)) for name, port in zip(names, ports)}, **extra}
+
+
+def dev_stack_outputs(env: dict, work: Path) -> dict:
+    """`pulumi up` of the dev stack on a copy of the project in `work`, with its own backend."""
+    project = copy_project(work / "project")
+    (work / "state").mkdir()
+    cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": backend_url(work / "state")})
+    cli.run("stack", "init", "dev")
+    cli.run("up", "--yes", "--stack", "dev")
+    return cli.outputs("dev")
+
+
 def script_env(base: dict) -> dict:
     """The environment scripts/env.sh sets up (PATH, PULUMI_HOME, KUBECONFIG, ...) over `base`."""
     dump = subprocess.run(["bash", "-c", f"source {ROOT}/scripts/env.sh && env -0"], env=base,

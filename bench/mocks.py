@@ -37,20 +37,9 @@ from components.access import pod_security_labels  # noqa: E402
 from components.permissions import kpo_role_rules  # noqa: E402
 from up import bench_config  # noqa: E402  (the dev stack's shape with N Deployments)
 
-ADMIN_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster: {server: "https://127.0.0.1:26443", certificate-authority-data: Q0EtREFUQQ==}
-contexts:
-- name: admin
-  context: {cluster: local, user: admin}
-current-context: admin
-users:
-- name: admin
-  user: {token: admin-secret-token}
-"""
+sys.path.insert(0, str(ROOT / "tests"))
+from harness import ADMIN_KUBECONFIG  # noqa: E402  (the dev stack's admin kubeconfig, as the unit tests use it)
+
 
 
 QUOTA_KEYS = {"cpu": "requests.cpu", "memory": "requests.memory", "gpu": "requests.nvidia.com/gpu", "pods": "pods"}

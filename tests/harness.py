@@ -11,6 +11,22 @@ import pulumi
 import yaml
 from pulumi.runtime.sync_await import _sync_await
 
+# An `existing` cluster's admin kubeconfig for programs run under mocks (nothing dials it).
+ADMIN_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster: {server: "https://127.0.0.1:26443", certificate-authority-data: Q0EtREFUQQ==}
+contexts:
+- name: admin
+  context: {cluster: local, user: admin}
+current-context: admin
+users:
+- name: admin
+  user: {token: admin-secret-token}
+"""
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

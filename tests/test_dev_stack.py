@@ -6,24 +6,10 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
-from harness import run_program, stack_config, token_for
+from harness import ADMIN_KUBECONFIG, run_program, stack_config, token_for
 
 ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
 BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
-ADMIN_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster: {server: "https://127.0.0.1:26443", certificate-authority-data: Q0EtREFUQQ==}
-contexts:
-- name: admin
-  context: {cluster: local, user: admin}
-current-context: admin
-users:
-- name: admin
-  user: {token: admin-secret-token}
-"""
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from components import access
 from harness import ROOT, run_program, stack_config
 from policy import rules
 from test_aks_stack import AzureMocks
-from test_dev_stack import ADMIN_KUBECONFIG
+from harness import ADMIN_KUBECONFIG
 from test_eks_stack import EksMocks
 from test_gke_stack import GkeMocks
 from policy_task_cases import TASK_IDENTITY_VIOLATIONS

@@ -14,7 +14,7 @@ from components import access, aks_tasks, eks_tasks, gke_tasks, permissions, tas
 from harness import run_program
 from test_aks_stack import MINIMAL as AKS_MINIMAL
 from test_aks_stack import SUBSCRIPTION, AzureMocks
-from test_dev_stack import ADMIN_KUBECONFIG
+from harness import ADMIN_KUBECONFIG
 from test_eks_stack import EksMocks
 from test_gke_stack import GkeMocks
 

@@ -83,7 +83,13 @@ GcpZone = Annotated[str, _matching(rf"{GCP_REGION}-[a-z]", "a Google Cloud zone 
 AzureRegion = Annotated[str, _matching(r"[a-z]+[a-z0-9]*", "an Azure region like westeurope")]
 ResourceGroupName = Annotated[str, _matching(r"[-\w.()]{1,89}[-\w()]", "an Azure resource group name")]
 KubernetesMinor = Annotated[str, _matching(r"1\.\d{2}", "a Kubernetes minor version like 1.34")]
-KubernetesVersion = Annotated[str, _matching(r"1\.\d{2}(\.\d+)?", "a Kubernetes version like 1.34")]
+# AKS: major.minor only. Its patch auto-upgrade channel moves the cluster to newer patches, and
+# AKS reads an unchanged major.minor as no upgrade (ManagedClusterProperties.kubernetesVersion,
+# azure-rest-api-specs containerservice managedClusters.json: "Updating the cluster with the same
+# <major.minor> once it has been created (e.g. 1.14.x -> 1.14) will not trigger an upgrade"); a
+# pinned 1.xx.y would ask for a downgrade once the channel has patched the cluster.
+AksKubernetesVersion = Annotated[str, _matching(
+    r"1\.\d{2}", "a Kubernetes minor version like 1.35 (major.minor only: the patch auto-upgrade channel picks the patch)")]
 _AZURE_ID_PREFIX = r"/subscriptions/[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}/resourceGroups/[-\w.()]{1,90}/providers/"
 AcrId = Annotated[str, _matching(
     _AZURE_ID_PREFIX + r"Microsoft\.ContainerRegistry/registries/[a-zA-Z0-9]{5,50}",
@@ -191,7 +197,8 @@ class AksConfig(Model):
     location: AzureRegion
     resource_group: Optional[ResourceGroupName] = None
     tenant_id: Uuid
-    kubernetes_version: Optional[KubernetesVersion] = None
+    # Unset: AKS's default version at creation.
+    kubernetes_version: Optional[AksKubernetesVersion] = None
     # Local accounts are off, so Entra groups are the only way in for admins.
     admin_group_object_ids: list[Uuid] = Field(min_length=1)
     authorized_ip_ranges: list[Cidr] = []
@@ -199,6 +206,8 @@ class AksConfig(Model):
     login: Literal["azurecli", "workloadidentity", "spn"] = "azurecli"
     # Registries the nodes' kubelet identity may pull from (AcrPull on each).
     acr_ids: list[AcrId] = []
+    # Pulumi `protect` on the cluster: `destroy` stops before deleting anything (README, aks).
+    deletion_protection: bool = True
 
     @model_validator(mode="after")
     def _distinct_acr_ids(self):

@@ -19,6 +19,7 @@ from pulumi_gcp.container import (
     NodePoolAutoscalingArgsDict,
     NodePoolNodeConfigArgsDict,
 )
+from pulumi_gcp.container.outputs import ClusterControlPlaneEndpointsConfig, ClusterWorkloadIdentityConfig
 from pulumi_gcp.projects import IAMMemberConditionArgsDict
 
 from components import gpu
@@ -75,6 +76,28 @@ def workload_pool(project: str) -> str:
     return f"{project}.svc.id.goog"
 
 
+def cluster_workload_pool(config: Optional[ClusterWorkloadIdentityConfig]) -> str:
+    """The pool GKE reports for the created cluster. Members named from it wait for the cluster:
+    a project's pool exists only once a Workload Identity cluster does, and IAM refuses a member
+    of a missing pool ("Identity Pool does not exist",
+    terraform-google-modules/terraform-google-kubernetes-engine#916)."""
+    if config is None or not config.workload_pool:
+        raise RuntimeError("GKE returned the cluster without its workload identity pool")
+    return config.workload_pool
+
+
+def cluster_uid(endpoints: Optional[ClusterControlPlaneEndpointsConfig]) -> str:
+    """What tells this cluster from an earlier one of the same name: its DNS endpoint,
+    `<uid>.<location>.gke.goog`, which the GKE API documents as output only and always present
+    (ControlPlaneEndpointsConfig.DNSEndpointConfig.endpoint) and the provider reads back on every
+    refresh (resource_container_cluster.go, flattenDnsEndpointConfig). Unlike the IP endpoint and
+    the CA, a credential or IP rotation does not change it."""
+    dns = endpoints.dns_endpoint_config if endpoints is not None else None
+    if dns is None or not dns.endpoint:
+        raise RuntimeError("GKE returned the cluster without its DNS endpoint")
+    return dns.endpoint
+
+
 def service_account_member(email: str) -> str:
     return f"serviceAccount:{email}"
 
@@ -118,31 +141,43 @@ def custom_role_permissions(purpose: str) -> list[str]:
     return list(CLOUD_ACTIONS["gke"][purpose].actions)
 
 
-def master_authorized_networks(cidrs: list[str]) -> Optional[ClusterMasterAuthorizedNetworksConfigArgsDict]:
-    """Only these CIDRs reach the public endpoint (not all of Google Cloud's addresses)."""
-    if not cidrs:
-        return None
+# What an empty masterAuthorizedNetworks sends: every address, said explicitly.
+ANY_ADDRESS = "0.0.0.0/0"
+
+
+def master_authorized_networks(cidrs: list[str]) -> ClusterMasterAuthorizedNetworksConfigArgsDict:
+    """Only these CIDRs reach the public endpoint (not all of Google Cloud's addresses).
+
+    Always a block: it is Optional+Computed with no `enabled` field, so an omitted block keeps
+    whatever the cluster has (terraform-provider-google, resource_container_cluster.go,
+    expandMasterAuthorizedNetworksConfig), and emptying the list would change nothing. Empty
+    means any address (the program warns), sent as 0.0.0.0/0, so the cluster does what the
+    config says."""
+    blocks = cidrs or [ANY_ADDRESS]
     return {
-        "cidr_blocks": [{"cidr_block": cidr, "display_name": f"authorized-{i}"} for i, cidr in enumerate(cidrs)],
+        "cidr_blocks": [{"cidr_block": cidr, "display_name": f"authorized-{i}" if cidrs else "any-address"}
+                        for i, cidr in enumerate(blocks)],
         "gcp_public_cidrs_access_enabled": False,
     }
 
 
 def private_cluster_config(private_nodes: bool,
-                           control_plane_cidr: Optional[str]) -> Optional[ClusterPrivateClusterConfigArgsDict]:
+                           control_plane_cidr: Optional[str]) -> ClusterPrivateClusterConfigArgsDict:
     """Nodes without public IPs; the endpoint stays public so Astro can reach it.
 
     Without a control-plane range GKE uses Private Service Connect: no range to reserve or to
     collide on a shared network (GKE docs, how-to/alias-ips: with enable-private-nodes the
     master-ipv4-cidr and private-endpoint-subnetwork flags are optional, and the internal
     endpoint takes an address from the cluster's subnetwork); the provider dropped its
-    requirement of one (terraform-provider-google#20191, fixed in 6.11). With private nodes
-    off the block is omitted, as the provider's docs recommend.
+    requirement of one (terraform-provider-google#20191, fixed in 6.11).
+
+    With private nodes off the block still says so: it is Optional+Computed, so an omitted block
+    would keep a cluster's private nodes; an explicit false is a change the provider sends as
+    DesiredDefaultEnablePrivateNodes (resource_container_cluster.go: the diff is suppressed only
+    while old and new are both false, containerClusterPrivateClusterConfigSuppress).
     """
-    if not private_nodes:
-        return None
-    config: ClusterPrivateClusterConfigArgsDict = {"enable_private_nodes": True, "enable_private_endpoint": False}
-    if control_plane_cidr:
+    config: ClusterPrivateClusterConfigArgsDict = {"enable_private_nodes": private_nodes, "enable_private_endpoint": False}
+    if private_nodes and control_plane_cidr:
         config["master_ipv4_cidr_block"] = control_plane_cidr
     return config
 
@@ -153,9 +188,24 @@ def pool_autoscaling(pool: NodePool, location_policy: str) -> NodePoolAutoscalin
             "location_policy": location_policy}
 
 
-def initial_node_count(pool: NodePool) -> int:
-    """Per zone. A pool that may scale to zero starts at zero: no idle GPU node is paid for."""
-    return 0 if pool.min_nodes == 0 else 1
+# A regional cluster's node pools span three zones of its region unless node locations say
+# otherwise (GKE docs, "Regional clusters": "By default, GKE replicates each node pool across
+# three zones of the control plane's region").
+REGIONAL_POOL_ZONES = 3
+
+
+def pool_zone_count(location: str, node_locations: Optional[list[str]]) -> int:
+    if node_locations:
+        return len(node_locations)
+    return 1 if region_of(location) != location else REGIONAL_POOL_ZONES
+
+
+def initial_node_count(pool: NodePool, zones: int) -> int:
+    """Per zone (GKE starts this many in each of the pool's zones): enough for minNodes, never
+    more than maxNodes in all zones together. A pool that may scale to zero starts at zero, so
+    no idle GPU node is paid for; where one node per zone would pass maxNodes, the pool starts
+    empty and the autoscaler adds nodes within its totals."""
+    return min(-(-pool.min_nodes // zones), pool.max_nodes // zones)
 
 
 def node_config(pool: NodePool, service_account: pulumi.Input[str]) -> NodePoolNodeConfigArgsDict:
@@ -196,8 +246,8 @@ def gpu_node_config(pool: GpuPool, service_account: pulumi.Input[str]) -> NodePo
 # ---- components -----------------------------------------------------------------------
 
 class GkeNetwork(pulumi.ComponentResource):
-    """A VPC with one VPC-native subnetwork; with private nodes, Cloud Router + NAT so nodes
-    without public IPs can still pull images."""
+    """A VPC with one VPC-native subnetwork, and Cloud Router + NAT so nodes without public IPs
+    can still pull images."""
 
     def __init__(self, name: str, cluster_name: str, gke: GkeConfig,
                  opts: Optional[pulumi.ResourceOptions] = None):
@@ -218,17 +268,19 @@ class GkeNetwork(pulumi.ComponentResource):
             # Private nodes reach Google APIs (Artifact Registry, logging) without NAT.
             private_ip_google_access=True,
             opts=child)
-        if gke.private_nodes:
-            router = gcp.compute.Router(
-                f"{name}-router", project=gke.project, region=region, name=f"{cluster_name}-router",
-                network=self.network.id, opts=child)
-            gcp.compute.RouterNat(
-                f"{name}-nat", project=gke.project, region=region, name=f"{cluster_name}-nat",
-                router=router.name, nat_ip_allocate_option="AUTO_ONLY",
-                source_subnetwork_ip_ranges_to_nat="LIST_OF_SUBNETWORKS",
-                subnetworks=[{"name": self.subnetwork.id, "source_ip_ranges_to_nats": ["ALL_IP_RANGES"]}],
-                log_config={"enable": True, "filter": "ERRORS_ONLY"},
-                opts=child)
+        # Cloud NAT even for public nodes: turning privateNodes off changes the cluster's default
+        # for node pools, and nodes that stay private must still pull images. Nodes with
+        # external IPs do not use it.
+        router = gcp.compute.Router(
+            f"{name}-router", project=gke.project, region=region, name=f"{cluster_name}-router",
+            network=self.network.id, opts=child)
+        gcp.compute.RouterNat(
+            f"{name}-nat", project=gke.project, region=region, name=f"{cluster_name}-nat",
+            router=router.name, nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="LIST_OF_SUBNETWORKS",
+            subnetworks=[{"name": self.subnetwork.id, "source_ip_ranges_to_nats": ["ALL_IP_RANGES"]}],
+            log_config={"enable": True, "filter": "ERRORS_ONLY"},
+            opts=child)
 
         self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})
 
@@ -311,8 +363,12 @@ class GkeCluster(pulumi.ComponentResource):
             deletion_protection=gke.deletion_protection,
             resource_labels=RESOURCE_LABELS,
             # node_config only shapes the removed default pool; changing it must not
-            # replace the cluster.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["nodeConfig"]))
+            # replace the cluster. protect: `pulumi destroy` fails at its preview, before it
+            # deletes anything that depends on the cluster (Pulumi's DeleteStep refuses a
+            # protected resource before its dry-run branch, pkg/resource/deploy/step.go), where
+            # GKE's own deletion protection would refuse only after everything on it is gone.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["nodeConfig"],
+                                        protect=gke.deletion_protection))
 
         self.system_pool = self._pool(
             "system", args, args.system_pool, location_policy="BALANCED",
@@ -328,7 +384,10 @@ class GkeCluster(pulumi.ComponentResource):
 
         self.endpoint = self.cluster.endpoint.apply(lambda host: f"https://{host}")
         self.ca_certificate = self.cluster.master_auth.cluster_ca_certificate
-        self.register_outputs({"endpoint": self.endpoint, "caCertificate": self.ca_certificate})
+        self.uid = self.cluster.control_plane_endpoints_config.apply(cluster_uid)
+        self.workload_pool = self.cluster.workload_identity_config.apply(cluster_workload_pool)
+        self.register_outputs({"endpoint": self.endpoint, "caCertificate": self.ca_certificate,
+                               "workloadPool": self.workload_pool})
 
     def _pool(self, kind: str, args: GkeClusterArgs, pool: NodePool, location_policy: str,
               node: NodePoolNodeConfigArgsDict, node_locations: Optional[list[str]] = None) -> gcp.container.NodePool:
@@ -339,7 +398,7 @@ class GkeCluster(pulumi.ComponentResource):
             project=args.gke.project,
             location=args.gke.location,
             cluster=self.cluster.name,
-            initial_node_count=initial_node_count(pool),
+            initial_node_count=initial_node_count(pool, pool_zone_count(args.gke.location, node_locations)),
             node_locations=node_locations,
             autoscaling=pool_autoscaling(pool, location_policy),
             management={"auto_repair": True, "auto_upgrade": True},

@@ -2,7 +2,8 @@
 
 The task's Google service account lets exactly that Kubernetes ServiceAccount act as it
 (`roles/iam.workloadIdentityUser` on the account, for the member
-`serviceAccount:<project>.svc.id.goog[<namespace>/remote-kpo-task]`), and the ServiceAccount is
+`serviceAccount:<workload pool>[<namespace>/remote-kpo-task]`, the pool taken from the created
+cluster so the binding waits for it), and the ServiceAccount is
 annotated `iam.gke.io/gcp-service-account` with its email (GKE, "Authenticate to Google Cloud
 APIs from GKE workloads": link Kubernetes ServiceAccounts to IAM,
 https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity). Pods reach it
@@ -30,12 +31,13 @@ def service_account_resource(email: str) -> str:
 class GkeTaskIdentity(pulumi.ComponentResource):
     """workloadIdentityUser on the task's Google service account, for one ServiceAccount."""
 
-    def __init__(self, name: str, *, email: str, cluster_project: str, namespace: str,
+    def __init__(self, name: str, *, email: str, workload_pool: pulumi.Input[str], namespace: str,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:GkeTaskIdentity", name, None, opts)
         binding = TASK_IDENTITY_BINDINGS["gke"]
-        # The workload pool is the cluster's project's, wherever the account lives.
-        self.member = task_identity_subject("gke", namespace, project=cluster_project)
+        # The workload pool is the cluster's (its project's), wherever the account lives.
+        self.member = pulumi.Output.from_input(workload_pool).apply(
+            lambda pool: task_identity_subject("gke", namespace, workload_pool=pool))
         gcp.serviceaccount.IAMMember(
             f"{name}-workload-identity-user",
             service_account_id=service_account_resource(email),

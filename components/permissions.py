@@ -163,11 +163,12 @@ class TaskIdentityBinding:
 # `remote-kpo-task` ServiceAccount only (the policy pack's task-identity-one-service-account rule
 # refuses any other).
 TASK_IDENTITY_BINDINGS: dict[str, TaskIdentityBinding] = {
-    # GKE Workload Identity: the member is the KSA in the cluster project's workload pool.
+    # GKE Workload Identity: the member is the KSA in the cluster's workload pool
+    # (<project>.svc.id.goog).
     "gke": TaskIdentityBinding(
         "pods running as the namespace's remote-kpo-task get tokens of the task's Google service account",
         "roles/iam.workloadIdentityUser",
-        "serviceAccount:{project}.svc.id.goog[{namespace}/" + TASK_SERVICE_ACCOUNT + "]",
+        "serviceAccount:{workload_pool}[{namespace}/" + TASK_SERVICE_ACCOUNT + "]",
     ),
     # EKS Pod Identity: the association names one namespace and one ServiceAccount.
     "eks": TaskIdentityBinding(
@@ -184,8 +185,8 @@ TASK_IDENTITY_BINDINGS: dict[str, TaskIdentityBinding] = {
 }
 
 
-def task_identity_subject(cloud: str, namespace: str, project: str = "") -> str:
-    return TASK_IDENTITY_BINDINGS[cloud].subject.format(namespace=namespace, project=project)
+def task_identity_subject(cloud: str, namespace: str, workload_pool: str = "") -> str:
+    return TASK_IDENTITY_BINDINGS[cloud].subject.format(namespace=namespace, workload_pool=workload_pool)
 
 
 # What the nodes' own identities get for task images, beyond what the cluster needs anyway.

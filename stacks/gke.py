@@ -43,10 +43,25 @@ def _warn_public_endpoint(gke: GkeConfig) -> None:
                         "accepts connections from any address (requests still need Google credentials)")
 
 
+def _warn_node_pool_rights(cfg: StackConfig) -> None:
+    # container.clusters.update is GKE's one permission for every change to the cluster
+    # (projects.locations.clusters.update and setLegacyAbac, setMasterAuth... as much as
+    # nodePools.create/delete/setSize): the condition keeps it on this cluster, not to pools.
+    for deployment in cfg.deployments:
+        if deployment.ephemeral_node_pools:
+            pulumi.log.warn(
+                f"remote-kpo:deployments[{cfg.deployments.index(deployment)}].ephemeralNodePools: on GKE this "
+                f"grants {deployment.name} container.clusters.update on the whole cluster: besides creating "
+                "and deleting its own node pools it may change any setting (authorized networks, legacy ABAC, "
+                "release channel) and resize or delete the system and GPU pools and other Deployments' pools "
+                "(README, Security)")
+
+
 def build(cfg: StackConfig, stack: str) -> dict:
     gke = present(cfg.gke, "gke")
     cluster_name = cfg.resolved_cluster_name(stack)
     _warn_public_endpoint(gke)
+    _warn_node_pool_rights(cfg)
 
     if gke.network:
         # The platform's own network: GKE picks (or creates) the secondary ranges, and NAT
@@ -67,8 +82,10 @@ def build(cfg: StackConfig, stack: str) -> dict:
         "gke-cluster",
         kubeconfig=pulumi.Output.all(cluster.endpoint, cluster.ca_certificate).apply(
             lambda args: provider_kubeconfig(cluster_name, args[0], args[1], gke.login)),
-        # A changed endpoint or CA must not replace every namespaced object.
-        cluster_identifier=cluster_name,
+        # pulumi-kubernetes replaces the provider, and every object made through it, exactly when
+        # clusterIdentifier changes (provider.go DiffConfig); a changed endpoint or CA alone
+        # does not. The cluster's uid changes only when the cluster is replaced.
+        cluster_identifier=cluster.uid.apply(lambda uid: f"{cluster_name}/{uid}"),
     )
 
     roles = DeploymentRoles(
@@ -89,11 +106,18 @@ def build(cfg: StackConfig, stack: str) -> dict:
         if task is not None and task.gcp_service_account is not None:  # config requires it on gke
             task_identity = GkeTaskIdentity(
                 f"{deployment.name}-gcp-task", email=task.gcp_service_account,
-                cluster_project=gke.project, namespace=deployment.namespace_name)
+                workload_pool=cluster.workload_pool, namespace=deployment.namespace_name)
             annotations = task_identity.annotations
         if has_task_pods(deployment):
             TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name, annotations),
                      opts=pulumi.ResourceOptions(parent=access))
         endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, kc.gke_user(),
                                             details=dict(task_details(deployment))))
-    return stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_certificate, endpoints)
+    outputs = stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_certificate, endpoints)
+    if roles.node_pool_roles is not None:
+        # What a DAG's nodePools.create needs beside clusterName: without the node service
+        # account (the only one it may actAs) GKE would use the Compute Engine default account.
+        outputs["nodeServiceAccount"] = nodes.email
+        outputs["project"] = gke.project
+        outputs["location"] = gke.location
+    return outputs

@@ -23,6 +23,7 @@ ANALYTICS_SA = "astro-analytics@acme-astro.iam.gserviceaccount.com"
 TRAINING_SA = "astro-ml-training@acme-astro.iam.gserviceaccount.com"
 ENDPOINT_IP = "203.0.113.50"
 CA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"
+DNS_ENDPOINT = "gke-0f3c9a7e1b2d4c58-123456789012.us-central1.gke.goog"
 # Importing pulumi_gcp.compute announces its deprecated aliases; not this project's concern.
 pytestmark = pytest.mark.filterwarnings(r"ignore:gcp\.compute\.\w+ has been deprecated:DeprecationWarning")
 
@@ -36,7 +37,11 @@ GKE_EXEC_USER = {"exec": {
 
 
 class GkeMocks(RecordingMocks):
-    """Adds what Google Cloud computes: cluster endpoint and CA, emails, resource names."""
+    """Adds what Google Cloud computes: cluster endpoint, CA and uid, emails, resource names."""
+
+    def __init__(self, dns_endpoint: str = DNS_ENDPOINT):
+        super().__init__()
+        self.dns_endpoint = dns_endpoint
 
     def new_resource(self, args):
         resource_id, outputs = super().new_resource(args)
@@ -44,6 +49,8 @@ class GkeMocks(RecordingMocks):
         if args.typ == CLUSTER:
             outputs["endpoint"] = ENDPOINT_IP
             outputs["masterAuth"] = {**inputs.get("masterAuth", {}), "clusterCaCertificate": CA}
+            # GKE's DNS endpoint carries the cluster's uid (a new one for every created cluster).
+            outputs["controlPlaneEndpointsConfig"] = {"dnsEndpointConfig": {"endpoint": self.dns_endpoint}}
         elif args.typ == "gcp:serviceaccount/account:Account":
             email = f"{inputs['accountId']}@{inputs['project']}.iam.gserviceaccount.com"
             outputs.update(email=email, name=f"projects/{inputs['project']}/serviceAccounts/{email}")
@@ -140,12 +147,14 @@ def test_a_given_network_is_used_as_is_and_nothing_network_is_created(plain):
     assert not [r for r in plain.resources if r.typ.startswith("gcp:compute/")]
 
 
-def test_a_new_vpc_for_public_nodes_has_no_nat():
+def test_a_new_vpc_keeps_its_nat_with_public_nodes_so_nodes_left_private_still_pull_images():
+    # Turning privateNodes off changes GKE's default for pools; nodes that stay private need NAT.
     raw = PLAIN | {"gke": {"project": "acme-sandbox", "location": "europe-west4", "privateNodes": False}}
     run = run_gke(raw, stack="sandbox")
-    assert len(run.of_type("gcp:compute/subnetwork:Subnetwork")) == 1
-    assert run.of_type("gcp:compute/router:Router") == []
-    assert run.of_type("gcp:compute/routerNat:RouterNat") == []
+    (subnetwork,) = run.of_type("gcp:compute/subnetwork:Subnetwork")
+    (nat,) = run.of_type("gcp:compute/routerNat:RouterNat")
+    assert [s["name"] for s in nat.inputs["subnetworks"]] == [
+        f"projects/acme-sandbox/regions/europe-west4/subnetworks/{subnetwork.inputs['name']}"]
 
 
 # ---- cluster ------------------------------------------------------------------------------
@@ -194,10 +203,25 @@ def test_zonal_public_cluster_without_protection_follows_its_config(plain):
     assert cluster.inputs["location"] == "europe-west4-b"
     assert cluster.inputs["releaseChannel"] == {"channel": "STABLE"}
     assert cluster.inputs["deletionProtection"] is False
-    # Public nodes: no private cluster block at all.
-    assert "privateClusterConfig" not in cluster.inputs
-    assert "masterAuthorizedNetworksConfig" not in cluster.inputs
     assert cluster.inputs["workloadIdentityConfig"] == {"workloadPool": "acme-sandbox.svc.id.goog"}
+
+
+def test_public_nodes_and_an_open_endpoint_are_sent_explicitly_so_turning_them_off_takes_effect(plain):
+    # Both blocks are Optional+Computed: an omitted block would keep what the cluster has.
+    (cluster,) = plain.of_type(CLUSTER)
+    assert cluster.inputs["privateClusterConfig"] == {"enablePrivateNodes": False, "enablePrivateEndpoint": False}
+    assert cluster.inputs["masterAuthorizedNetworksConfig"] == {
+        "cidrBlocks": [{"cidrBlock": "0.0.0.0/0", "displayName": "any-address"}],
+        "gcpPublicCidrsAccessEnabled": False,
+    }
+
+
+def test_deletion_protection_also_protects_the_cluster_in_pulumi_so_destroy_stops_first(example, plain):
+    assert example.options["kpo-gpu-prod-cluster"].protect is True
+    assert plain.options["remote-kpo-sandbox-cluster"].protect is False
+    # Nothing else is protected: removing a Deployment must still delete its objects.
+    assert [name for name, opts in example.options.items() if opts is not None and opts.protect] == [
+        "kpo-gpu-prod-cluster"]
 
 
 def test_even_the_removed_default_pool_runs_as_the_node_service_account(example):
@@ -245,6 +269,28 @@ def test_gpu_pool_scales_from_zero_with_t4_drivers_taint_label_and_spot(example)
     assert node["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
     assert node["labels"] == {"remote-kpo/gpu": "true"}
     assert node["spot"] is True
+
+
+@pytest.mark.parametrize("location, zones, min_nodes, max_nodes, per_zone", [
+    ("europe-west4-b", None, 1, 2, 1),        # zonal: one zone
+    ("us-central1", None, 1, 2, 0),           # three zones would start 3 > maxNodes 2
+    ("us-central1", None, 1, 3, 1),
+    ("us-central1", None, 4, 9, 2),           # enough for minNodes: 6 within 9
+    ("us-central1", None, 0, 4, 0),           # scale to zero starts at zero
+    ("us-central1", ["us-central1-a", "us-central1-f"], 1, 2, 1),
+    ("us-central1", ["us-central1-a", "us-central1-f"], 2, 3, 1),
+])
+def test_a_pool_starts_within_max_nodes_across_all_its_zones(location, zones, min_nodes, max_nodes, per_zone):
+    pool = config.GpuPool.model_validate({"enabled": True, "minNodes": min_nodes, "maxNodes": max_nodes})
+    count = gke.initial_node_count(pool, gke.pool_zone_count(location, zones))
+    assert count == per_zone
+    assert count * gke.pool_zone_count(location, zones) <= max_nodes
+
+
+def test_a_regional_gpu_pool_whose_zones_would_pass_max_nodes_starts_empty():
+    raw = stack_config("gke")
+    raw["gpuPool"] = raw["gpuPool"] | {"minNodes": 1, "maxNodes": 2}
+    assert pools(run_gke(raw))["gpu"]["initialNodeCount"] == 0
 
 
 def test_gpu_pool_min_and_count_come_from_config():
@@ -419,9 +465,21 @@ def test_namespace_roles_carry_pods_exec_only_for_xcom(example):
     assert not [r for r in example.resources if "ClusterRole" in r.typ]
 
 
+def test_the_kubernetes_provider_is_replaced_exactly_when_the_cluster_is(example):
+    # Same name, new cluster (a new uid in its DNS endpoint): a new identifier, so every object
+    # on the cluster is made again on the new one.
+    (provider,) = example.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["clusterIdentifier"] == f"kpo-gpu-prod/{DNS_ENDPOINT}"
+    recreated = run_program(stack_config("gke"), stack="gke",
+                            mocks=GkeMocks(dns_endpoint="gke-77aa01c2e9f04b3d-123456789012.us-central1.gke.goog"))
+    (new_provider,) = recreated.of_type("pulumi:providers:kubernetes")
+    assert new_provider.inputs["clusterIdentifier"] != provider.inputs["clusterIdentifier"]
+    # The kubeconfig alone (endpoint, CA) does not decide it.
+    assert json.loads(new_provider.inputs["kubeconfig"]) == json.loads(provider.inputs["kubeconfig"])
+
+
 def test_provider_reaches_the_new_cluster_through_the_exec_plugin(example):
     (provider,) = example.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs["clusterIdentifier"] == "kpo-gpu-prod"
     doc = json.loads(provider.inputs["kubeconfig"])
     assert doc["clusters"] == [{"name": "kpo-gpu-prod", "cluster": {
         "server": f"https://{ENDPOINT_IP}", "certificate-authority-data": CA}}]
@@ -461,8 +519,20 @@ def test_outputs_describe_the_cluster_and_each_deployment(example):
     assert example.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
         "deployments": False, "dockerfile": False, "gpuTask": False,
+        "nodeServiceAccount": False, "project": False, "location": False,
         "kubeconfigs": True, "airflowConnections": True, "kubeconfig": True,
     }
+
+
+def test_a_node_pool_managing_deployment_gets_what_a_dags_create_needs(example, plain):
+    # The one account it may actAs (else GKE picks the Compute Engine default account).
+    (account,) = example.of_type("gcp:serviceaccount/account:Account")
+    assert example.outputs["nodeServiceAccount"] == NODE_SA == (
+        f"{account.inputs['accountId']}@{account.inputs['project']}.iam.gserviceaccount.com")
+    (cluster,) = example.of_type(CLUSTER)
+    assert (example.outputs["project"], example.outputs["location"], example.outputs["clusterName"]) == (
+        cluster.inputs["project"], cluster.inputs["location"], cluster.inputs["name"])
+    assert not {"nodeServiceAccount", "project", "location"} & set(plain.outputs)
 
 
 @pytest.mark.parametrize("name, namespace", [("analytics", "kpo-analytics"), ("ml-training", "kpo-ml-training")])
@@ -498,7 +568,15 @@ def test_an_endpoint_open_to_any_address_is_warned_about_and_an_authorized_one_i
     assert warnings_of(PLAIN, "sandbox") == [
         "remote-kpo:gke.masterAuthorizedNetworks is empty: the cluster's public endpoint accepts "
         "connections from any address (requests still need Google credentials)"]
-    assert warnings_of(stack_config("gke"), "gke") == []
+    assert not [w for w in warnings_of(stack_config("gke"), "gke") if "masterAuthorizedNetworks" in w]
+
+
+def test_a_node_pool_managing_deployment_is_warned_that_it_may_change_the_whole_cluster():
+    assert warnings_of(stack_config("gke"), "gke") == [
+        "remote-kpo:deployments[1].ephemeralNodePools: on GKE this grants ml-training "
+        "container.clusters.update on the whole cluster: besides creating and deleting its own node pools "
+        "it may change any setting (authorized networks, legacy ABAC, release channel) and resize or delete "
+        "the system and GPU pools and other Deployments' pools (README, Security)"]
 
 
 # ---- bad input and names ----------------------------------------------------------------
@@ -531,3 +609,25 @@ def test_generated_ids_fit_google_limits_for_the_longest_cluster_name():
     assert 6 <= len(account_id) <= 30 and account_id.endswith("-nodes")
     assert gke.node_service_account_id(longest) != gke.node_service_account_id("a" * 39 + "b")
     assert len(gke.custom_role_id(longest, "actAsNodes")) <= 64
+
+
+# ---- task identity ------------------------------------------------------------------------
+
+class OtherPoolMocks(GkeMocks):
+    """A cluster whose reported workload pool is not the one the program asked for."""
+
+    def new_resource(self, args):
+        resource_id, outputs = super().new_resource(args)
+        if args.typ == CLUSTER:
+            outputs["workloadIdentityConfig"] = {"workloadPool": "reported-pool.svc.id.goog"}
+        return [resource_id, outputs]
+
+
+def test_the_task_identity_member_comes_from_the_created_clusters_workload_pool():
+    # A plain string would let IAM see the member before the pool exists (a project's first
+    # Workload Identity cluster): "Identity Pool does not exist".
+    raw = PLAIN | {"deployments": [PLAIN["deployments"][0] | {
+        "taskIdentity": {"gcpServiceAccount": "etl-tasks@acme-data.iam.gserviceaccount.com"}}]}
+    run = run_program(raw, stack="sandbox", mocks=OtherPoolMocks())
+    (binding,) = [r for r in run.of_type(SA_MEMBER) if r.inputs["role"] == "roles/iam.workloadIdentityUser"]
+    assert binding.inputs["member"] == "serviceAccount:reported-pool.svc.id.goog[kpo-etl/remote-kpo-task]"

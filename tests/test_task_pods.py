@@ -233,7 +233,8 @@ def test_gke_deployment_without_task_identity_gets_no_workload_identity_grant(gk
 def test_gke_workload_identity_binding_is_its_permission_table_row():
     row = permissions.TASK_IDENTITY_BINDINGS["gke"]
     assert row.grant == "roles/iam.workloadIdentityUser"
-    assert permissions.task_identity_subject("gke", "kpo-a", "p") == "serviceAccount:p.svc.id.goog[kpo-a/remote-kpo-task]"
+    assert permissions.task_identity_subject("gke", "kpo-a", "p.svc.id.goog") == (
+        "serviceAccount:p.svc.id.goog[kpo-a/remote-kpo-task]")
     assert gke_tasks.service_account_resource("x-tasks@other-proj.iam.gserviceaccount.com") == (
         "projects/other-proj/serviceAccounts/x-tasks@other-proj.iam.gserviceaccount.com")
 
@@ -421,7 +422,8 @@ def test_aks_credentials_on_one_shared_identity_are_written_one_after_another():
 def test_every_task_binding_is_a_row_of_the_permission_table(gke, eks, aks):
     rows = permissions.TASK_IDENTITY_BINDINGS
     grants = [r.inputs for r in gke.of_type(SA_MEMBER) if r.inputs["role"] == rows["gke"].grant]
-    assert [g["member"] for g in grants] == [permissions.task_identity_subject("gke", "kpo-etl", "acme-platform")]
+    assert [g["member"] for g in grants] == [
+        permissions.task_identity_subject("gke", "kpo-etl", "acme-platform.svc.id.goog")]
     associations = eks.of_type(rows["eks"].grant)
     assert [f"{a.inputs['namespace']}/{a.inputs['serviceAccount']}" for a in associations] == [
         permissions.task_identity_subject("eks", "kpo-etl")]

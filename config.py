@@ -171,6 +171,7 @@ class EksConfig(Model):
     # The VPC made when no subnetIds are given.
     vpc_cidr: Optional[Annotated[Cidr, AfterValidator(_eks_vpc_cidr)]] = None
     subnet_ids: Optional[list[SubnetId]] = None
+    # Unset: EKS's default version at creation.
     version: Optional[KubernetesMinor] = None
     public_access_cidrs: list[Cidr] = []
     deletion_protection: bool = True

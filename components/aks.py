@@ -147,8 +147,17 @@ class AksCluster(pulumi.ComponentResource):
             agent_pool_profiles=[system_pool_profile(system_pool)],
             auto_scaler_profile=AUTO_SCALER_PROFILE,
             auto_upgrade_profile={"upgrade_channel": "patch", "node_os_upgrade_channel": "NodeImage"},
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"]),
+            # protect: `pulumi destroy` fails at its preview, before it deletes what depends on
+            # the cluster. No CanNotDelete management lock: a lock on a resource covers its
+            # child resources too (Azure Resource Manager docs, resource locks: "a lock on a
+            # resource and its child resources"), and agent pools are children of the cluster,
+            # so DAGs could no longer delete their pools, nor `up` replace the GPU pool.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"],
+                                        protect=aks.deletion_protection),
         )
+        # resourceUID "uniquely identifies ManagedClusters that reuse ARM ResourceIds (i.e:
+        # create, delete, create sequence)" (azure-rest-api-specs, managedClusters.json).
+        self.uid = self.cluster.resource_uid
         if gpu_pool.enabled:
             containerservice.AgentPool(
                 f"{name}-gpu-pool",

@@ -330,13 +330,18 @@ class EksCluster(pulumi.ComponentResource):
             enabled_cluster_log_types=CLUSTER_LOG_TYPES,
             deletion_protection=args.deletion_protection,
             # EKS needs its role's policies while creating nodes and deleting the cluster's
-            # network interfaces and load balancers.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*attachments, log_group]),
+            # network interfaces and load balancers. protect: `pulumi destroy` fails at its
+            # preview, before it deletes what depends on the cluster (README, eks).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*attachments, log_group],
+                                        protect=args.deletion_protection),
         )
         self.name = self.cluster.name
         self.arn = self.cluster.arn
         self.endpoint = self.cluster.endpoint
         self.ca_data = self.cluster.certificate_authority.apply(_ca_data)
+        # When EKS created this cluster (DescribeCluster createdAt): a cluster replaced under the
+        # same name has a new one.
+        self.created_at = self.cluster.created_at
         self.register_outputs({"name": self.name, "arn": self.arn, "endpoint": self.endpoint,
                                "nodeRoleArn": self.node_role.arn})
 

@@ -8,7 +8,7 @@ RoleBinding names the identity's principal id as a User.
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import gpu
+from components import gpu, versions
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.aks import AksCluster, AksDeploymentIdentity, provider_user
@@ -28,6 +28,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
     aks = present(cfg.aks, "aks")
     cluster_name = cfg.resolved_cluster_name(stack)
     _warn_public_endpoint(aks)
+    versions.warn_if_past_standard_support("aks", "aks.kubernetesVersion", aks.kubernetes_version)
     cluster = AksCluster(
         "aks",
         cluster_name=cluster_name,
@@ -44,8 +45,9 @@ def build(cfg: StackConfig, stack: str) -> dict:
     provider = k8s.Provider(
         "aks-cluster",
         kubeconfig=program_kubeconfig,
-        # A changed kubeconfig must not replace every namespaced object.
-        cluster_identifier=cluster_name,
+        # Replaced, with every object on it, exactly when the cluster is (pulumi-kubernetes
+        # replaces a provider whose clusterIdentifier changes); a changed kubeconfig alone does not.
+        cluster_identifier=cluster.uid.apply(lambda uid: f"{cluster_name}/{uid}"),
     )
 
     if cfg.gpu_pool.enabled:

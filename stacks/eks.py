@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import eks, gpu
+from components import eks, gpu, versions
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.eks_tasks import EksTaskIdentity, EksTaskIdentityArgs
@@ -33,8 +33,10 @@ def _admin_provider(cluster: eks.EksCluster, region: str, cluster_name: str) -> 
     return k8s.Provider(
         "eks-cluster",
         kubeconfig=admin_kubeconfig,
-        # A changed endpoint or CA must not replace every namespaced object.
-        cluster_identifier=cluster_name,
+        # Replaced, with every object on it, exactly when the cluster is (pulumi-kubernetes
+        # replaces a provider whose clusterIdentifier changes, provider.go DiffConfig); a changed
+        # endpoint or CA alone does not.
+        cluster_identifier=cluster.created_at.apply(lambda created: f"{cluster_name}/{created}"),
     )
 
 
@@ -43,6 +45,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
     config = present(cfg.eks, "eks")
     region = config.region
     _warn_public_endpoint(config)
+    versions.warn_if_past_standard_support("eks", "eks.version", config.version)
 
     # Credentials come from the environment (AWS_PROFILE, keys, or a CI web identity), the same
     # place `aws eks get-token` reads them: the identity that creates the cluster is the one

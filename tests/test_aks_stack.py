@@ -37,6 +37,9 @@ MINIMAL = {
 }
 
 
+CLUSTER_UID = "6650e8a1f2c3b4d5e6f70812"
+
+
 def ca_of(cluster_name: str) -> str:
     return base64.b64encode(f"CA of {cluster_name}".encode()).decode()
 
@@ -45,9 +48,10 @@ class AzureMocks(RecordingMocks):
     """What Azure computes: names, ARM ids, identity client and principal ids, and the
     cluster-user kubeconfig (base64, like the API) that listClusterUserCredential returns."""
 
-    def __init__(self):
+    def __init__(self, cluster_uid: str = CLUSTER_UID):
         super().__init__()
         self.calls = []
+        self.cluster_uid = cluster_uid
 
     def new_resource(self, args):
         resource_id, outputs = super().new_resource(args)
@@ -57,6 +61,7 @@ class AzureMocks(RecordingMocks):
             resource_id = f"{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}"
         elif args.typ == CLUSTER:
             outputs["name"] = inputs["resourceName"]
+            outputs["resourceUID"] = self.cluster_uid
             resource_id = (f"{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}/providers/"
                            f"Microsoft.ContainerService/managedClusters/{inputs['resourceName']}")
         elif args.typ == IDENTITY:
@@ -136,11 +141,41 @@ def test_cluster_disables_local_accounts_and_enables_oidc_issuer_and_workload_id
     assert cluster["securityProfile"] == {"workloadIdentity": {"enabled": True}}
 
 
-def test_cluster_has_a_system_assigned_identity_and_the_configured_version(example):
+def test_cluster_has_a_system_assigned_identity_and_azures_default_version_unless_configured(example):
     cluster = only(example, CLUSTER)
     assert cluster["identity"] == {"type": "SystemAssigned"}
-    assert (cluster["location"], cluster["kubernetesVersion"], cluster["dnsPrefix"]) == (
-        "westeurope", "1.33", "kpo-gpu-weu")
+    assert (cluster["location"], cluster["dnsPrefix"]) == ("westeurope", "kpo-gpu-weu")
+    # The example pins no version that can go stale; unset, AKS picks its default.
+    assert "kubernetesVersion" not in cluster
+    configured = run(MINIMAL | {"aks": MINIMAL["aks"] | {"kubernetesVersion": "1.36"}}, "staging")[0]
+    assert only(configured, CLUSTER)["kubernetesVersion"] == "1.36"
+
+
+def test_a_patch_version_is_refused_because_the_patch_channel_owns_the_patch():
+    mocks = AzureMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(MINIMAL | {"aks": MINIMAL["aks"] | {"kubernetesVersion": "1.35.2"}}, stack="staging", mocks=mocks)
+    assert str(caught.value) == (
+        "remote-kpo:aks.kubernetesVersion: not a Kubernetes minor version like 1.35 "
+        "(major.minor only: the patch auto-upgrade channel picks the patch)")
+    assert mocks.resources == []
+
+
+def test_deletion_protection_protects_the_cluster_in_pulumi_unless_configured_off(example):
+    assert [name for name, opts in example.options.items() if opts is not None and opts.protect] == ["aks"]
+    # No Azure lock: it would cover the agent pools DAGs delete.
+    assert not [r for r in example.resources if "ManagementLock" in r.typ]
+    off = run(MINIMAL | {"aks": MINIMAL["aks"] | {"deletionProtection": False}}, "staging")[0]
+    assert off.options["aks"].protect is False
+
+
+def test_the_kubernetes_provider_is_replaced_exactly_when_the_cluster_is(example):
+    (provider,) = example.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["clusterIdentifier"] == f"kpo-gpu-weu/{CLUSTER_UID}"
+    recreated = run_program(stack_config("aks"), stack="aks", mocks=AzureMocks(cluster_uid="7a41c09b8e2d3f4a5b6c7d8e"))
+    (new_provider,) = recreated.of_type("pulumi:providers:kubernetes")
+    assert new_provider.inputs["clusterIdentifier"] == "kpo-gpu-weu/7a41c09b8e2d3f4a5b6c7d8e"
+    assert new_provider.inputs["kubeconfig"] == provider.inputs["kubeconfig"]
 
 
 def test_api_server_is_limited_to_the_authorized_ranges_only_when_given(example, minimal):
@@ -338,7 +373,6 @@ def test_server_and_ca_come_from_the_cluster_user_credential_not_the_admin_one(e
 
 def test_program_provider_logs_in_with_kubelogin_as_configured(example):
     (provider,) = example.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs["clusterIdentifier"] == "kpo-gpu-weu"
     doc = json.loads(provider.inputs["kubeconfig"])
     assert doc["clusters"][0]["cluster"] == {"server": EXAMPLE_SERVER, "certificate-authority-data": ca_of("kpo-gpu-weu")}
     (user,) = doc["users"]
@@ -418,6 +452,12 @@ def test_an_endpoint_open_to_any_address_is_warned_about_and_an_authorized_one_i
         "remote-kpo:aks.authorizedIpRanges is empty: the cluster's public endpoint accepts "
         "connections from any address (requests still need Entra ID credentials)"]
     assert warnings_of(stack_config("aks"), "aks") == []
+    stale = stack_config("aks")
+    stale["aks"] = stale["aks"] | {"kubernetesVersion": "1.29"}
+    assert warnings_of(stale, "aks") == [
+        "remote-kpo:aks.kubernetesVersion: Kubernetes 1.29 left AKS standard support on 2025-03-31 "
+        "(https://learn.microsoft.com/azure/aks/supported-kubernetes-versions#aks-kubernetes-release-calendar): "
+        "set a newer version, or unset it for the cloud's default"]
 
 
 def test_a_system_pool_that_scales_to_zero_stops_before_any_resource():

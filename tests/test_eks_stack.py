@@ -2,13 +2,14 @@
 create, identities, RBAC, outputs."""
 
 import json
+from unittest import mock
 
 import pulumi
 import pulumi_aws
 import pytest
 
 import config
-from components import eks, gpu
+from components import eks, gpu, versions
 from harness import RecordingMocks, run_program, stack_config
 
 ACCOUNT = "123456789012"
@@ -26,15 +27,17 @@ BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 ANALYTICS_ROLE = "arn:aws:iam::123456789012:role/astro-analytics-workload"
 ML_ROLE = "arn:aws:iam::123456789012:role/astro-ml-training-workload"
 CLUSTER_ARN = "arn:aws:eks:us-east-1:123456789012:cluster/kpo-gpu"
+CREATED_AT = "1764892800"
 
 
 class EksMocks(RecordingMocks):
     """What AWS computes: ARNs, the endpoint and CA, and the region's availability zones."""
 
     def __init__(self, zones=("us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"),
-                 region="us-east-1", partition="aws"):
+                 region="us-east-1", partition="aws", created_at=CREATED_AT):
         super().__init__()
         self.zones, self.region, self.partition = list(zones), region, partition
+        self.created_at = created_at
         self.calls = []
 
     def new_resource(self, args):
@@ -43,6 +46,7 @@ class EksMocks(RecordingMocks):
             outputs["arn"] = f"arn:{self.partition}:eks:{self.region}:{ACCOUNT}:cluster/{args.inputs['name']}"
             outputs["endpoint"] = "https://0123ABCD.gr7.us-east-1.eks.amazonaws.com"
             outputs["certificateAuthority"] = {"data": "Q0EtREFUQQ=="}
+            outputs["createdAt"] = self.created_at
         elif args.typ == ROLE:
             # Stands in for the autonamed role name.
             outputs["name"] = args.name
@@ -215,7 +219,8 @@ def test_cluster_runs_eks_auto_mode_with_both_built_in_pools_and_its_node_role(e
 
 def test_cluster_uses_access_entries_with_the_creator_as_admin(example):
     cluster = one(example, CLUSTER, "kpo-gpu-cluster").inputs
-    assert cluster["name"] == "kpo-gpu" and cluster["version"] == "1.34"
+    # No version: EKS's default at creation (the example pins none that can go stale).
+    assert cluster["name"] == "kpo-gpu" and "version" not in cluster
     assert cluster["accessConfig"] == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": True}
 
 
@@ -253,6 +258,22 @@ def test_control_plane_logs_audit_and_authenticator_into_a_group_with_retention(
 def test_cluster_has_deletion_protection_unless_configured_off(example, existing_subnets):
     assert one(example, CLUSTER, "kpo-gpu-cluster").inputs["deletionProtection"] is True
     assert one(existing_subnets, CLUSTER, "shared-kpo-cluster").inputs["deletionProtection"] is False
+
+
+def test_deletion_protection_also_protects_the_cluster_in_pulumi_so_destroy_stops_first(example, existing_subnets):
+    assert [name for name, opts in example.options.items() if opts is not None and opts.protect] == [
+        "kpo-gpu-cluster"]
+    assert existing_subnets.options["shared-kpo-cluster"].protect is False
+
+
+def test_a_configured_version_past_standard_support_is_warned_about():
+    raw = stack_config("eks")
+    raw["eks"] = raw["eks"] | {"version": "1.29"}
+    with mock.patch.object(pulumi.log, "warn") as warn:
+        run_eks(raw)
+    assert [c.args[0] for c in warn.call_args_list if "eks.version" in c.args[0]] == [
+        "remote-kpo:eks.version: Kubernetes 1.29 left EKS standard support on 2025-03-23 "
+        f"({versions.EKS_CALENDAR}): set a newer version, or unset it for the cloud's default"]
 
 
 # --- nodes: Auto Mode, the GPU NodePool, node groups DAGs create -----------------------------------
@@ -410,9 +431,18 @@ def test_rolebinding_names_the_group_of_the_deployments_access_entry(example):
 
 # --- Kubernetes provider and outputs -------------------------------------------------------------
 
-def test_program_provider_uses_the_creators_identity_and_a_cluster_identifier(example):
+def test_the_kubernetes_provider_is_replaced_exactly_when_the_cluster_is(example):
     (provider,) = example.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs["clusterIdentifier"] == "kpo-gpu"
+    assert provider.inputs["clusterIdentifier"] == f"kpo-gpu/{CREATED_AT}"
+    # The same name created again: a new createdAt, a new identifier, every object made again.
+    recreated, _ = run_eks(stack_config("eks"), EksMocks(created_at="1780000000"))
+    (new_provider,) = recreated.of_type("pulumi:providers:kubernetes")
+    assert new_provider.inputs["clusterIdentifier"] == "kpo-gpu/1780000000"
+    assert new_provider.inputs["kubeconfig"] == provider.inputs["kubeconfig"]
+
+
+def test_program_provider_uses_the_creators_identity(example):
+    (provider,) = example.of_type("pulumi:providers:kubernetes")
     kubeconfig = json.loads(provider.inputs["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"] == {
         "server": "https://0123ABCD.gr7.us-east-1.eks.amazonaws.com", "certificate-authority-data": "Q0EtREFUQQ=="}

@@ -44,13 +44,14 @@ def _warn_public_endpoint(gke: GkeConfig) -> None:
 
 
 def _warn_node_pool_rights(cfg: StackConfig) -> None:
-    # container.clusters.update is GKE's one permission for every change to the cluster
-    # (projects.locations.clusters.update and setLegacyAbac, setMasterAuth... as much as
-    # nodePools.create/delete/setSize): the condition keeps it on this cluster, not to pools.
-    for deployment in cfg.deployments:
+    # container.clusters.update is GKE's one permission for every change to the cluster: GKE
+    # API permissions and REST reference ask it for clusters.update and setLegacyAbac on the
+    # cluster's name as much as for nodePools.create/delete (on the cluster) and setSize (on the
+    # pool's name). The IAM condition keeps it on this cluster, not on the Deployment's pools.
+    for i, deployment in enumerate(cfg.deployments):
         if deployment.ephemeral_node_pools:
             pulumi.log.warn(
-                f"remote-kpo:deployments[{cfg.deployments.index(deployment)}].ephemeralNodePools: on GKE this "
+                f"remote-kpo:deployments[{i}].ephemeralNodePools: on GKE this "
                 f"grants {deployment.name} container.clusters.update on the whole cluster: besides creating "
                 "and deleting its own node pools it may change any setting (authorized networks, legacy ABAC, "
                 "release channel) and resize or delete the system and GPU pools and other Deployments' pools "

@@ -189,8 +189,8 @@ def pool_autoscaling(pool: NodePool, location_policy: str) -> NodePoolAutoscalin
 
 
 # A regional cluster's node pools span three zones of its region unless node locations say
-# otherwise (GKE docs, "Regional clusters": "By default, GKE replicates each node pool across
-# three zones of the control plane's region").
+# otherwise (GKE docs, "Create a regional cluster": the default configuration replicates each
+# node pool across three zones of the control plane's region).
 REGIONAL_POOL_ZONES = 3
 
 

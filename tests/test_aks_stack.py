@@ -288,15 +288,18 @@ def test_each_deployment_gets_a_managed_identity_federated_with_its_astro_servic
         "ml-training-azure-identity": {"resourceName": "kpo-gpu-weu-ml-training", "resourceGroupName": "rg-kpo-gpu-weu",
                                  "location": "westeurope"},
     }
-    assert len(example.of_type(FEDERATED)) == 2
+    assert len(example.of_type(FEDERATED)) == 3
     credential = example.named("ml-training-azure-federated-credential").inputs
     assert credential["resourceName"] == "kpo-gpu-weu-ml-training"
     assert credential["issuer"] == ("https://westeurope.oic.prod-aks.azure.com/5e8a1c9d-2f4b-4a6e-8d3c-7b1f0e9a4c26/"
                                     "a4c7e2d9-6b1f-4e3a-9c8d-2f5b7a0e1d63/")
-    assert credential["subject"] == "system:serviceaccount:quantum-orbit-7390:quantum-orbit-7390-worker"
+    # Astro's service accounts: <namespace>-worker-serviceaccount and -triggerer-serviceaccount.
+    assert credential["subject"] == "system:serviceaccount:quantum-orbit-7390:quantum-orbit-7390-worker-serviceaccount"
+    assert example.named("ml-training-azure-federated-credential-2").inputs["subject"] == (
+        "system:serviceaccount:quantum-orbit-7390:quantum-orbit-7390-triggerer-serviceaccount")
     assert credential["audiences"] == ["api://AzureADTokenExchange"]
     assert example.named("analytics-azure-federated-credential").inputs["subject"] == (
-        "system:serviceaccount:celestial-nebula-4821:celestial-nebula-4821-worker")
+        "system:serviceaccount:celestial-nebula-4821:celestial-nebula-4821-worker-serviceaccount")
 
 
 def test_a_list_of_subjects_gets_one_federated_credential_each_created_one_after_another():

@@ -172,11 +172,15 @@ def deployment_access_policy(cluster_arn: str, deployment_name: str, node_role_a
         create, describe, delete = eks["ephemeralNodePools"].actions
         # Tags scope a tenant to its own groups (Service Authorization Reference, Amazon EKS:
         # CreateNodegroup is authorized on the cluster with aws:RequestTag, Describe/Delete on
-        # the nodegroup resource with aws:ResourceTag). The DAG has no eks:TagResource, so it
-        # cannot retag another Deployment's group.
+        # the nodegroup resource with aws:ResourceTag). The DAG's eks:TagResource (tags on create)
+        # may tag only a group that has no such tag yet, so it cannot retag another Deployment's.
         statements += [
             {"Sid": "CreateOwnNodeGroups", "Effect": "Allow", "Action": [create], "Resource": cluster_arn,
              "Condition": {"StringEquals": {f"aws:RequestTag/{NODE_GROUP_TAG}": deployment_name}}},
+            {"Sid": "TagOwnNodeGroupsOnCreate", "Effect": "Allow",
+             "Action": list(eks["tagOwnNodeGroups"].actions), "Resource": nodegroup_arn_pattern(cluster_arn),
+             "Condition": {"StringEquals": {f"aws:RequestTag/{NODE_GROUP_TAG}": deployment_name},
+                           "Null": {f"aws:ResourceTag/{NODE_GROUP_TAG}": "true"}}},
             {"Sid": "ManageOwnNodeGroups", "Effect": "Allow", "Action": [describe, delete],
              "Resource": nodegroup_arn_pattern(cluster_arn),
              "Condition": {"StringEquals": {f"aws:ResourceTag/{NODE_GROUP_TAG}": deployment_name}}},

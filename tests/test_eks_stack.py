@@ -400,6 +400,12 @@ def test_ephemeral_node_pools_add_tag_scoped_node_group_actions_pass_role_and_th
         # groups that carry it: another tenant's node groups are out of reach.
         {"Sid": "CreateOwnNodeGroups", "Effect": "Allow", "Action": ["eks:CreateNodegroup"], "Resource": CLUSTER_ARN,
          "Condition": {"StringEquals": {"aws:RequestTag/remote-kpo/deployment": "ml-training"}}},
+        # Tags on create are authorized as TagResource: only this Deployment's tag, only on a
+        # group without one (no retagging another Deployment's group to take it over).
+        {"Sid": "TagOwnNodeGroupsOnCreate", "Effect": "Allow", "Action": ["eks:TagResource"],
+         "Resource": "arn:aws:eks:us-east-1:123456789012:nodegroup/kpo-gpu/*/*",
+         "Condition": {"StringEquals": {"aws:RequestTag/remote-kpo/deployment": "ml-training"},
+                       "Null": {"aws:ResourceTag/remote-kpo/deployment": "true"}}},
         {"Sid": "ManageOwnNodeGroups", "Effect": "Allow", "Action": ["eks:DescribeNodegroup", "eks:DeleteNodegroup"],
          "Resource": "arn:aws:eks:us-east-1:123456789012:nodegroup/kpo-gpu/*/*",
          "Condition": {"StringEquals": {"aws:ResourceTag/remote-kpo/deployment": "ml-training"}}},

@@ -259,7 +259,10 @@ class AksDeploymentIdentity(pulumi.ComponentResource):
                 role_definition_id=pulumi.Output.all(cluster.resource_group.id, role.name).apply(
                     lambda args: role_definition_id(subscription_of(args[0]), args[1])),
                 scope=cluster.cluster.id,
-                opts=child,
+                # A replacement (a stack made with the resource-group form of the role id gets one)
+                # cannot create its twin first: Azure refuses a second assignment of the same
+                # role, principal and scope (RoleAssignmentExists).
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
 
         self.client_id = self.identity.client_id

@@ -432,15 +432,17 @@ class EksNodeGroupSupport(pulumi.ComponentResource):
         cni_policy = aws.iam.RolePolicyAttachment(
             f"{name}-vpc-cni-{VPC_CNI_POLICY}", role=cni_role.name,
             policy_arn=managed_policy_arn(args.partition, VPC_CNI_POLICY), opts=child)
+        addons: dict[str, aws.eks.Addon] = {}
         for addon in NODE_GROUP_ADDONS:
             associations: Optional[list[aws.eks.AddonPodIdentityAssociationArgsDict]] = None
             depends: list[pulumi.Resource] = [args.cluster]
             if addon == "vpc-cni":
                 # The add-on makes and keeps the association itself (pulumi-aws aws.eks.Addon
-                # pod_identity_associations).
+                # pod_identity_associations), once the agent that serves it is set up ("Use Pod
+                # Identities to assign an IAM role to an Amazon EKS add-on").
                 associations = [{"role_arn": cni_role.arn, "service_account": VPC_CNI_SERVICE_ACCOUNT}]
-                depends.append(cni_policy)
-            aws.eks.Addon(
+                depends += [cni_policy, addons["eks-pod-identity-agent"]]
+            addons[addon] = aws.eks.Addon(
                 f"{name}-{addon}", cluster_name=args.cluster.name, addon_name=addon,
                 # The default version for the cluster's Kubernetes version, taken over from any
                 # self-managed copy.

@@ -347,6 +347,12 @@ def test_only_the_ephemeral_node_pool_deployment_gets_an_azure_role_on_this_clus
     }
 
 
+def test_a_replaced_agent_pool_assignment_is_deleted_before_its_twin_is_created(example):
+    # Stacks made with the resource-group form of the role id get a replacement on upgrade;
+    # Azure refuses two assignments of one role, principal and scope.
+    assert example.options["ml-training-azure-agent-pools"].delete_before_replace is True
+
+
 def test_the_custom_role_name_names_the_subscription_so_it_is_unique_in_the_tenant(example):
     assert only(example, ROLE_DEFINITION)["roleName"] == (
         "remote-kpo agent pools 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0/rg-kpo-gpu-weu/kpo-gpu-weu")

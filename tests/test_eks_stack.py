@@ -356,6 +356,10 @@ def test_the_cni_policy_goes_to_the_vpc_cni_service_account_through_pod_identity
     assert addons["vpc-cni"]["podIdentityAssociations"] == [
         {"roleArn": "arn:aws:iam::123456789012:role/kpo-gpu-vpc-cni-role", "serviceAccount": "aws-node"}]
     assert not [a for name, a in addons.items() if name != "vpc-cni" and "podIdentityAssociations" in a]
+    # After the agent that serves the association, and the role's policy.
+    depends = example.options["kpo-gpu-vpc-cni"].depends_on
+    assert {getattr(d, "_name", None) for d in depends} >= {"kpo-gpu-eks-pod-identity-agent",
+                                                            "kpo-gpu-vpc-cni-AmazonEKS_CNI_Policy"}
 
 
 def test_node_groups_dags_create_get_networking_dns_and_the_pod_identity_agent(example):

@@ -94,12 +94,13 @@ def managed_policy_arn(partition: str, policy: str) -> str:
     return f"arn:{partition}:iam::aws:policy/{policy}"
 
 
-def nodegroup_arn_pattern(cluster_arn: str) -> str:
-    """Every node group of this cluster: arn:...:nodegroup/<cluster>/<nodegroup>/<uuid>."""
+def nodegroup_arn_pattern(cluster_arn: str, name_prefix: str = "") -> str:
+    """This cluster's node groups (whose names start with name_prefix):
+    arn:...:nodegroup/<cluster>/<nodegroup>/<uuid>."""
     prefix, sep, cluster_name = cluster_arn.rpartition(":cluster/")
     if not sep:
         raise ValueError(f"not an EKS cluster ARN: {cluster_arn}")
-    return f"{prefix}:nodegroup/{cluster_name}/*/*"
+    return f"{prefix}:nodegroup/{cluster_name}/{name_prefix}*/*"
 
 
 def access_role_logical_name(name: str) -> str:
@@ -144,6 +145,11 @@ def node_group_tags(deployment_name: str) -> dict[str, str]:
     return {NODE_GROUP_TAG: deployment_name}
 
 
+def node_group_name_prefix(deployment_name: str) -> str:
+    """What the names of a Deployment's node groups start with: its describe is limited to them."""
+    return f"{deployment_name}-"
+
+
 def node_group_taint(deployment_name: str) -> dict[str, str]:
     """The taint a DAG puts on its node groups (EKS API spelling), so that only its own tasks,
     which tolerate it, land there; IAM cannot require it (CreateNodegroup has no taint key)."""
@@ -171,9 +177,11 @@ def deployment_access_policy(cluster_arn: str, deployment_name: str, node_role_a
     if node_role_arn is not None:
         create, describe, delete = eks["ephemeralNodePools"].actions
         # Tags scope a tenant to its own groups (Service Authorization Reference, Amazon EKS:
-        # CreateNodegroup is authorized on the cluster with aws:RequestTag, Describe/Delete on
+        # CreateNodegroup is authorized on the cluster with aws:RequestTag, DeleteNodegroup on
         # the nodegroup resource with aws:ResourceTag). The DAG's eks:TagResource (tags on create)
         # may tag only a group that has no such tag yet, so it cannot retag another Deployment's.
+        # Describe goes by name instead: the delete waiters poll a group until it is gone, and a
+        # group that is gone has no tag to match.
         statements += [
             {"Sid": "CreateOwnNodeGroups", "Effect": "Allow", "Action": [create], "Resource": cluster_arn,
              "Condition": {"StringEquals": {f"aws:RequestTag/{NODE_GROUP_TAG}": deployment_name}}},
@@ -181,7 +189,9 @@ def deployment_access_policy(cluster_arn: str, deployment_name: str, node_role_a
              "Action": list(eks["tagOwnNodeGroups"].actions), "Resource": nodegroup_arn_pattern(cluster_arn),
              "Condition": {"StringEquals": {f"aws:RequestTag/{NODE_GROUP_TAG}": deployment_name},
                            "Null": {f"aws:ResourceTag/{NODE_GROUP_TAG}": "true"}}},
-            {"Sid": "ManageOwnNodeGroups", "Effect": "Allow", "Action": [describe, delete],
+            {"Sid": "DescribeOwnNodeGroups", "Effect": "Allow", "Action": [describe],
+             "Resource": nodegroup_arn_pattern(cluster_arn, node_group_name_prefix(deployment_name))},
+            {"Sid": "DeleteOwnNodeGroups", "Effect": "Allow", "Action": [delete],
              "Resource": nodegroup_arn_pattern(cluster_arn),
              "Condition": {"StringEquals": {f"aws:ResourceTag/{NODE_GROUP_TAG}": deployment_name}}},
             {"Sid": "PassNodeRoleToEks", "Effect": "Allow",

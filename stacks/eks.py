@@ -103,8 +103,9 @@ def build(cfg: StackConfig, stack: str) -> dict:
         user = identity.role_arn.apply(lambda arn: kc.eks_user(region, cluster_name, arn))
         details: dict[str, Any] = {"awsAccessRoleArn": identity.role_arn, **task_details(deployment)}
         if deployment.ephemeral_node_pools:
-            # What the DAG's CreateNodegroup must tag (its IAM requires it) and should taint.
+            # What the DAG's CreateNodegroup must tag and name (its IAM requires them) and should taint.
             details.update(nodeGroupTags=eks.node_group_tags(deployment.name),
+                           nodeGroupNamePrefix=eks.node_group_name_prefix(deployment.name),
                            nodeGroupTaint=eks.node_group_taint(deployment.name))
         endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user, details=details))
 

@@ -410,7 +410,11 @@ def test_ephemeral_node_pools_add_tag_scoped_node_group_actions_pass_role_and_th
          "Resource": "arn:aws:eks:us-east-1:123456789012:nodegroup/kpo-gpu/*/*",
          "Condition": {"StringEquals": {"aws:RequestTag/remote-kpo/deployment": "ml-training"},
                        "Null": {"aws:ResourceTag/remote-kpo/deployment": "true"}}},
-        {"Sid": "ManageOwnNodeGroups", "Effect": "Allow", "Action": ["eks:DescribeNodegroup", "eks:DeleteNodegroup"],
+        # Describe by name (a deleted group, which the delete waiters poll for, has no tag left);
+        # delete by tag.
+        {"Sid": "DescribeOwnNodeGroups", "Effect": "Allow", "Action": ["eks:DescribeNodegroup"],
+         "Resource": "arn:aws:eks:us-east-1:123456789012:nodegroup/kpo-gpu/ml-training-*/*"},
+        {"Sid": "DeleteOwnNodeGroups", "Effect": "Allow", "Action": ["eks:DeleteNodegroup"],
          "Resource": "arn:aws:eks:us-east-1:123456789012:nodegroup/kpo-gpu/*/*",
          "Condition": {"StringEquals": {"aws:ResourceTag/remote-kpo/deployment": "ml-training"}}},
         {"Sid": "PassNodeRoleToEks", "Effect": "Allow", "Action": ["iam:PassRole"],
@@ -564,12 +568,13 @@ def test_node_group_role_subnets_and_ami_type_are_exported_for_ephemeral_node_po
 def test_a_deployment_with_ephemeral_node_pools_is_told_the_tag_its_iam_requires_and_the_taint_to_set(example):
     entry = example.outputs["deployments"]["ml-training"]
     assert entry["nodeGroupTags"] == {"remote-kpo/deployment": "ml-training"}
+    assert entry["nodeGroupNamePrefix"] == "ml-training-"
     assert entry["nodeGroupTaint"] == {"key": "remote-kpo/deployment", "value": "ml-training", "effect": "NO_SCHEDULE"}
     # The tag is the one the access policy's conditions name.
     statements = policy_of(one(example, ROLE_POLICY, "ml-training-access-policy"), "policy")["Statement"]
     (create,) = [s for s in statements if s["Sid"] == "CreateOwnNodeGroups"]
     assert create["Condition"]["StringEquals"] == {f"aws:RequestTag/{k}": v for k, v in entry["nodeGroupTags"].items()}
-    assert not {"nodeGroupTags", "nodeGroupTaint"} & example.outputs["deployments"]["analytics"].keys()
+    assert not {"nodeGroupTags", "nodeGroupNamePrefix", "nodeGroupTaint"} & example.outputs["deployments"]["analytics"].keys()
 
 
 def test_without_ephemeral_node_pools_no_node_role_or_subnets_are_exported(existing_subnets):
@@ -676,5 +681,7 @@ def test_the_nodepool_manifest_is_the_one_gpu_py_builds_for_the_local_proof():
 def test_nodegroup_pattern_covers_only_this_clusters_node_groups():
     assert eks.nodegroup_arn_pattern("arn:aws-cn:eks:cn-north-1:123456789012:cluster/a-b") == (
         "arn:aws-cn:eks:cn-north-1:123456789012:nodegroup/a-b/*/*")
+    assert eks.nodegroup_arn_pattern("arn:aws:eks:us-east-1:123456789012:cluster/a-b", "etl-") == (
+        "arn:aws:eks:us-east-1:123456789012:nodegroup/a-b/etl-*/*")
     with pytest.raises(ValueError):
         eks.nodegroup_arn_pattern("arn:aws:iam::123456789012:role/x")

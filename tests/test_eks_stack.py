@@ -74,6 +74,11 @@ def one(run, typ: str, name: str):
     return match
 
 
+def attached_to(run, role: str) -> list[str]:
+    """The managed policies attached to one role, sorted."""
+    return sorted(a.inputs["policyArn"] for a in run.of_type(ATTACHMENT) if a.inputs["role"] == role)
+
+
 def policy_of(resource, key: str) -> dict:
     return json.loads(resource.inputs[key])
 
@@ -203,7 +208,7 @@ def test_cluster_role_trusts_eks_with_session_tags_and_has_the_auto_mode_cluster
     role = one(example, ROLE, "kpo-gpu-cluster-role")
     assert policy_of(role, "assumeRolePolicy") == {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
-    attached = sorted(a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-cluster-role")
+    attached = attached_to(example, "kpo-gpu-cluster-role")
     assert attached == [f"arn:aws:iam::aws:policy/{p}" for p in (
         "AmazonEKSBlockStoragePolicy", "AmazonEKSClusterPolicy", "AmazonEKSComputePolicy",
         "AmazonEKSLoadBalancingPolicy", "AmazonEKSNetworkingPolicy")]
@@ -279,7 +284,7 @@ def test_auto_mode_node_role_trusts_ec2_and_has_exactly_the_two_minimal_policies
     role = one(example, ROLE, "kpo-gpu-node-role")
     assert policy_of(role, "assumeRolePolicy")["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-    attached = sorted(a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-node-role")
+    attached = attached_to(example, "kpo-gpu-node-role")
     assert attached == ["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
                         "arn:aws:iam::aws:policy/AmazonEKSWorkerNodeMinimalPolicy"]
     assert not [r for r in example.of_type("aws:iam/rolePolicy:RolePolicy") if r.inputs["role"] == "kpo-gpu-node-role"]
@@ -338,7 +343,7 @@ def test_node_groups_dags_create_get_their_own_role_without_the_cni_policy(examp
     role = one(example, ROLE, "kpo-gpu-node-group-role")
     assert policy_of(role, "assumeRolePolicy")["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-    attached = sorted(a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-node-group-role")
+    attached = attached_to(example, "kpo-gpu-node-group-role")
     # What a task pod could read through a hop-limit-2 instance metadata service: no network
     # interface rights.
     assert attached == ["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
@@ -350,7 +355,7 @@ def test_the_cni_policy_goes_to_the_vpc_cni_service_account_through_pod_identity
     assert policy_of(role, "assumeRolePolicy")["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
          "Action": ["sts:AssumeRole", "sts:TagSession"]}]
-    attached = [a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-vpc-cni-role"]
+    attached = attached_to(example, "kpo-gpu-vpc-cni-role")
     assert attached == ["arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"]
     addons = {r.inputs["addonName"]: r.inputs for r in example.of_type(ADDON)}
     assert addons["vpc-cni"]["podIdentityAssociations"] == [

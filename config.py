@@ -60,8 +60,10 @@ GcpServiceAccount = Annotated[str, _matching(
     r"[a-z0-9][-a-z0-9]{0,62}@[a-z0-9][-a-z0-9.]*\.gserviceaccount\.com",
     "a Google service account email (name@project.iam.gserviceaccount.com)",
 )]
+# Every partition AwsRegion accepts: aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b (and later
+# ISO partitions, aws-iso-<letter>).
 AwsRoleArn = Annotated[str, _matching(
-    r"arn:aws(-cn|-us-gov)?:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}", "an IAM role ARN"
+    r"arn:aws(-cn|-us-gov|-iso(-[a-z])?)?:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}", "an IAM role ARN"
 )]
 AwsRegion = Annotated[str, _matching(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region like us-east-1")]
 SubnetId = Annotated[str, _matching(r"subnet-[0-9a-f]{8,17}", "a subnet id like subnet-0123abcd")]
@@ -573,6 +575,19 @@ class StackConfig(Model):
 
     def resolved_cluster_name(self, stack: str) -> str:
         return self.cluster_name or f"remote-kpo-{stack}"
+
+
+def check_task_role_accounts(cfg: StackConfig, account: str) -> None:
+    """On eks, each taskIdentity.awsRoleArn must be a role of the cluster's account: EKS Pod
+    Identity associates only those (CreatePodIdentityAssociation: the role is in the cluster's
+    account; another account's role is reached only by chaining, targetRoleArn)."""
+    for i, deployment in enumerate(cfg.deployments):
+        role = deployment.task_identity.aws_role_arn if deployment.task_identity else None
+        if role is not None and role.split(":")[4] != account:
+            raise ConfigError(
+                f"{NAMESPACE}:deployments[{i}].taskIdentity.awsRoleArn: a role of account {role.split(':')[4]}, "
+                f"but the cluster is in account {account} (the credentials running pulumi up): "
+                "EKS Pod Identity associates only roles of the cluster's account")
 
 
 _Value = TypeVar("_Value")

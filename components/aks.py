@@ -7,6 +7,7 @@ to use its kubeconfig, and its pod rights come only from the namespace RoleBindi
 """
 
 import base64
+import re
 from typing import Any, Optional
 
 import pulumi
@@ -39,9 +40,9 @@ def aad_profile(aks: AksConfig) -> containerservice.ManagedClusterAADProfileArgs
     }
 
 
-def api_server_access_profile(aks: AksConfig) -> Optional[containerservice.ManagedClusterAPIServerAccessProfileArgsDict]:
-    if not aks.authorized_ip_ranges:
-        return None
+def api_server_access_profile(aks: AksConfig) -> containerservice.ManagedClusterAPIServerAccessProfileArgsDict:
+    # Always sent, [] included: AKS keeps the ranges a request leaves out, so emptying
+    # authorizedIpRanges must send the empty list to open the endpoint (the program warns).
     return {"authorized_ip_ranges": list(aks.authorized_ip_ranges)}
 
 
@@ -87,13 +88,35 @@ def gpu_pool_args(pool: GpuPool) -> dict[str, Any]:
     args: dict[str, Any] = {
         **profile,
         "node_taints": gpu_taints(pool.spot),
-        "node_labels": dict(gpu.GPU_LABELS),
+        # On spot, AKS's own label too, declared like its taint (no diff on refresh).
+        "node_labels": {**gpu.GPU_LABELS, **(gpu.AKS_SPOT_LABELS if pool.spot else {})},
     }
     if pool.spot:
         # Delete evicted nodes (no stopped VMs holding quota); -1 pays up to the on-demand
         # price, so nodes are evicted for capacity, never for price.
         args.update(scale_set_priority="Spot", scale_set_eviction_policy="Delete", spot_max_price=-1)
     return args
+
+
+def subscription_of(resource_id: str) -> str:
+    match = re.match(r"/subscriptions/([^/]+)/", resource_id)
+    if not match:
+        raise ValueError(f"not an Azure resource id: {resource_id}")
+    return match.group(1)
+
+
+def role_definition_id(subscription: str, guid: str) -> str:
+    """A role definition in the form Azure reads a role assignment's roleDefinitionId back in
+    (subscription-scoped, whatever scope the role was defined at): any other form differs after a
+    refresh, and the next `up` would replace the assignment, which Azure refuses as
+    RoleAssignmentExists (terraform-provider-azurerm #13993: the read-back form)."""
+    return f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+
+
+def agent_pool_role_name(subscription: str, resource_group: str, cluster_name: str) -> str:
+    """Custom role names are unique per tenant, not per subscription (azure-powershell #4365:
+    custom roles are created per tenant): the subscription makes two stacks' roles distinct."""
+    return f"remote-kpo agent pools {subscription}/{resource_group}/{cluster_name}"
 
 
 def agent_pool_permissions() -> list[authorization.PermissionArgsDict]:
@@ -179,7 +202,8 @@ class AksCluster(pulumi.ComponentResource):
                 f"{name}-agent-pool-role",
                 scope=self.resource_group.id,
                 assignable_scopes=[self.resource_group.id],
-                role_name=f"remote-kpo agent pools {resource_group}/{cluster_name}",
+                role_name=self.resource_group.id.apply(
+                    lambda group_id: agent_pool_role_name(subscription_of(group_id), resource_group, cluster_name)),
                 description=CLOUD_ACTIONS["aks"]["ephemeralNodePools"].why,
                 role_type="CustomRole",
                 permissions=agent_pool_permissions(),
@@ -241,9 +265,13 @@ class AksDeploymentIdentity(pulumi.ComponentResource):
                 principal_id=self.identity.principal_id,
                 # Stated, so Azure does not look up a principal that may not have replicated yet.
                 principal_type="ServicePrincipal",
-                role_definition_id=role.id,
+                role_definition_id=pulumi.Output.all(cluster.resource_group.id, role.name).apply(
+                    lambda args: role_definition_id(subscription_of(args[0]), args[1])),
                 scope=cluster.cluster.id,
-                opts=child,
+                # A replacement (a stack made with the resource-group form of the role id gets one)
+                # cannot create its twin first: Azure refuses a second assignment of the same
+                # role, principal and scope (RoleAssignmentExists).
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
 
         self.client_id = self.identity.client_id

@@ -21,7 +21,7 @@ from typing import Optional
 import pulumi
 from pulumi_azure_native import authorization, managedidentity
 
-from components.aks import TOKEN_EXCHANGE_AUDIENCE, AksCluster
+from components.aks import TOKEN_EXCHANGE_AUDIENCE, AksCluster, role_definition_id, subscription_of
 from components.permissions import (
     ACR_PULL_ROLE_DEFINITION,
     TASK_SERVICE_ACCOUNT,
@@ -37,17 +37,9 @@ CREDENTIAL_NAME_MAX = 120
 
 # ---- pure functions -------------------------------------------------------------------
 
-def subscription_of(resource_id: str) -> str:
-    match = re.match(r"/subscriptions/([^/]+)/", resource_id)
-    if not match:
-        raise ValueError(f"not an Azure resource id: {resource_id}")
-    return match.group(1)
-
-
 def acr_pull_role_definition_id(acr_id: str) -> str:
     """The built-in AcrPull role, addressed in the registry's subscription."""
-    return (f"/subscriptions/{subscription_of(acr_id)}/providers/Microsoft.Authorization/"
-            f"roleDefinitions/{ACR_PULL_ROLE_DEFINITION}")
+    return role_definition_id(subscription_of(acr_id), ACR_PULL_ROLE_DEFINITION)
 
 
 def acr_resource_name(acr_id: str) -> str:

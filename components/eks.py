@@ -9,6 +9,7 @@ call them directly; the ComponentResources below only wire them to pulumi_aws re
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Optional
@@ -18,6 +19,7 @@ import pulumi_aws as aws
 
 from components import kubeconfig as kc
 from components import names
+from components.eks_tasks import pod_identity_trust_policy
 from components.permissions import CLOUD_ACTIONS
 from config import Deployment, present
 
@@ -40,16 +42,29 @@ AUTO_NODE_POOLS = ["system", "general-purpose"]
 # Node groups DAGs create (ephemeralNodePools, seed 004) are managed node groups, not Auto Mode
 # nodes: they get their own role, because an IAM principal can be in only one access entry and
 # EKS adds an EC2_LINUX entry for a managed node group's role ("Create access entries"). Their
-# policies: "Amazon EKS node IAM role" (kubelet, image pulls) and the VPC CNI's own policy.
-NODE_GROUP_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryPullOnly")
+# policies: "Amazon EKS node IAM role" (kubelet, image pulls). Not the VPC CNI's: EKS makes the
+# group's launch template with an IMDS hop limit of 2, so a task pod there can read the node
+# role's credentials; AmazonEKS_CNI_Policy (network interfaces on any resource) goes to the
+# VPC CNI's own service account through Pod Identity instead ("IAM roles for Amazon EKS
+# add-ons").
+NODE_GROUP_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly")
+VPC_CNI_POLICY = "AmazonEKS_CNI_Policy"
+VPC_CNI_SERVICE_ACCOUNT = "aws-node"
 # What such nodes need from the cluster that Auto Mode provides only to its own nodes (a cluster
-# made with bootstrap_self_managed_addons=False has none): pod networking, Services, and DNS.
-# The VPC CNI's DaemonSet skips Auto Mode nodes (its affinity excludes compute-type auto).
-NODE_GROUP_ADDONS = ("vpc-cni", "kube-proxy", "coredns")
+# made with bootstrap_self_managed_addons=False has none): pod networking, Services, DNS, and
+# the Pod Identity Agent (the VPC CNI's credentials and any taskIdentity). Each skips Auto Mode
+# nodes from the versions EKS lists as the minimum beside Auto Mode ("Enable EKS Auto Mode on an
+# existing cluster", Required add-on versions: VPC CNI v1.19.0, Pod Identity Agent v1.3.4);
+# an add-on made without a version gets the current default, newer than those.
+NODE_GROUP_ADDONS = ("eks-pod-identity-agent", "vpc-cni", "kube-proxy", "coredns")
 # The AMI type a DAG's node group passes (the `amiType` output): Bottlerocket's NVIDIA variant
 # carries the driver and the NVIDIA device plugin, so its GPUs are schedulable without a
 # DaemonSet. Seed 004's AL2_x86_64_GPU is past end of support.
 NODE_GROUP_AMI_TYPE = "BOTTLEROCKET_x86_64_NVIDIA"
+
+# The tag that ties a DAG-made node group to its Deployment (deployment_access_policy).
+NODE_GROUP_TAG = "remote-kpo/deployment"
+NODEGROUP_SERVICE = "eks-nodegroup.amazonaws.com"
 
 CLUSTER_LOG_TYPES = ["audit", "authenticator"]
 # EKS writes control-plane logs here; creating the group first bounds their retention.
@@ -68,10 +83,10 @@ def partition_of(region: str) -> str:
         return "aws-cn"
     if region.startswith("us-gov-"):
         return "aws-us-gov"
-    if region.startswith("us-isob-"):
-        return "aws-iso-b"
-    if region.startswith("us-iso-"):
-        return "aws-iso"
+    # us-iso-east-1 is aws-iso; us-isob-east-1 aws-iso-b, and so on for each ISO letter.
+    iso = re.match(r"[a-z]{2}-iso([a-z]?)-", region)
+    if iso:
+        return f"aws-iso-{iso.group(1)}" if iso.group(1) else "aws-iso"
     return "aws"
 
 
@@ -79,12 +94,13 @@ def managed_policy_arn(partition: str, policy: str) -> str:
     return f"arn:{partition}:iam::aws:policy/{policy}"
 
 
-def nodegroup_arn_pattern(cluster_arn: str) -> str:
-    """Every node group of this cluster: arn:...:nodegroup/<cluster>/<nodegroup>/<uuid>."""
+def nodegroup_arn_pattern(cluster_arn: str, name_prefix: str = "") -> str:
+    """This cluster's node groups (whose names start with name_prefix):
+    arn:...:nodegroup/<cluster>/<nodegroup>/<uuid>."""
     prefix, sep, cluster_name = cluster_arn.rpartition(":cluster/")
     if not sep:
         raise ValueError(f"not an EKS cluster ARN: {cluster_arn}")
-    return f"{prefix}:nodegroup/{cluster_name}/*/*"
+    return f"{prefix}:nodegroup/{cluster_name}/{name_prefix}*/*"
 
 
 def access_role_logical_name(name: str) -> str:
@@ -123,23 +139,68 @@ def deployment_trust_policy(aws_role_arn: str) -> dict:
     return _document([{"Effect": "Allow", "Principal": {"AWS": aws_role_arn}, "Action": "sts:AssumeRole"}])
 
 
-def deployment_access_policy(cluster_arn: str, node_role_arn: Optional[str] = None) -> dict:
+def node_group_tags(deployment_name: str) -> dict[str, str]:
+    """The tags a Deployment's DAG must put on the node groups it creates (its IAM allows
+    nothing else) and that its describe and delete are limited to."""
+    return {NODE_GROUP_TAG: deployment_name}
+
+
+def node_group_name_prefix(deployment_name: str) -> str:
+    """What the names of a Deployment's node groups start with: its describe is limited to them."""
+    return f"{deployment_name}-"
+
+
+def node_group_taint(deployment_name: str) -> dict[str, str]:
+    """The taint a DAG puts on its node groups (EKS API spelling), so that only its own tasks,
+    which tolerate it, land there; IAM cannot require it (CreateNodegroup has no taint key)."""
+    return {"key": NODE_GROUP_TAG, "value": deployment_name, "effect": "NO_SCHEDULE"}
+
+
+def nodegroup_service_linked_role_arn(cluster_arn: str) -> str:
+    """AWSServiceRoleForAmazonEKSNodegroup in the cluster's account ("Using roles for Amazon
+    EKS node groups": the role trusts eks-nodegroup.amazonaws.com)."""
+    parts = cluster_arn.split(":")
+    if len(parts) < 6 or not parts[5].startswith("cluster/"):
+        raise ValueError(f"not an EKS cluster ARN: {cluster_arn}")
+    partition, account = parts[1], parts[4]
+    return (f"arn:{partition}:iam::{account}:role/aws-service-role/{NODEGROUP_SERVICE}/"
+            "AWSServiceRoleForAmazonEKSNodegroup")
+
+
+def deployment_access_policy(cluster_arn: str, deployment_name: str, node_role_arn: Optional[str] = None) -> dict:
     """What a Deployment's access role may do in AWS: read this cluster to mint a token and,
-    given the node-group role (ephemeralNodePools), manage this cluster's node groups and pass
-    that role to EKS. Pod rights are not here: they are namespace RBAC."""
+    given the node-group role (ephemeralNodePools), manage its own node groups of this cluster
+    and pass that role to EKS. Pod rights are not here: they are namespace RBAC."""
     eks = CLOUD_ACTIONS["eks"]
     statements = [{"Sid": "Authenticate", "Effect": "Allow",
                    "Action": list(eks["authenticate"].actions), "Resource": cluster_arn}]
     if node_role_arn is not None:
+        create, describe, delete = eks["ephemeralNodePools"].actions
+        # Tags scope a tenant to its own groups (Service Authorization Reference, Amazon EKS:
+        # CreateNodegroup is authorized on the cluster with aws:RequestTag, DeleteNodegroup on
+        # the nodegroup resource with aws:ResourceTag). The DAG's eks:TagResource (tags on create)
+        # may tag only a group that has no such tag yet, so it cannot retag another Deployment's.
+        # Describe goes by name instead: the delete waiters poll a group until it is gone, and a
+        # group that is gone has no tag to match.
         statements += [
-            # CreateNodegroup is authorized on the cluster (the new group's ARN does not exist
-            # yet); Describe/DeleteNodegroup on the group's ARN, limited to this cluster's groups.
-            {"Sid": "EphemeralNodeGroups", "Effect": "Allow",
-             "Action": list(eks["ephemeralNodePools"].actions),
-             "Resource": [cluster_arn, nodegroup_arn_pattern(cluster_arn)]},
+            {"Sid": "CreateOwnNodeGroups", "Effect": "Allow", "Action": [create], "Resource": cluster_arn,
+             "Condition": {"StringEquals": {f"aws:RequestTag/{NODE_GROUP_TAG}": deployment_name}}},
+            {"Sid": "TagOwnNodeGroupsOnCreate", "Effect": "Allow",
+             "Action": list(eks["tagOwnNodeGroups"].actions), "Resource": nodegroup_arn_pattern(cluster_arn),
+             "Condition": {"StringEquals": {f"aws:RequestTag/{NODE_GROUP_TAG}": deployment_name},
+                           "Null": {f"aws:ResourceTag/{NODE_GROUP_TAG}": "true"}}},
+            {"Sid": "DescribeOwnNodeGroups", "Effect": "Allow", "Action": [describe],
+             "Resource": nodegroup_arn_pattern(cluster_arn, node_group_name_prefix(deployment_name))},
+            {"Sid": "DeleteOwnNodeGroups", "Effect": "Allow", "Action": [delete],
+             "Resource": nodegroup_arn_pattern(cluster_arn),
+             "Condition": {"StringEquals": {f"aws:ResourceTag/{NODE_GROUP_TAG}": deployment_name}}},
             {"Sid": "PassNodeRoleToEks", "Effect": "Allow",
              "Action": list(eks["passNodeRole"].actions), "Resource": node_role_arn,
              "Condition": {"StringEquals": {"iam:PassedToService": "eks.amazonaws.com"}}},
+            {"Sid": "NodegroupServiceLinkedRole", "Effect": "Allow",
+             "Action": list(eks["nodegroupServiceLinkedRole"].actions),
+             "Resource": nodegroup_service_linked_role_arn(cluster_arn),
+             "Condition": {"StringEquals": {"iam:AWSServiceName": NODEGROUP_SERVICE}}},
         ]
     return _document(statements)
 
@@ -324,7 +385,9 @@ class EksCluster(pulumi.ComponentResource):
             compute_config=compute_config,
             kubernetes_network_config=network_config,
             storage_config=storage_config,
-            # Changing it replaces the cluster: a stack made before Auto Mode gets a new one.
+            # No self-managed add-ons on a new cluster. The provider forces a new cluster when it
+            # changes (terraform-provider-aws aws_eks_cluster: ForceNew), so a cluster made before
+            # Auto Mode keeps its value (ignore_changes below, as terraform-aws-modules/eks does).
             bootstrap_self_managed_addons=False,
             encryption_config=encryption_config,
             enabled_cluster_log_types=CLUSTER_LOG_TYPES,
@@ -332,8 +395,13 @@ class EksCluster(pulumi.ComponentResource):
             # EKS needs its role's policies while creating nodes and deleting the cluster's
             # network interfaces and load balancers. protect: `pulumi destroy` fails at its
             # preview, before it deletes what depends on the cluster (README, eks).
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*attachments, log_group],
-                                        protect=args.deletion_protection),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*attachments, log_group], protect=args.deletion_protection,
+                # An existing cluster turns Auto Mode on in place: the provider sends
+                # compute_config, kubernetes_network_config and storage_config in one
+                # UpdateClusterConfig, as EKS requires (resourceClusterUpdate; "Enable EKS Auto
+                # Mode on an existing cluster").
+                ignore_changes=["bootstrapSelfManagedAddons"]),
         )
         self.name = self.cluster.name
         self.arn = self.cluster.arn
@@ -355,7 +423,8 @@ class EksNodeGroupSupportArgs:
 
 class EksNodeGroupSupport(pulumi.ComponentResource):
     """What the managed node groups DAGs create (ephemeralNodePools) need on an Auto Mode
-    cluster: their own node role (NODE_GROUP_POLICIES) and the EKS add-ons NODE_GROUP_ADDONS."""
+    cluster: their own node role (NODE_GROUP_POLICIES), the EKS add-ons NODE_GROUP_ADDONS, and
+    the VPC CNI's Pod Identity role."""
 
     def __init__(self, name: str, args: EksNodeGroupSupportArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:EksNodeGroupSupport", name, None, opts)
@@ -369,13 +438,30 @@ class EksNodeGroupSupport(pulumi.ComponentResource):
             aws.iam.RolePolicyAttachment(
                 f"{name}-node-group-{policy}", role=self.role.name,
                 policy_arn=managed_policy_arn(args.partition, policy), opts=child)
+        cni_role = aws.iam.Role(
+            f"{name}-vpc-cni-role",
+            assume_role_policy=json.dumps(pod_identity_trust_policy()),
+            description=f"VPC CNI (kube-system/{VPC_CNI_SERVICE_ACCOUNT}) on DAG-made node groups of {args.cluster_name}",
+            opts=child)
+        cni_policy = aws.iam.RolePolicyAttachment(
+            f"{name}-vpc-cni-{VPC_CNI_POLICY}", role=cni_role.name,
+            policy_arn=managed_policy_arn(args.partition, VPC_CNI_POLICY), opts=child)
+        addons: dict[str, aws.eks.Addon] = {}
         for addon in NODE_GROUP_ADDONS:
-            aws.eks.Addon(
+            associations: Optional[list[aws.eks.AddonPodIdentityAssociationArgsDict]] = None
+            depends: list[pulumi.Resource] = [args.cluster]
+            if addon == "vpc-cni":
+                # The add-on makes and keeps the association itself (pulumi-aws aws.eks.Addon
+                # pod_identity_associations), once the agent that serves it is set up ("Use Pod
+                # Identities to assign an IAM role to an Amazon EKS add-on").
+                associations = [{"role_arn": cni_role.arn, "service_account": VPC_CNI_SERVICE_ACCOUNT}]
+                depends += [cni_policy, addons["eks-pod-identity-agent"]]
+            addons[addon] = aws.eks.Addon(
                 f"{name}-{addon}", cluster_name=args.cluster.name, addon_name=addon,
                 # The default version for the cluster's Kubernetes version, taken over from any
                 # self-managed copy.
-                resolve_conflicts_on_create="OVERWRITE",
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]))
+                resolve_conflicts_on_create="OVERWRITE", pod_identity_associations=associations,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
         self.role_arn = self.role.arn
         self.register_outputs({"roleArn": self.role_arn})
 
@@ -406,10 +492,10 @@ class EksDeploymentIdentity(pulumi.ComponentResource):
             description=f"remote-kpo: Astro Deployment {deployment.name} on EKS", opts=child)
         if args.node_group_role_arn is not None:
             policy = pulumi.Output.all(args.cluster_arn, args.node_group_role_arn).apply(
-                lambda arns: json.dumps(deployment_access_policy(arns[0], arns[1])))
+                lambda arns: json.dumps(deployment_access_policy(arns[0], deployment.name, arns[1])))
         else:
             policy = pulumi.Output.from_input(args.cluster_arn).apply(
-                lambda arn: json.dumps(deployment_access_policy(arn)))
+                lambda arn: json.dumps(deployment_access_policy(arn, deployment.name)))
         aws.iam.RolePolicy(f"{name}-access-policy", role=self.role.name, policy=policy, opts=child)
 
         self.group = kubernetes_group(deployment.name)

@@ -7,7 +7,8 @@ service assume and tag it: principal `pods.eks.amazonaws.com`, actions `sts:Assu
 Identity", https://docs.aws.amazon.com/eks/latest/userguide/pod-id-role.html). EKS Auto Mode
 runs the Pod Identity Agent itself ("Set up the Amazon EKS Pod Identity Agent": not needed on
 Auto Mode clusters, https://docs.aws.amazon.com/eks/latest/userguide/pod-id-agent-setup.html);
-node groups a DAG makes (ephemeralNodePools) have it only with the eks-pod-identity-agent add-on.
+node groups a DAG makes (ephemeralNodePools) have it from the eks-pod-identity-agent add-on, which
+EksNodeGroupSupport adds. The role must be in the cluster's account (config.check_task_role_accounts).
 Creating the association needs iam:PassRole on the role for whoever runs `pulumi up`.
 """
 

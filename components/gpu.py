@@ -16,8 +16,12 @@ from config import GpuPool
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_LABELS = {"remote-kpo/gpu": "true"}
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
-# AKS puts this taint on every Spot node itself (AKS docs, "Add a spot node pool").
+# AKS puts this taint and label on every Spot node itself (AKS docs, "Add a spot node pool").
 AKS_SPOT_TAINT = {"key": "kubernetes.azure.com/scalesetpriority", "value": "spot", "effect": "NoSchedule"}
+AKS_SPOT_LABELS = {"kubernetes.azure.com/scalesetpriority": "spot"}
+# AKS labels every node of an NVIDIA VM size itself (AKS docs, "Use labels": reserved
+# kubernetes.azure.com/accelerator), also in pools a DAG makes, which lack remote-kpo/gpu.
+AKS_ACCELERATOR_LABEL = {"kubernetes.azure.com/accelerator": "nvidia"}
 # GKE's API spells taint effects in upper snake case.
 GKE_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 
@@ -132,9 +136,23 @@ DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 
 
-def device_plugin_daemonset(tolerations: list[dict]) -> dict:
+def _any_label(*labels: dict[str, str]) -> dict:
+    """Node affinity matching a node with any of the given labels (nodeSelectorTerms are ORed)."""
+    terms = [{"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}
+             for label in labels for key, value in label.items()]
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
+
+
+def device_plugin_tolerations() -> list[dict]:
+    """The GPU taint and AKS's spot taint, whatever their values: a pool a DAG makes (spot or
+    not) is tolerated as well as the stack's own."""
+    return [{"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}
+            for taint in (GPU_TAINT, AKS_SPOT_TAINT)]
+
+
+def device_plugin_daemonset() -> dict:
     """NVIDIA's device plugin (its static manifest, nvidia-device-plugin.yml), placed on GPU
-    nodes only: selected by the pool label, tolerating every taint the pool carries."""
+    nodes only: the stack's pool (remote-kpo/gpu) and any NVIDIA node AKS labels (a DAG's pool)."""
     labels = {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME, "app.kubernetes.io/managed-by": "remote-kpo"}
     return {
         "apiVersion": "apps/v1",
@@ -146,15 +164,16 @@ def device_plugin_daemonset(tolerations: list[dict]) -> dict:
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "nodeSelector": dict(GPU_LABELS),
-                    "tolerations": tolerations,
+                    "affinity": _any_label(GPU_LABELS, AKS_ACCELERATOR_LABEL),
+                    "tolerations": device_plugin_tolerations(),
                     # Without it, a full node could evict the plugin and strand its GPUs.
                     "priorityClassName": "system-node-critical",
                     "containers": [{
                         "name": "nvidia-device-plugin-ctr",
                         "image": DEVICE_PLUGIN_IMAGE,
-                        # Keep running on a node whose driver is still installing.
-                        "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+                        # No FAIL_ON_INIT_ERROR=false (NVIDIA dropped it from the static manifest in
+                        # v0.18.0, commit b3d0054): started before the driver is ready, the plugin
+                        # exits and is restarted until it finds the GPUs, instead of waiting forever.
                         "securityContext": {"allowPrivilegeEscalation": False,
                                             "capabilities": {"drop": ["ALL"]}},
                         "volumeMounts": [{"name": "device-plugin", "mountPath": DEVICE_PLUGIN_DIR}],
@@ -169,9 +188,9 @@ def device_plugin_daemonset(tolerations: list[dict]) -> dict:
 class NvidiaDevicePlugin(pulumi.ComponentResource):
     """The device plugin DaemonSet, applied through the cluster's Kubernetes provider."""
 
-    def __init__(self, name: str, tolerations: list[dict], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:NvidiaDevicePlugin", name, None, opts)
-        manifest = device_plugin_daemonset(tolerations)
+        manifest = device_plugin_daemonset()
         self.daemonset = k8s.apps.v1.DaemonSet(
             f"{name}-daemonset", metadata=manifest["metadata"], spec=manifest["spec"],
             opts=pulumi.ResourceOptions(parent=self))

@@ -91,10 +91,25 @@ CLOUD_ACTIONS: dict[str, dict[str, CloudActions]] = {
             ("eks:DescribeCluster",),
         ),
         # The seed 004 DAG: EksCreateNodegroupOperator, EksNodegroupStateSensor,
-        # EksDeleteNodegroupOperator.
+        # EksDeleteNodegroupOperator. Granted per Deployment by tag: create only with the request
+        # tag naming the Deployment, describe and delete only groups carrying it.
         "ephemeralNodePools": CloudActions(
             "a DAG creates, waits for and deletes its own node group",
             ("eks:CreateNodegroup", "eks:DescribeNodegroup", "eks:DeleteNodegroup"),
+        ),
+        # EKS authorizes the tags of a create request as eks:TagResource on the new group
+        # (karpenter-provider-aws #4434, aws-cdk #7163). Granted only for the Deployment's own tag
+        # on a group that has none yet: no retagging another Deployment's group.
+        "tagOwnNodeGroups": CloudActions(
+            "a DAG's node group gets the tag naming its Deployment as it is created",
+            ("eks:TagResource",),
+        ),
+        # EKS creates AWSServiceRoleForAmazonEKSNodegroup with the permissions of whoever makes
+        # the account's first managed node group ("Using roles for Amazon EKS node groups");
+        # with Auto Mode nothing else makes one first. Granted on that role only.
+        "nodegroupServiceLinkedRole": CloudActions(
+            "the account's first node group: EKS creates its node-group service-linked role as the caller",
+            ("iam:CreateServiceLinkedRole",),
         ),
         "passNodeRole": CloudActions(
             "a new node group runs as the stack's node-group role (passed to EKS only)",

@@ -24,11 +24,23 @@ def _warn_public_endpoint(aks: AksConfig) -> None:
                         "accepts connections from any address (requests still need Entra ID credentials)")
 
 
+def _warn_agent_pool_reach(cfg: StackConfig) -> None:
+    # Azure RBAC has no scope for agent pools a DAG has yet to create, and no conditions on
+    # Microsoft.ContainerService actions: the narrowest assignment is the cluster.
+    for i, deployment in enumerate(cfg.deployments):
+        if deployment.ephemeral_node_pools:
+            pulumi.log.warn(
+                f"remote-kpo:deployments[{i}].ephemeralNodePools: {deployment.name}'s identity may change or "
+                "delete every agent pool of the cluster, including the system pool, the GPU pool and other "
+                "Deployments' pools (agentPools/write and /delete on the cluster)")
+
+
 def build(cfg: StackConfig, stack: str) -> dict:
     aks = present(cfg.aks, "aks")
     cluster_name = cfg.resolved_cluster_name(stack)
     _warn_public_endpoint(aks)
     versions.warn_if_past_standard_support("aks", "aks.kubernetesVersion", aks.kubernetes_version)
+    _warn_agent_pool_reach(cfg)
     cluster = AksCluster(
         "aks",
         cluster_name=cluster_name,
@@ -50,11 +62,10 @@ def build(cfg: StackConfig, stack: str) -> dict:
         cluster_identifier=cluster.uid.apply(lambda uid: f"{cluster_name}/{uid}"),
     )
 
-    if cfg.gpu_pool.enabled:
-        # AKS installs the GPU driver on the pool's nodes, not the device plugin.
-        gpu.NvidiaDevicePlugin(
-            "aks-gpu", gpu.gpu_tolerations("aks", cfg.gpu_pool.spot),
-            opts=pulumi.ResourceOptions(providers=[provider]))
+    if cfg.gpu_pool.enabled or any(d.ephemeral_node_pools for d in cfg.deployments):
+        # AKS installs the GPU driver on GPU nodes, not the device plugin: the stack's GPU pool
+        # and the GPU pools DAGs make both need it.
+        gpu.NvidiaDevicePlugin("aks-gpu", opts=pulumi.ResourceOptions(providers=[provider]))
 
     if aks.acr_ids:
         AksAcrPull("aks-acr-pull", cluster, aks.acr_ids)
@@ -88,7 +99,9 @@ def build(cfg: StackConfig, stack: str) -> dict:
             TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name, annotations),
                      opts=pulumi.ResourceOptions(parent=access))
         user = identity.client_id.apply(lambda client_id: kc.aks_user(client_id, aks.tenant_id))
-        # The identity to attach to the Astro Deployment as its workload identity (README).
-        details["azureClientId"] = identity.client_id
+        # The identity to attach to the Astro Deployment as its workload identity (README): Astro
+        # asks for its name and resource group.
+        details.update(azureClientId=identity.client_id, azureIdentityName=identity.identity.name,
+                       azureIdentityResourceGroup=cluster.resource_group.name)
         endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user, details=details))
     return stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_data, endpoints)

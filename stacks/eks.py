@@ -6,6 +6,8 @@ Its kubeconfig runs `aws eks get-token --role-arn <access role>`. The GPU pool i
 on Auto Mode's default NodeClass.
 """
 
+from typing import Any
+
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
@@ -15,7 +17,7 @@ from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.eks_tasks import EksTaskIdentity, EksTaskIdentityArgs
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
-from config import EksConfig, StackConfig, present
+from config import EksConfig, StackConfig, check_task_role_accounts, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 def _warn_public_endpoint(config: EksConfig) -> None:
@@ -54,6 +56,10 @@ def build(cfg: StackConfig, stack: str) -> dict:
         "eks-region", region=region,
         default_tags={"tags": {"remote-kpo/cluster": cluster_name}})
     in_region = pulumi.ResourceOptions(providers={"aws": aws_provider})
+    if any(d.task_identity is not None and d.task_identity.aws_role_arn for d in cfg.deployments):
+        # The cluster is made in the account of the credentials running `pulumi up`.
+        account = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=aws_provider)).account_id
+        check_task_role_accounts(cfg, account)
 
     if config.subnet_ids is not None:
         subnet_ids: pulumi.Input[list[str]] = config.subnet_ids
@@ -98,9 +104,13 @@ def build(cfg: StackConfig, stack: str) -> dict:
             TaskPods(f"{deployment.name}-tasks", TaskPodsArgs(deployment, access.namespace_name),
                      opts=pulumi.ResourceOptions(parent=access))
         user = identity.role_arn.apply(lambda arn: kc.eks_user(region, cluster_name, arn))
-        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user,
-                                            details={"awsAccessRoleArn": identity.role_arn,
-                                                     **task_details(deployment)}))
+        details: dict[str, Any] = {"awsAccessRoleArn": identity.role_arn, **task_details(deployment)}
+        if deployment.ephemeral_node_pools:
+            # What the DAG's CreateNodegroup must tag and name (its IAM requires them) and should taint.
+            details.update(nodeGroupTags=eks.node_group_tags(deployment.name),
+                           nodeGroupNamePrefix=eks.node_group_name_prefix(deployment.name),
+                           nodeGroupTaint=eks.node_group_taint(deployment.name))
+        endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user, details=details))
 
     outputs = stack_outputs(cfg, cluster_name, cluster.endpoint, cluster.ca_data, endpoints)
     if node_groups is not None:

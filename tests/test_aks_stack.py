@@ -68,7 +68,10 @@ class AzureMocks(RecordingMocks):
             outputs.update(name=inputs["resourceName"], clientId=f"client-id-of-{inputs['resourceName']}",
                            principalId=f"principal-id-of-{inputs['resourceName']}")
         elif args.typ == ROLE_DEFINITION:
-            resource_id = f"{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/agent-pools-guid"
+            # What Azure returns for a role defined at a resource group: an id under that scope,
+            # and the role's GUID as its name.
+            resource_id = f"{inputs['scope']}/providers/Microsoft.Authorization/roleDefinitions/agent-pools-guid"
+            outputs["name"] = "agent-pools-guid"
         return [resource_id, outputs]
 
     def call(self, args):
@@ -178,10 +181,11 @@ def test_the_kubernetes_provider_is_replaced_exactly_when_the_cluster_is(example
     assert new_provider.inputs["kubeconfig"] == provider.inputs["kubeconfig"]
 
 
-def test_api_server_is_limited_to_the_authorized_ranges_only_when_given(example, minimal):
+def test_api_server_is_limited_to_the_authorized_ranges_and_an_empty_list_is_sent_explicitly(example, minimal):
     assert only(example, CLUSTER)["apiServerAccessProfile"] == {
         "authorizedIPRanges": ["203.0.113.0/24", "198.51.100.23/32", "198.51.100.24/32"]}
-    assert "apiServerAccessProfile" not in only(minimal, CLUSTER)
+    # AKS keeps ranges a request leaves out: emptying the list must send [] to open the endpoint.
+    assert only(minimal, CLUSTER)["apiServerAccessProfile"] == {"authorizedIPRanges": []}
 
 
 def test_system_pool_is_an_autoscaled_system_mode_pool_without_public_ips(example):
@@ -197,7 +201,8 @@ def test_gpu_pool_is_a_tainted_labelled_user_pool_that_scales_from_zero(example)
     assert (pool["resourceName"], pool["resourceGroupName"]) == ("kpo-gpu-weu", "rg-kpo-gpu-weu")
     assert (pool["enableAutoScaling"], pool["minCount"], pool["maxCount"], pool["count"]) == (True, 0, 4, 0)
     assert pool["nodeTaints"][0] == "nvidia.com/gpu=present:NoSchedule"
-    assert pool["nodeLabels"] == {"remote-kpo/gpu": "true"}
+    # The spot label AKS adds itself is declared beside its taint, so a refresh finds no drift.
+    assert pool["nodeLabels"] == {"remote-kpo/gpu": "true", "kubernetes.azure.com/scalesetpriority": "spot"}
     assert pool["enableNodePublicIP"] is False
 
 
@@ -214,6 +219,7 @@ def test_on_demand_gpu_pool_defaults_to_nc_series_from_zero_without_spot_setting
     args = aks.gpu_pool_args(cfg.gpu_pool)
     assert (args["vm_size"], args["min_count"], args["count"]) == ("Standard_NC4as_T4_v3", 0, 0)
     assert args["node_taints"] == ["nvidia.com/gpu=present:NoSchedule"]
+    assert args["node_labels"] == {"remote-kpo/gpu": "true"}
     assert not {"scale_set_priority", "scale_set_eviction_policy", "spot_max_price"} & set(args)
 
 
@@ -226,16 +232,24 @@ def test_unneeded_nodes_leave_after_three_minutes_not_the_default_ten(example, m
         assert only(run_, CLUSTER)["autoScalerProfile"] == {"scaleDownUnneededTime": "3m", "scaleDownDelayAfterAdd": "3m"}
 
 
-def test_device_plugin_runs_in_kube_system_on_gpu_nodes_only_tolerating_both_spot_pool_taints(example):
+GPU_NODES = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [{"key": "remote-kpo/gpu", "operator": "In", "values": ["true"]}]},
+    {"matchExpressions": [{"key": "kubernetes.azure.com/accelerator", "operator": "In", "values": ["nvidia"]}]}]}}}
+PLUGIN_TOLERATIONS = [
+    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_device_plugin_runs_in_kube_system_on_the_stacks_and_aks_labelled_gpu_nodes(example):
     (plugin,) = example.of_type(DAEMONSET)
     assert plugin.provider.rsplit("$", 1)[-1] == "pulumi:providers:kubernetes::aks-cluster::aks-cluster-id"
     assert (plugin.inputs["metadata"]["name"], plugin.inputs["metadata"]["namespace"]) == (
         "nvidia-device-plugin", "kube-system")
     pod = plugin.inputs["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"remote-kpo/gpu": "true"}
-    assert pod["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-        {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"}]
+    # Either label: the stack's pool carries remote-kpo/gpu, a DAG's pool only what AKS puts on
+    # every NVIDIA node.
+    assert pod["affinity"] == GPU_NODES and "nodeSelector" not in pod
+    assert pod["tolerations"] == PLUGIN_TOLERATIONS
     assert pod["priorityClassName"] == "system-node-critical"
     (container,) = pod["containers"]
     assert container["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
@@ -244,35 +258,51 @@ def test_device_plugin_runs_in_kube_system_on_gpu_nodes_only_tolerating_both_spo
                                "hostPath": {"path": "/var/lib/kubelet/device-plugins", "type": "Directory"}}]
 
 
+def test_device_plugin_fails_and_restarts_until_the_driver_is_ready(example):
+    # No FAIL_ON_INIT_ERROR=false: with it a plugin started before the driver waits forever.
+    (container,) = example.of_type(DAEMONSET)[0].inputs["spec"]["template"]["spec"]["containers"]
+    assert "FAIL_ON_INIT_ERROR" not in json.dumps(container)
+
+
 def test_device_plugin_tolerates_every_taint_the_gpu_pool_declares(example):
     taints = only(example, AGENT_POOL)["nodeTaints"]
     (plugin,) = example.of_type(DAEMONSET)
-    tolerated = {(t["key"], t.get("value"), t["effect"]) for t in plugin.inputs["spec"]["template"]["spec"]["tolerations"]}
+    tolerated = {(t["key"], t["effect"]) for t in plugin.inputs["spec"]["template"]["spec"]["tolerations"]
+                 if t["operator"] == "Exists"}
     for taint in taints:
         key, rest = taint.split("=", 1)
-        value, effect = rest.split(":")
-        assert (key, value, effect) in tolerated or (key, None, effect) in tolerated
+        assert (key, rest.split(":")[1]) in tolerated
 
 
-def test_on_demand_gpu_pool_device_plugin_tolerates_only_the_gpu_taint():
+def test_on_demand_gpu_pool_gets_the_same_device_plugin(example):
     raw = MINIMAL | {"gpuPool": {"enabled": True}}
     (plugin,) = run(raw, "staging")[0].of_type(DAEMONSET)
-    assert plugin.inputs["spec"]["template"]["spec"]["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert plugin.inputs["spec"] == example.of_type(DAEMONSET)[0].inputs["spec"]
 
 
-def test_no_device_plugin_or_gpu_task_without_a_gpu_pool(minimal):
-    assert minimal.of_type(DAEMONSET) == []
-    assert "gpuTask" not in minimal.outputs
+def test_a_deployment_with_ephemeral_node_pools_gets_the_device_plugin_without_a_gpu_pool():
+    raw = MINIMAL | {"deployments": [{**MINIMAL["deployments"][0], "ephemeralNodePools": True}]}
+    run_ = run(raw, "staging")[0]
+    assert run_.of_type(AGENT_POOL) == []
+    (plugin,) = run_.of_type(DAEMONSET)
+    assert plugin.inputs["spec"]["template"]["spec"]["affinity"] == GPU_NODES
+    assert "gpuTask" not in run_.outputs
 
 
 def test_gpu_task_output_tolerates_the_spot_taint_too(example):
     assert example.secret["gpuTask"] is False
     task = example.outputs["gpuTask"]
     assert task["nodeSelector"] == {"remote-kpo/gpu": "true"}
-    assert task["tolerations"] == example.of_type(DAEMONSET)[0].inputs["spec"]["template"]["spec"]["tolerations"]
+    assert task["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"}]
     assert (task["resourceName"], task["startupTimeoutSeconds"]) == ("nvidia.com/gpu", 900)
     assert task["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+
+
+def test_no_device_plugin_or_gpu_task_without_a_gpu_pool(minimal):
+    assert minimal.of_type(DAEMONSET) == []
+    assert "gpuTask" not in minimal.outputs
 
 
 def test_accelerator_on_aks_stops_before_any_resource():
@@ -293,15 +323,18 @@ def test_each_deployment_gets_a_managed_identity_federated_with_its_astro_servic
         "ml-training-azure-identity": {"resourceName": "kpo-gpu-weu-ml-training", "resourceGroupName": "rg-kpo-gpu-weu",
                                  "location": "westeurope"},
     }
-    assert len(example.of_type(FEDERATED)) == 2
+    assert len(example.of_type(FEDERATED)) == 3
     credential = example.named("ml-training-azure-federated-credential").inputs
     assert credential["resourceName"] == "kpo-gpu-weu-ml-training"
     assert credential["issuer"] == ("https://westeurope.oic.prod-aks.azure.com/5e8a1c9d-2f4b-4a6e-8d3c-7b1f0e9a4c26/"
                                     "a4c7e2d9-6b1f-4e3a-9c8d-2f5b7a0e1d63/")
-    assert credential["subject"] == "system:serviceaccount:quantum-orbit-7390:quantum-orbit-7390-worker"
+    # Astro's service accounts: <namespace>-worker-serviceaccount and -triggerer-serviceaccount.
+    assert credential["subject"] == "system:serviceaccount:quantum-orbit-7390:quantum-orbit-7390-worker-serviceaccount"
+    assert example.named("ml-training-azure-federated-credential-2").inputs["subject"] == (
+        "system:serviceaccount:quantum-orbit-7390:quantum-orbit-7390-triggerer-serviceaccount")
     assert credential["audiences"] == ["api://AzureADTokenExchange"]
     assert example.named("analytics-azure-federated-credential").inputs["subject"] == (
-        "system:serviceaccount:celestial-nebula-4821:celestial-nebula-4821-worker")
+        "system:serviceaccount:celestial-nebula-4821:celestial-nebula-4821-worker-serviceaccount")
 
 
 def test_a_list_of_subjects_gets_one_federated_credential_each_created_one_after_another():
@@ -342,9 +375,29 @@ def test_only_the_ephemeral_node_pool_deployment_gets_an_azure_role_on_this_clus
     assert only(example, ROLE_ASSIGNMENT) == {
         "principalId": "principal-id-of-kpo-gpu-weu-ml-training",
         "principalType": "ServicePrincipal",
+        # The subscription form Azure reads back, not the role's resource-group-scoped id: a
+        # refresh then records no difference and the next up does not replace the assignment.
         "roleDefinitionId": f"{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/agent-pools-guid",
         "scope": EXAMPLE_CLUSTER_ID,
     }
+
+
+def test_a_replaced_agent_pool_assignment_is_deleted_before_its_twin_is_created(example):
+    # Stacks made with the resource-group form of the role id get a replacement on upgrade;
+    # Azure refuses two assignments of one role, principal and scope.
+    assert example.options["ml-training-azure-agent-pools"].delete_before_replace is True
+
+
+def test_the_custom_role_name_names_the_subscription_so_it_is_unique_in_the_tenant(example):
+    assert only(example, ROLE_DEFINITION)["roleName"] == (
+        "remote-kpo agent pools 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0/rg-kpo-gpu-weu/kpo-gpu-weu")
+
+
+def test_role_definition_ids_drop_the_scope_they_were_defined_at():
+    assert aks.role_definition_id(aks.subscription_of(f"{EXAMPLE_RESOURCE_GROUP_ID}/providers/x/y/z"), "g") == (
+        f"{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/g")
+    with pytest.raises(ValueError):
+        aks.subscription_of("resourceGroups/rg")
 
 
 def test_agent_pool_role_allows_only_agent_pool_actions_and_is_defined_at_the_resource_group(example):
@@ -426,10 +479,13 @@ def test_exported_kubeconfig_runs_kubelogin_workload_identity_as_the_deployments
 
 def test_outputs_describe_the_cluster_and_keep_credentials_secret(example):
     assert (example.outputs["cloud"], example.outputs["clusterName"]) == ("aks", "kpo-gpu-weu")
-    # azureClientId: the identity the exported kubeconfig runs as, to attach to the Astro Deployment.
+    # The identity the exported kubeconfig runs as, to attach to the Astro Deployment: its client
+    # id, and the name and resource group Astro asks for.
     assert example.outputs["deployments"]["ml-training"] == {
         "namespace": "kpo-ml-training", "connectionId": "kpo_ml_training", "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING",
-        "azureClientId": "client-id-of-kpo-gpu-weu-ml-training"}
+        "azureClientId": "client-id-of-kpo-gpu-weu-ml-training",
+        "azureIdentityName": "kpo-gpu-weu-ml-training", "azureIdentityResourceGroup": "rg-kpo-gpu-weu"}
+    assert example.named("ml-training-azure-identity").inputs["resourceName"] == "kpo-gpu-weu-ml-training"
     assert example.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
         "deployments": False, "dockerfile": False, "gpuTask": False,
@@ -451,13 +507,23 @@ def test_an_endpoint_open_to_any_address_is_warned_about_and_an_authorized_one_i
     assert warnings_of(MINIMAL, "staging") == [
         "remote-kpo:aks.authorizedIpRanges is empty: the cluster's public endpoint accepts "
         "connections from any address (requests still need Entra ID credentials)"]
-    assert warnings_of(stack_config("aks"), "aks") == []
+    # The example's only warning is the ephemeralNodePools one (below).
+    assert not [w for w in warnings_of(stack_config("aks"), "aks") if "authorizedIpRanges" in w]
     stale = stack_config("aks")
     stale["aks"] = stale["aks"] | {"kubernetesVersion": "1.29"}
-    assert warnings_of(stale, "aks") == [
+    assert [w for w in warnings_of(stale, "aks") if "kubernetesVersion" in w] == [
         "remote-kpo:aks.kubernetesVersion: Kubernetes 1.29 left AKS standard support on 2025-03-31 "
         "(https://learn.microsoft.com/azure/aks/supported-kubernetes-versions#aks-kubernetes-release-calendar): "
         "set a newer version, or unset it for the cloud's default"]
+
+
+def test_a_deployment_with_ephemeral_node_pools_is_warned_that_it_reaches_every_agent_pool():
+    with mock.patch.object(pulumi.log, "warn") as warn:
+        run(stack_config("aks"), "aks")
+    assert [call.args[0] for call in warn.call_args_list] == [
+        "remote-kpo:deployments[1].ephemeralNodePools: ml-training's identity may change or delete every agent "
+        "pool of the cluster, including the system pool, the GPU pool and other Deployments' pools "
+        "(agentPools/write and /delete on the cluster)"]
 
 
 def test_a_system_pool_that_scales_to_zero_stops_before_any_resource():

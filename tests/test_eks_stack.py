@@ -10,10 +10,12 @@ import pytest
 
 import config
 from components import eks, gpu, versions
+from components.permissions import CLOUD_ACTIONS
 from harness import RecordingMocks, run_program, stack_config
 
 ACCOUNT = "123456789012"
 AZ_LOOKUP = "aws:index/getAvailabilityZones:getAvailabilityZones"
+CALLER_IDENTITY = "aws:index/getCallerIdentity:getCallerIdentity"
 CLUSTER = "aws:eks/cluster:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
@@ -59,6 +61,10 @@ class EksMocks(RecordingMocks):
         self.calls.append(args)
         if args.token == AZ_LOOKUP:
             return {"names": self.zones, "zoneIds": [f"use1-az{i}" for i in range(len(self.zones))]}
+        if args.token == CALLER_IDENTITY:
+            # The account of the credentials running `pulumi up`, where the cluster is made.
+            return {"accountId": ACCOUNT, "arn": f"arn:{self.partition}:iam::{ACCOUNT}:user/ci",
+                    "userId": "AIDAEXAMPLE", "id": ACCOUNT}
         return {}
 
 
@@ -70,6 +76,11 @@ def run_eks(raw: dict, mocks: EksMocks | None = None):
 def one(run, typ: str, name: str):
     (match,) = [r for r in run.resources if r.typ == typ and r.name == name]
     return match
+
+
+def attached_to(run, role: str) -> list[str]:
+    """The managed policies attached to one role, sorted."""
+    return sorted(a.inputs["policyArn"] for a in run.of_type(ATTACHMENT) if a.inputs["role"] == role)
 
 
 def policy_of(resource, key: str) -> dict:
@@ -201,7 +212,7 @@ def test_cluster_role_trusts_eks_with_session_tags_and_has_the_auto_mode_cluster
     role = one(example, ROLE, "kpo-gpu-cluster-role")
     assert policy_of(role, "assumeRolePolicy") == {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
-    attached = sorted(a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-cluster-role")
+    attached = attached_to(example, "kpo-gpu-cluster-role")
     assert attached == [f"arn:aws:iam::aws:policy/{p}" for p in (
         "AmazonEKSBlockStoragePolicy", "AmazonEKSClusterPolicy", "AmazonEKSComputePolicy",
         "AmazonEKSLoadBalancingPolicy", "AmazonEKSNetworkingPolicy")]
@@ -215,6 +226,18 @@ def test_cluster_runs_eks_auto_mode_with_both_built_in_pools_and_its_node_role(e
     assert cluster["kubernetesNetworkConfig"] == {"elasticLoadBalancing": {"enabled": True}}
     assert cluster["storageConfig"] == {"blockStorage": {"enabled": True}}
     assert cluster["bootstrapSelfManagedAddons"] is False
+
+
+def test_a_cluster_made_before_auto_mode_keeps_its_bootstrap_setting_and_turns_auto_mode_on_in_place(example):
+    # bootstrapSelfManagedAddons forces a new cluster in the provider; ignoring its changes lets an
+    # existing cluster (made with the default, true) stay, while a new one is still created with
+    # false. Auto Mode itself is the three settings of one resource, which the provider sends
+    # in one UpdateClusterConfig.
+    assert example.options["kpo-gpu-cluster"].ignore_changes == ["bootstrapSelfManagedAddons"]
+    cluster = one(example, CLUSTER, "kpo-gpu-cluster").inputs
+    assert cluster["bootstrapSelfManagedAddons"] is False
+    assert (cluster["computeConfig"]["enabled"], cluster["kubernetesNetworkConfig"]["elasticLoadBalancing"]["enabled"],
+            cluster["storageConfig"]["blockStorage"]["enabled"]) == (True, True, True)
 
 
 def test_cluster_uses_access_entries_with_the_creator_as_admin(example):
@@ -282,7 +305,7 @@ def test_auto_mode_node_role_trusts_ec2_and_has_exactly_the_two_minimal_policies
     role = one(example, ROLE, "kpo-gpu-node-role")
     assert policy_of(role, "assumeRolePolicy")["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-    attached = sorted(a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-node-role")
+    attached = attached_to(example, "kpo-gpu-node-role")
     assert attached == ["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
                         "arn:aws:iam::aws:policy/AmazonEKSWorkerNodeMinimalPolicy"]
     assert not [r for r in example.of_type("aws:iam/rolePolicy:RolePolicy") if r.inputs["role"] == "kpo-gpu-node-role"]
@@ -337,20 +360,41 @@ def test_no_nodepool_unless_the_gpu_pool_is_enabled(existing_subnets):
     assert not existing_subnets.of_type(NODE_POOL)
 
 
-def test_node_groups_dags_create_get_their_own_role_not_the_auto_mode_one(example):
+def test_node_groups_dags_create_get_their_own_role_without_the_cni_policy(example):
     role = one(example, ROLE, "kpo-gpu-node-group-role")
     assert policy_of(role, "assumeRolePolicy")["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-    attached = sorted(a.inputs["policyArn"] for a in example.of_type(ATTACHMENT) if a.inputs["role"] == "kpo-gpu-node-group-role")
+    attached = attached_to(example, "kpo-gpu-node-group-role")
+    # What a task pod could read through a hop-limit-2 instance metadata service: no network
+    # interface rights.
     assert attached == ["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
-                        "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-                        "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"]
+                        "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy"]
 
 
-def test_node_groups_dags_create_get_networking_and_dns_add_ons(example):
+def test_the_cni_policy_goes_to_the_vpc_cni_service_account_through_pod_identity(example):
+    role = one(example, ROLE, "kpo-gpu-vpc-cni-role")
+    assert policy_of(role, "assumeRolePolicy")["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+         "Action": ["sts:AssumeRole", "sts:TagSession"]}]
+    attached = attached_to(example, "kpo-gpu-vpc-cni-role")
+    assert attached == ["arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"]
     addons = {r.inputs["addonName"]: r.inputs for r in example.of_type(ADDON)}
-    assert sorted(addons) == ["coredns", "kube-proxy", "vpc-cni"]
+    assert addons["vpc-cni"]["podIdentityAssociations"] == [
+        {"roleArn": "arn:aws:iam::123456789012:role/kpo-gpu-vpc-cni-role", "serviceAccount": "aws-node"}]
+    assert not [a for name, a in addons.items() if name != "vpc-cni" and "podIdentityAssociations" in a]
+    # After the agent that serves the association, and the role's policy.
+    depends = example.options["kpo-gpu-vpc-cni"].depends_on
+    assert {getattr(d, "_name", None) for d in depends} >= {"kpo-gpu-eks-pod-identity-agent",
+                                                            "kpo-gpu-vpc-cni-AmazonEKS_CNI_Policy"}
+
+
+def test_node_groups_dags_create_get_networking_dns_and_the_pod_identity_agent(example):
+    addons = {r.inputs["addonName"]: r.inputs for r in example.of_type(ADDON)}
+    # The agent serves the VPC CNI's credentials and any taskIdentity on those nodes (Auto Mode
+    # runs its own only on its own nodes).
+    assert sorted(addons) == ["coredns", "eks-pod-identity-agent", "kube-proxy", "vpc-cni"]
     assert all(a["clusterName"] == "kpo-gpu" and a["resolveConflictsOnCreate"] == "OVERWRITE" for a in addons.values())
+    assert not [a for a in addons.values() if "addonVersion" in a]
 
 
 def test_without_ephemeral_node_pools_no_node_group_role_or_add_ons(existing_subnets):
@@ -378,17 +422,56 @@ def test_access_policy_without_ephemeral_pools_only_describes_this_cluster(examp
         {"Sid": "Authenticate", "Effect": "Allow", "Action": ["eks:DescribeCluster"], "Resource": CLUSTER_ARN}]}
 
 
-def test_ephemeral_node_pools_add_node_group_actions_on_this_cluster_and_pass_role_to_eks_only(example):
+def test_ephemeral_node_pools_add_tag_scoped_node_group_actions_pass_role_and_the_service_linked_role(example):
     policy = policy_of(one(example, ROLE_POLICY, "ml-training-access-policy"), "policy")
     assert policy["Statement"] == [
         {"Sid": "Authenticate", "Effect": "Allow", "Action": ["eks:DescribeCluster"], "Resource": CLUSTER_ARN},
-        {"Sid": "EphemeralNodeGroups", "Effect": "Allow",
-         "Action": ["eks:CreateNodegroup", "eks:DescribeNodegroup", "eks:DeleteNodegroup"],
-         "Resource": [CLUSTER_ARN, "arn:aws:eks:us-east-1:123456789012:nodegroup/kpo-gpu/*/*"]},
+        # Create only with the request tag naming this Deployment; describe and delete only
+        # groups that carry it: another tenant's node groups are out of reach.
+        {"Sid": "CreateOwnNodeGroups", "Effect": "Allow", "Action": ["eks:CreateNodegroup"], "Resource": CLUSTER_ARN,
+         "Condition": {"StringEquals": {"aws:RequestTag/remote-kpo/deployment": "ml-training"}}},
+        # Tags on create are authorized as TagResource: only this Deployment's tag, only on a
+        # group without one (no retagging another Deployment's group to take it over).
+        {"Sid": "TagOwnNodeGroupsOnCreate", "Effect": "Allow", "Action": ["eks:TagResource"],
+         "Resource": "arn:aws:eks:us-east-1:123456789012:nodegroup/kpo-gpu/*/*",
+         "Condition": {"StringEquals": {"aws:RequestTag/remote-kpo/deployment": "ml-training"},
+                       "Null": {"aws:ResourceTag/remote-kpo/deployment": "true"}}},
+        # Describe by name (a deleted group, which the delete waiters poll for, has no tag left);
+        # delete by tag.
+        {"Sid": "DescribeOwnNodeGroups", "Effect": "Allow", "Action": ["eks:DescribeNodegroup"],
+         "Resource": "arn:aws:eks:us-east-1:123456789012:nodegroup/kpo-gpu/ml-training-*/*"},
+        {"Sid": "DeleteOwnNodeGroups", "Effect": "Allow", "Action": ["eks:DeleteNodegroup"],
+         "Resource": "arn:aws:eks:us-east-1:123456789012:nodegroup/kpo-gpu/*/*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/remote-kpo/deployment": "ml-training"}}},
         {"Sid": "PassNodeRoleToEks", "Effect": "Allow", "Action": ["iam:PassRole"],
          "Resource": "arn:aws:iam::123456789012:role/kpo-gpu-node-group-role",
          "Condition": {"StringEquals": {"iam:PassedToService": "eks.amazonaws.com"}}},
+        # The account's first managed node group: EKS makes this role as the caller.
+        {"Sid": "NodegroupServiceLinkedRole", "Effect": "Allow", "Action": ["iam:CreateServiceLinkedRole"],
+         "Resource": "arn:aws:iam::123456789012:role/aws-service-role/eks-nodegroup.amazonaws.com/"
+                     "AWSServiceRoleForAmazonEKSNodegroup",
+         "Condition": {"StringEquals": {"iam:AWSServiceName": "eks-nodegroup.amazonaws.com"}}},
     ]
+
+
+def test_every_action_of_an_access_policy_is_a_row_of_the_permission_table(example):
+    rows = {action for row in CLOUD_ACTIONS["eks"].values() for action in row.actions}
+    for name in ("analytics-access-policy", "ml-training-access-policy"):
+        for statement in policy_of(one(example, ROLE_POLICY, name), "policy")["Statement"]:
+            assert set(statement["Action"]) <= rows, statement["Sid"]
+
+
+def test_a_deployment_without_ephemeral_node_pools_cannot_create_a_node_group_or_a_service_linked_role(example):
+    actions = [a for s in policy_of(one(example, ROLE_POLICY, "analytics-access-policy"), "policy")["Statement"]
+               for a in s["Action"]]
+    assert actions == ["eks:DescribeCluster"]
+
+
+def test_the_service_linked_role_follows_the_clusters_partition_and_account(gov_two_zones):
+    statements = policy_of(one(gov_two_zones, ROLE_POLICY, "batch-access-policy"), "policy")["Statement"]
+    (linked,) = [s for s in statements if s["Sid"] == "NodegroupServiceLinkedRole"]
+    assert linked["Resource"] == ("arn:aws-us-gov:iam::123456789012:role/aws-service-role/eks-nodegroup.amazonaws.com/"
+                                  "AWSServiceRoleForAmazonEKSNodegroup")
 
 
 @pytest.mark.parametrize("run_name", ["example", "existing_subnets", "gov_two_zones"])
@@ -517,6 +600,18 @@ def test_node_group_role_subnets_and_ami_type_are_exported_for_ephemeral_node_po
         True, True, True)
 
 
+def test_a_deployment_with_ephemeral_node_pools_is_told_the_tag_its_iam_requires_and_the_taint_to_set(example):
+    entry = example.outputs["deployments"]["ml-training"]
+    assert entry["nodeGroupTags"] == {"remote-kpo/deployment": "ml-training"}
+    assert entry["nodeGroupNamePrefix"] == "ml-training-"
+    assert entry["nodeGroupTaint"] == {"key": "remote-kpo/deployment", "value": "ml-training", "effect": "NO_SCHEDULE"}
+    # The tag is the one the access policy's conditions name.
+    statements = policy_of(one(example, ROLE_POLICY, "ml-training-access-policy"), "policy")["Statement"]
+    (create,) = [s for s in statements if s["Sid"] == "CreateOwnNodeGroups"]
+    assert create["Condition"]["StringEquals"] == {f"aws:RequestTag/{k}": v for k, v in entry["nodeGroupTags"].items()}
+    assert not {"nodeGroupTags", "nodeGroupNamePrefix", "nodeGroupTaint"} & example.outputs["deployments"]["analytics"].keys()
+
+
 def test_without_ephemeral_node_pools_no_node_role_or_subnets_are_exported(existing_subnets):
     assert not {"nodeRoleArn", "subnetIds", "amiType"} & existing_subnets.outputs.keys()
 
@@ -549,6 +644,43 @@ def test_pool_keys_auto_mode_has_no_use_for_stop_before_any_resource(change, mes
     assert mocks.resources == []
 
 
+def test_a_task_role_of_another_account_stops_before_any_cloud_resource_naming_the_key():
+    raw = stack_config("eks")
+    raw["deployments"] = [*raw["deployments"][:1], {
+        **raw["deployments"][1], "taskIdentity": {"awsRoleArn": "arn:aws:iam::210987654321:role/kpo-ml-task"}}]
+    mocks = EksMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(raw, stack="eks", mocks=mocks)
+    assert str(caught.value) == (
+        "remote-kpo:deployments[1].taskIdentity.awsRoleArn: a role of account 210987654321, but the cluster is in "
+        "account 123456789012 (the credentials running pulumi up): EKS Pod Identity associates only roles of the "
+        "cluster's account")
+    # Only the region's provider, which the account lookup goes through.
+    assert [r.typ for r in mocks.resources] == ["pulumi:providers:aws"]
+
+
+def test_a_task_role_of_the_clusters_account_is_associated():
+    raw = stack_config("eks")
+    raw["deployments"] = [*raw["deployments"][:1], {
+        **raw["deployments"][1], "taskIdentity": {"awsRoleArn": "arn:aws:iam::123456789012:role/kpo-ml-task"}}]
+    run = run_eks(raw)[0]
+    (association,) = run.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    assert association.inputs["roleArn"] == "arn:aws:iam::123456789012:role/kpo-ml-task"
+
+
+def test_no_account_lookup_without_a_task_role(example_run):
+    _, mocks = example_run
+    assert not [c for c in mocks.calls if c.token == CALLER_IDENTITY]
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws-iso:iam::123456789012:role/astro", "arn:aws-iso-b:iam::123456789012:role/astro",
+    "arn:aws-iso-e:iam::123456789012:role/astro", "arn:aws-cn:iam::123456789012:role/astro"])
+def test_role_arns_of_every_partition_the_region_pattern_accepts_are_accepted(arn):
+    raw = {"cloud": "eks", "eks": {"region": "us-isob-east-1"}, "deployments": [{"name": "a", "identity": {"awsRoleArn": arn}}]}
+    assert config.load(raw).deployments[0].identity.aws_role_arn == arn
+
+
 # --- pure functions -------------------------------------------------------------------------------
 
 def test_subnet_plan_uses_at_most_three_zones_and_keeps_the_smallest_block_valid():
@@ -562,7 +694,8 @@ def test_subnet_plan_uses_at_most_three_zones_and_keeps_the_smallest_block_valid
 
 @pytest.mark.parametrize("region, partition", [
     ("eu-central-1", "aws"), ("cn-northwest-1", "aws-cn"), ("us-gov-east-1", "aws-us-gov"),
-    ("us-iso-east-1", "aws-iso"), ("us-isob-east-1", "aws-iso-b")])
+    ("us-iso-east-1", "aws-iso"), ("us-isob-east-1", "aws-iso-b"), ("eu-isoe-west-1", "aws-iso-e"),
+    ("us-isof-south-1", "aws-iso-f")])
 def test_partition_follows_the_region(region, partition):
     assert eks.partition_of(region) == partition
 
@@ -583,5 +716,7 @@ def test_the_nodepool_manifest_is_the_one_gpu_py_builds_for_the_local_proof():
 def test_nodegroup_pattern_covers_only_this_clusters_node_groups():
     assert eks.nodegroup_arn_pattern("arn:aws-cn:eks:cn-north-1:123456789012:cluster/a-b") == (
         "arn:aws-cn:eks:cn-north-1:123456789012:nodegroup/a-b/*/*")
+    assert eks.nodegroup_arn_pattern("arn:aws:eks:us-east-1:123456789012:cluster/a-b", "etl-") == (
+        "arn:aws:eks:us-east-1:123456789012:nodegroup/a-b/etl-*/*")
     with pytest.raises(ValueError):
         eks.nodegroup_arn_pattern("arn:aws:iam::123456789012:role/x")

@@ -58,7 +58,7 @@ def test_the_violation_names_the_member_and_the_one_account_allowed():
 
 def test_the_deployments_own_federated_credential_for_astro_passes():
     typ, props = TASK_IDENTITY_VIOLATIONS["aks-subject-wildcard"](None)
-    props["subject"] = "system:serviceaccount:celestial-nebula-4821:celestial-nebula-4821-worker"
+    props["subject"] = "system:serviceaccount:celestial-nebula-4821:celestial-nebula-4821-worker-serviceaccount"
     assert violations(RULE, typ, props) == []
 
 

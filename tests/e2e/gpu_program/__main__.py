@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 
 sys.path.insert(0, os.environ["REMOTE_KPO_ROOT"])
 
-from components.gpu import GpuNodePool, NvidiaDevicePlugin, gpu_tolerations  # noqa: E402
+from components.gpu import GpuNodePool, NvidiaDevicePlugin  # noqa: E402
 from config import GpuPool  # noqa: E402
 
 config = pulumi.Config()
@@ -39,5 +39,5 @@ def shorten_consolidation(args: pulumi.ResourceTransformArgs):
 provider = k8s.Provider("local-cluster", cluster_identifier="remote-kpo-local")
 GpuNodePool("gpu", pool, config.require_object("nodeClassRef"), pool.gpus_per_node,
             opts=pulumi.ResourceOptions(providers=[provider], transforms=[shorten_consolidation]))
-# As the AKS stack applies it: tolerating every taint an AKS GPU node of this pool carries.
-NvidiaDevicePlugin("gpu", gpu_tolerations("aks", pool.spot), opts=pulumi.ResourceOptions(providers=[provider]))
+# As the AKS stack applies it: on nodes labelled as GPU nodes, tolerating the GPU and spot taints.
+NvidiaDevicePlugin("gpu", opts=pulumi.ResourceOptions(providers=[provider]))

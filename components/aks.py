@@ -178,9 +178,6 @@ class AksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"],
                                         protect=aks.deletion_protection),
         )
-        # resourceUID "uniquely identifies ManagedClusters that reuse ARM ResourceIds (i.e:
-        # create, delete, create sequence)" (azure-rest-api-specs, managedClusters.json).
-        self.uid = self.cluster.resource_uid
         if gpu_pool.enabled:
             containerservice.AgentPool(
                 f"{name}-gpu-pool",

@@ -407,9 +407,6 @@ class EksCluster(pulumi.ComponentResource):
         self.arn = self.cluster.arn
         self.endpoint = self.cluster.endpoint
         self.ca_data = self.cluster.certificate_authority.apply(_ca_data)
-        # When EKS created this cluster (DescribeCluster createdAt): a cluster replaced under the
-        # same name has a new one.
-        self.created_at = self.cluster.created_at
         self.register_outputs({"name": self.name, "arn": self.arn, "endpoint": self.endpoint,
                                "nodeRoleArn": self.node_role.arn})
 

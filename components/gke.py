@@ -19,7 +19,7 @@ from pulumi_gcp.container import (
     NodePoolAutoscalingArgsDict,
     NodePoolNodeConfigArgsDict,
 )
-from pulumi_gcp.container.outputs import ClusterControlPlaneEndpointsConfig, ClusterWorkloadIdentityConfig
+from pulumi_gcp.container.outputs import ClusterWorkloadIdentityConfig
 from pulumi_gcp.projects import IAMMemberConditionArgsDict
 
 from components import gpu
@@ -84,18 +84,6 @@ def cluster_workload_pool(config: Optional[ClusterWorkloadIdentityConfig]) -> st
     if config is None or not config.workload_pool:
         raise RuntimeError("GKE returned the cluster without its workload identity pool")
     return config.workload_pool
-
-
-def cluster_uid(endpoints: Optional[ClusterControlPlaneEndpointsConfig]) -> str:
-    """What tells this cluster from an earlier one of the same name: its DNS endpoint,
-    `<uid>.<location>.gke.goog`, which the GKE API documents as output only and always present
-    (ControlPlaneEndpointsConfig.DNSEndpointConfig.endpoint) and the provider reads back on every
-    refresh (resource_container_cluster.go, flattenDnsEndpointConfig). Unlike the IP endpoint and
-    the CA, a credential or IP rotation does not change it."""
-    dns = endpoints.dns_endpoint_config if endpoints is not None else None
-    if dns is None or not dns.endpoint:
-        raise RuntimeError("GKE returned the cluster without its DNS endpoint")
-    return dns.endpoint
 
 
 def service_account_member(email: str) -> str:
@@ -384,7 +372,6 @@ class GkeCluster(pulumi.ComponentResource):
 
         self.endpoint = self.cluster.endpoint.apply(lambda host: f"https://{host}")
         self.ca_certificate = self.cluster.master_auth.cluster_ca_certificate
-        self.uid = self.cluster.control_plane_endpoints_config.apply(cluster_uid)
         self.workload_pool = self.cluster.workload_identity_config.apply(cluster_workload_pool)
         self.register_outputs({"endpoint": self.endpoint, "caCertificate": self.ca_certificate,
                                "workloadPool": self.workload_pool})

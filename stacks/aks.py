@@ -57,9 +57,10 @@ def build(cfg: StackConfig, stack: str) -> dict:
     provider = k8s.Provider(
         "aks-cluster",
         kubeconfig=program_kubeconfig,
-        # Replaced, with every object on it, exactly when the cluster is (pulumi-kubernetes
-        # replaces a provider whose clusterIdentifier changes); a changed kubeconfig alone does not.
-        cluster_identifier=cluster.uid.apply(lambda uid: f"{cluster_name}/{uid}"),
+        # Replaced, with every object on it, exactly when the cluster is (README, Deleting a
+        # cluster; the same as stacks/gke.py's provider).
+        cluster_identifier=cluster_name,
+        opts=pulumi.ResourceOptions(replace_with=[cluster.cluster]),
     )
 
     if cfg.gpu_pool.enabled or any(d.ephemeral_node_pools for d in cfg.deployments):

@@ -35,10 +35,10 @@ def _admin_provider(cluster: eks.EksCluster, region: str, cluster_name: str) -> 
     return k8s.Provider(
         "eks-cluster",
         kubeconfig=admin_kubeconfig,
-        # Replaced, with every object on it, exactly when the cluster is (pulumi-kubernetes
-        # replaces a provider whose clusterIdentifier changes, provider.go DiffConfig); a changed
-        # endpoint or CA alone does not.
-        cluster_identifier=cluster.created_at.apply(lambda created: f"{cluster_name}/{created}"),
+        # Replaced, with every object on it, exactly when the cluster is (README, Deleting a
+        # cluster; the same as stacks/gke.py's provider).
+        cluster_identifier=cluster_name,
+        opts=pulumi.ResourceOptions(replace_with=[cluster.cluster]),
     )
 
 

@@ -83,10 +83,13 @@ def build(cfg: StackConfig, stack: str) -> dict:
         "gke-cluster",
         kubeconfig=pulumi.Output.all(cluster.endpoint, cluster.ca_certificate).apply(
             lambda args: provider_kubeconfig(cluster_name, args[0], args[1], gke.login)),
-        # pulumi-kubernetes replaces the provider, and every object made through it, exactly when
-        # clusterIdentifier changes (provider.go DiffConfig); a changed endpoint or CA alone
-        # does not. The cluster's uid changes only when the cluster is replaced.
-        cluster_identifier=cluster.uid.apply(lambda uid: f"{cluster_name}/{uid}"),
+        # The name, as before: an identifier that changes (even once, on upgrade) replaces the
+        # provider and deletes and remakes every namespace, Role and NodePool on the cluster, running
+        # task pods included. replace_with makes a replaced cluster replace the provider, and with it
+        # every object on it (pulumi step_generator.go, diff: ReplaceWith; pulumi-kubernetes
+        # provider.go DiffConfig: an unchanged clusterIdentifier replaces nothing by itself).
+        cluster_identifier=cluster_name,
+        opts=pulumi.ResourceOptions(replace_with=[cluster.cluster]),
     )
 
     roles = DeploymentRoles(

@@ -37,9 +37,6 @@ MINIMAL = {
 }
 
 
-CLUSTER_UID = "6650e8a1f2c3b4d5e6f70812"
-
-
 def ca_of(cluster_name: str) -> str:
     return base64.b64encode(f"CA of {cluster_name}".encode()).decode()
 
@@ -48,10 +45,9 @@ class AzureMocks(RecordingMocks):
     """What Azure computes: names, ARM ids, identity client and principal ids, and the
     cluster-user kubeconfig (base64, like the API) that listClusterUserCredential returns."""
 
-    def __init__(self, cluster_uid: str = CLUSTER_UID):
+    def __init__(self):
         super().__init__()
         self.calls = []
-        self.cluster_uid = cluster_uid
 
     def new_resource(self, args):
         resource_id, outputs = super().new_resource(args)
@@ -61,7 +57,6 @@ class AzureMocks(RecordingMocks):
             resource_id = f"{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}"
         elif args.typ == CLUSTER:
             outputs["name"] = inputs["resourceName"]
-            outputs["resourceUID"] = self.cluster_uid
             resource_id = (f"{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}/providers/"
                            f"Microsoft.ContainerService/managedClusters/{inputs['resourceName']}")
         elif args.typ == IDENTITY:
@@ -173,12 +168,12 @@ def test_deletion_protection_protects_the_cluster_in_pulumi_unless_configured_of
 
 
 def test_the_kubernetes_provider_is_replaced_exactly_when_the_cluster_is(example):
+    # The identifier is the name earlier versions stored (no replacement of every object on an
+    # upgrade's first `up`); the cluster's replacement replaces the provider.
     (provider,) = example.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs["clusterIdentifier"] == f"kpo-gpu-weu/{CLUSTER_UID}"
-    recreated = run_program(stack_config("aks"), stack="aks", mocks=AzureMocks(cluster_uid="7a41c09b8e2d3f4a5b6c7d8e"))
-    (new_provider,) = recreated.of_type("pulumi:providers:kubernetes")
-    assert new_provider.inputs["clusterIdentifier"] == "kpo-gpu-weu/7a41c09b8e2d3f4a5b6c7d8e"
-    assert new_provider.inputs["kubeconfig"] == provider.inputs["kubeconfig"]
+    assert provider.inputs["clusterIdentifier"] == "kpo-gpu-weu"
+    (replaced_with,) = example.options[provider.name].replace_with
+    assert (replaced_with._type, replaced_with._name) == (CLUSTER, "aks")
 
 
 def test_api_server_is_limited_to_the_authorized_ranges_and_an_empty_list_is_sent_explicitly(example, minimal):

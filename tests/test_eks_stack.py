@@ -29,17 +29,15 @@ BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 ANALYTICS_ROLE = "arn:aws:iam::123456789012:role/astro-analytics-workload"
 ML_ROLE = "arn:aws:iam::123456789012:role/astro-ml-training-workload"
 CLUSTER_ARN = "arn:aws:eks:us-east-1:123456789012:cluster/kpo-gpu"
-CREATED_AT = "1764892800"
 
 
 class EksMocks(RecordingMocks):
     """What AWS computes: ARNs, the endpoint and CA, and the region's availability zones."""
 
     def __init__(self, zones=("us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"),
-                 region="us-east-1", partition="aws", created_at=CREATED_AT):
+                 region="us-east-1", partition="aws"):
         super().__init__()
         self.zones, self.region, self.partition = list(zones), region, partition
-        self.created_at = created_at
         self.calls = []
 
     def new_resource(self, args):
@@ -48,7 +46,6 @@ class EksMocks(RecordingMocks):
             outputs["arn"] = f"arn:{self.partition}:eks:{self.region}:{ACCOUNT}:cluster/{args.inputs['name']}"
             outputs["endpoint"] = "https://0123ABCD.gr7.us-east-1.eks.amazonaws.com"
             outputs["certificateAuthority"] = {"data": "Q0EtREFUQQ=="}
-            outputs["createdAt"] = self.created_at
         elif args.typ == ROLE:
             # Stands in for the autonamed role name.
             outputs["name"] = args.name
@@ -515,13 +512,12 @@ def test_rolebinding_names_the_group_of_the_deployments_access_entry(example):
 # --- Kubernetes provider and outputs -------------------------------------------------------------
 
 def test_the_kubernetes_provider_is_replaced_exactly_when_the_cluster_is(example):
+    # The identifier is the name earlier versions stored (no replacement of every object on an
+    # upgrade's first `up`); the cluster's replacement replaces the provider.
     (provider,) = example.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs["clusterIdentifier"] == f"kpo-gpu/{CREATED_AT}"
-    # The same name created again: a new createdAt, a new identifier, every object made again.
-    recreated, _ = run_eks(stack_config("eks"), EksMocks(created_at="1780000000"))
-    (new_provider,) = recreated.of_type("pulumi:providers:kubernetes")
-    assert new_provider.inputs["clusterIdentifier"] == "kpo-gpu/1780000000"
-    assert new_provider.inputs["kubeconfig"] == provider.inputs["kubeconfig"]
+    assert provider.inputs["clusterIdentifier"] == "kpo-gpu"
+    (replaced_with,) = example.options[provider.name].replace_with
+    assert (replaced_with._type, replaced_with._name) == (CLUSTER, "kpo-gpu-cluster")
 
 
 def test_program_provider_uses_the_creators_identity(example):

@@ -23,7 +23,6 @@ ANALYTICS_SA = "astro-analytics@acme-astro.iam.gserviceaccount.com"
 TRAINING_SA = "astro-ml-training@acme-astro.iam.gserviceaccount.com"
 ENDPOINT_IP = "203.0.113.50"
 CA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"
-DNS_ENDPOINT = "gke-0f3c9a7e1b2d4c58-123456789012.us-central1.gke.goog"
 # Importing pulumi_gcp.compute announces its deprecated aliases; not this project's concern.
 pytestmark = pytest.mark.filterwarnings(r"ignore:gcp\.compute\.\w+ has been deprecated:DeprecationWarning")
 
@@ -37,11 +36,7 @@ GKE_EXEC_USER = {"exec": {
 
 
 class GkeMocks(RecordingMocks):
-    """Adds what Google Cloud computes: cluster endpoint, CA and uid, emails, resource names."""
-
-    def __init__(self, dns_endpoint: str = DNS_ENDPOINT):
-        super().__init__()
-        self.dns_endpoint = dns_endpoint
+    """Adds what Google Cloud computes: cluster endpoint and CA, emails, resource names."""
 
     def new_resource(self, args):
         resource_id, outputs = super().new_resource(args)
@@ -49,8 +44,6 @@ class GkeMocks(RecordingMocks):
         if args.typ == CLUSTER:
             outputs["endpoint"] = ENDPOINT_IP
             outputs["masterAuth"] = {**inputs.get("masterAuth", {}), "clusterCaCertificate": CA}
-            # GKE's DNS endpoint carries the cluster's uid (a new one for every created cluster).
-            outputs["controlPlaneEndpointsConfig"] = {"dnsEndpointConfig": {"endpoint": self.dns_endpoint}}
         elif args.typ == "gcp:serviceaccount/account:Account":
             email = f"{inputs['accountId']}@{inputs['project']}.iam.gserviceaccount.com"
             outputs.update(email=email, name=f"projects/{inputs['project']}/serviceAccounts/{email}")
@@ -466,16 +459,12 @@ def test_namespace_roles_carry_pods_exec_only_for_xcom(example):
 
 
 def test_the_kubernetes_provider_is_replaced_exactly_when_the_cluster_is(example):
-    # Same name, new cluster (a new uid in its DNS endpoint): a new identifier, so every object
-    # on the cluster is made again on the new one.
+    # The identifier is the name earlier versions stored (no replacement of every object on an
+    # upgrade's first `up`); the cluster's replacement replaces the provider.
     (provider,) = example.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs["clusterIdentifier"] == f"kpo-gpu-prod/{DNS_ENDPOINT}"
-    recreated = run_program(stack_config("gke"), stack="gke",
-                            mocks=GkeMocks(dns_endpoint="gke-77aa01c2e9f04b3d-123456789012.us-central1.gke.goog"))
-    (new_provider,) = recreated.of_type("pulumi:providers:kubernetes")
-    assert new_provider.inputs["clusterIdentifier"] != provider.inputs["clusterIdentifier"]
-    # The kubeconfig alone (endpoint, CA) does not decide it.
-    assert json.loads(new_provider.inputs["kubeconfig"]) == json.loads(provider.inputs["kubeconfig"])
+    assert provider.inputs["clusterIdentifier"] == "kpo-gpu-prod"
+    (replaced_with,) = example.options[provider.name].replace_with
+    assert (replaced_with._type, replaced_with._name) == (CLUSTER, "kpo-gpu-prod-cluster")
 
 
 def test_provider_reaches_the_new_cluster_through_the_exec_plugin(example):

@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 from components import gpu, versions
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
+from components.on_cluster import on_cluster
 from components.aks import AksCluster, AksDeploymentIdentity, provider_user
 from components.aks_tasks import AksAcrPull, AksTaskIdentity
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
@@ -57,16 +58,14 @@ def build(cfg: StackConfig, stack: str) -> dict:
     provider = k8s.Provider(
         "aks-cluster",
         kubeconfig=program_kubeconfig,
-        # Replaced, with every object on it, exactly when the cluster is (README, Deleting a
-        # cluster; the same as stacks/gke.py's provider).
+        # The name, as before: the objects on the cluster are replaced with it (on_cluster).
         cluster_identifier=cluster_name,
-        opts=pulumi.ResourceOptions(replace_with=[cluster.cluster]),
     )
 
     if cfg.gpu_pool.enabled or any(d.ephemeral_node_pools for d in cfg.deployments):
         # AKS installs the GPU driver on GPU nodes, not the device plugin: the stack's GPU pool
         # and the GPU pools DAGs make both need it.
-        gpu.NvidiaDevicePlugin("aks-gpu", opts=pulumi.ResourceOptions(providers=[provider]))
+        gpu.NvidiaDevicePlugin("aks-gpu", opts=on_cluster(provider, cluster.cluster))
 
     if aks.acr_ids:
         AksAcrPull("aks-acr-pull", cluster, aks.acr_ids)
@@ -80,7 +79,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
             deployment.name, deployment,
             # Entra ID names a managed identity's Kubernetes user by its principal (object) id.
             subject=rbac_subject("User", identity.principal_id),
-            opts=pulumi.ResourceOptions(providers=[provider]),
+            opts=on_cluster(provider, cluster.cluster),
         )
         details: dict[str, pulumi.Input[str]] = dict(task_details(deployment))
         annotations = {}

@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 from components import eks, gpu, versions
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
+from components.on_cluster import on_cluster
 from components.eks_tasks import EksTaskIdentity, EksTaskIdentityArgs
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import EksConfig, StackConfig, check_task_role_accounts, present
@@ -35,10 +36,8 @@ def _admin_provider(cluster: eks.EksCluster, region: str, cluster_name: str) -> 
     return k8s.Provider(
         "eks-cluster",
         kubeconfig=admin_kubeconfig,
-        # Replaced, with every object on it, exactly when the cluster is (README, Deleting a
-        # cluster; the same as stacks/gke.py's provider).
+        # The name, as before: the objects on the cluster are replaced with it (on_cluster).
         cluster_identifier=cluster_name,
-        opts=pulumi.ResourceOptions(replace_with=[cluster.cluster]),
     )
 
 
@@ -83,7 +82,8 @@ def build(cfg: StackConfig, stack: str) -> dict:
     if cfg.gpu_pool.enabled:
         gpu.GpuNodePool(
             f"{cluster_name}-gpu", cfg.gpu_pool, gpu.EKS_NODE_CLASS_REF, cfg.gpu_pool.gpus_per_node,
-            opts=pulumi.ResourceOptions(providers=[provider], depends_on=[cluster.cluster]))
+            opts=pulumi.ResourceOptions.merge(on_cluster(provider, cluster.cluster),
+                                              pulumi.ResourceOptions(depends_on=[cluster.cluster])))
     endpoints = []
     for deployment in cfg.deployments:
         identity = eks.EksDeploymentIdentity(deployment.name, eks.EksDeploymentIdentityArgs(
@@ -93,7 +93,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
         access = DeploymentAccess(
             deployment.name, deployment,
             subject=rbac_subject("Group", identity.group),
-            opts=pulumi.ResourceOptions(providers=[provider]),
+            opts=on_cluster(provider, cluster.cluster),
         )
         task = deployment.task_identity
         if task is not None and task.aws_role_arn is not None:  # config requires it on eks

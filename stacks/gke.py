@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
+from components.on_cluster import on_cluster
 from components.gke_tasks import GkeTaskIdentity
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from components.gke import (
@@ -83,13 +84,8 @@ def build(cfg: StackConfig, stack: str) -> dict:
         "gke-cluster",
         kubeconfig=pulumi.Output.all(cluster.endpoint, cluster.ca_certificate).apply(
             lambda args: provider_kubeconfig(cluster_name, args[0], args[1], gke.login)),
-        # The name, as before: an identifier that changes (even once, on upgrade) replaces the
-        # provider and deletes and remakes every namespace, Role and NodePool on the cluster, running
-        # task pods included. replace_with makes a replaced cluster replace the provider, and with it
-        # every object on it (pulumi step_generator.go, diff: ReplaceWith; pulumi-kubernetes
-        # provider.go DiffConfig: an unchanged clusterIdentifier replaces nothing by itself).
+        # The name, as before: the objects on the cluster are replaced with it (on_cluster).
         cluster_identifier=cluster_name,
-        opts=pulumi.ResourceOptions(replace_with=[cluster.cluster]),
     )
 
     roles = DeploymentRoles(
@@ -104,7 +100,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
             deployment.name, deployment,
             # GKE names a Google service account's Kubernetes user by its email.
             subject=rbac_subject("User", identity.email),
-            opts=pulumi.ResourceOptions(providers=[provider]))
+            opts=on_cluster(provider, cluster.cluster))
         annotations = {}
         task = deployment.task_identity
         if task is not None and task.gcp_service_account is not None:  # config requires it on gke

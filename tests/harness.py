@@ -59,6 +59,9 @@ class Run:
     # The ResourceOptions each resource was constructed with, by resource name (mocks do not
     # see options such as ignore_changes and depends_on).
     options: dict = field(default_factory=dict)
+    # The options each resource was registered with: after its own and its ancestors'
+    # transformations, with what it inherits from its parent.
+    registered_options: dict = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list:
         return [r for r in self.resources if r.typ == typ]
@@ -91,7 +94,13 @@ def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | No
     exports: dict = {}
     values: dict = {}
     options: dict = {}
+    registered_options: dict = {}
     resource_init = pulumi.Resource.__init__
+    register = pulumi.resource.register_resource
+
+    def recording_register(res, t, name, custom, remote, new_dependency, props, opts, *args, **kwargs):
+        registered_options[name] = opts
+        return register(res, t, name, custom, remote, new_dependency, props, opts, *args, **kwargs)
 
     def recording_init(self, t, name, custom, props=None, opts=None, *args, **kwargs):
         options[name] = opts
@@ -103,7 +112,8 @@ def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | No
         return pulumi.Output.all(**exports).apply(values.update)
 
     with mock.patch.object(pulumi, "export", exports.__setitem__), \
-            mock.patch.object(pulumi.Resource, "__init__", recording_init):
+            mock.patch.object(pulumi.Resource, "__init__", recording_init), \
+            mock.patch.object(pulumi.resource, "register_resource", recording_register):
         program()
     secret = {name: _sync_await(pulumi.Output.from_input(value).is_secret()) for name, value in exports.items()}
-    return Run(mocks.resources, values, secret, options)
+    return Run(mocks.resources, values, secret, options, registered_options)

@@ -511,13 +511,18 @@ def test_rolebinding_names_the_group_of_the_deployments_access_entry(example):
 
 # --- Kubernetes provider and outputs -------------------------------------------------------------
 
-def test_the_kubernetes_provider_is_replaced_exactly_when_the_cluster_is(example):
-    # The identifier is the name earlier versions stored (no replacement of every object on an
-    # upgrade's first `up`); the cluster's replacement replaces the provider.
+def test_the_objects_on_the_cluster_are_replaced_exactly_when_the_cluster_is(example):
+    # The provider keeps the name earlier versions stored as its identifier, so upgrading an
+    # existing stack replaces nothing; each object is replaced (deleted first) with the cluster.
     (provider,) = example.of_type("pulumi:providers:kubernetes")
     assert provider.inputs["clusterIdentifier"] == "kpo-gpu"
-    (replaced_with,) = example.options[provider.name].replace_with
-    assert (replaced_with._type, replaced_with._name) == (CLUSTER, "kpo-gpu-cluster")
+    objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
+    assert {"kubernetes:core/v1:Namespace", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+            "kubernetes:rbac.authorization.k8s.io/v1:Role"} <= {r.typ for r in objects}
+    for name in [r.name for r in objects]:
+        opts = example.registered_options[name]
+        assert [(r._type, r._name) for r in opts.replace_with] == [(CLUSTER, "kpo-gpu-cluster")], name
+        assert opts.delete_before_replace is True, name
 
 
 def test_program_provider_uses_the_creators_identity(example):

@@ -458,13 +458,18 @@ def test_namespace_roles_carry_pods_exec_only_for_xcom(example):
     assert not [r for r in example.resources if "ClusterRole" in r.typ]
 
 
-def test_the_kubernetes_provider_is_replaced_exactly_when_the_cluster_is(example):
-    # The identifier is the name earlier versions stored (no replacement of every object on an
-    # upgrade's first `up`); the cluster's replacement replaces the provider.
+def test_the_objects_on_the_cluster_are_replaced_exactly_when_the_cluster_is(example):
+    # The provider keeps the name earlier versions stored as its identifier, so upgrading an
+    # existing stack replaces nothing; each object is replaced (deleted first) with the cluster.
     (provider,) = example.of_type("pulumi:providers:kubernetes")
     assert provider.inputs["clusterIdentifier"] == "kpo-gpu-prod"
-    (replaced_with,) = example.options[provider.name].replace_with
-    assert (replaced_with._type, replaced_with._name) == (CLUSTER, "kpo-gpu-prod-cluster")
+    objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
+    assert {"kubernetes:core/v1:Namespace", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+            "kubernetes:rbac.authorization.k8s.io/v1:Role"} <= {r.typ for r in objects}
+    for name in [r.name for r in objects]:
+        opts = example.registered_options[name]
+        assert [(r._type, r._name) for r in opts.replace_with] == [(CLUSTER, "kpo-gpu-prod-cluster")], name
+        assert opts.delete_before_replace is True, name
 
 
 def test_provider_reaches_the_new_cluster_through_the_exec_plugin(example):
@@ -620,3 +625,17 @@ def test_the_task_identity_member_comes_from_the_created_clusters_workload_pool(
     run = run_program(raw, stack="sandbox", mocks=OtherPoolMocks())
     (binding,) = [r for r in run.of_type(SA_MEMBER) if r.inputs["role"] == "roles/iam.workloadIdentityUser"]
     assert binding.inputs["member"] == "serviceAccount:reported-pool.svc.id.goog[kpo-etl/remote-kpo-task]"
+
+
+def test_task_pod_objects_below_a_deployment_are_replaced_with_the_cluster_too():
+    raw = PLAIN | {"deployments": [PLAIN["deployments"][0] | {
+        "taskIdentity": {"gcpServiceAccount": "etl-tasks@acme-data.iam.gserviceaccount.com"}}]}
+    run = run_gke(raw, stack="sandbox")
+    (task_account,) = [r for r in run.of_type("kubernetes:core/v1:ServiceAccount")
+                       if r.inputs["metadata"]["name"] == "remote-kpo-task"]
+    opts = run.registered_options[task_account.name]
+    assert [(r._type, r._name) for r in opts.replace_with] == [(CLUSTER, "remote-kpo-sandbox-cluster")]
+    assert opts.delete_before_replace is True
+    # Cloud resources beside them are not.
+    for binding in run.of_type(SA_MEMBER):
+        assert not run.registered_options[binding.name].replace_with

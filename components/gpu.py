@@ -11,6 +11,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.access import MANAGED_BY, stack_annotations
 from config import GpuPool
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -118,7 +119,7 @@ class GpuNodePool(pulumi.ComponentResource):
         manifest = karpenter_node_pool(pool, node_class_ref, gpus_per_node)
         self.node_pool = k8s.apiextensions.CustomResource(
             f"{name}-nodepool", api_version=manifest["apiVersion"], kind=manifest["kind"],
-            metadata=manifest["metadata"], spec=manifest["spec"],
+            metadata={**manifest["metadata"], "annotations": stack_annotations()}, spec=manifest["spec"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None))
         self.register_outputs({"name": NODE_POOL_NAME})
 
@@ -135,7 +136,7 @@ DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 def device_plugin_daemonset(tolerations: list[dict]) -> dict:
     """NVIDIA's device plugin (its static manifest, nvidia-device-plugin.yml), placed on GPU
     nodes only: selected by the pool label, tolerating every taint the pool carries."""
-    labels = {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME, "app.kubernetes.io/managed-by": "remote-kpo"}
+    labels = {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME, **MANAGED_BY}
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -173,6 +174,7 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
         super().__init__("remote-kpo:index:NvidiaDevicePlugin", name, None, opts)
         manifest = device_plugin_daemonset(tolerations)
         self.daemonset = k8s.apps.v1.DaemonSet(
-            f"{name}-daemonset", metadata=manifest["metadata"], spec=manifest["spec"],
+            f"{name}-daemonset", metadata={**manifest["metadata"], "annotations": stack_annotations()},
+            spec=manifest["spec"],
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"name": DEVICE_PLUGIN_NAME})

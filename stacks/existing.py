@@ -6,7 +6,9 @@ token controller); its exported kubeconfig carries that token, bound by namespac
 
 import base64
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
@@ -14,13 +16,16 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import kubeconfig as kc
-from components.access import DeploymentAccess, rbac_subject
+from components.access import DeploymentAccess, object_metadata, rbac_subject, stack_id
+from components.ownership import LiveNamespace, claim_namespaces
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import ConfigError, ExistingConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 SERVICE_ACCOUNT = "remote-kpo"
 TOKEN_SECRET = "remote-kpo-token"
+# Seconds for the program's own list of namespaces: (connect, read).
+LIST_TIMEOUT = (10, 30)
 
 
 def _default_kubeconfig_path() -> str:
@@ -32,13 +37,22 @@ def _looks_like_content(value: str) -> bool:
     return "\n" in value or value.lstrip().startswith(("{", "apiVersion"))
 
 
-def read_admin_kubeconfig(existing: ExistingConfig) -> tuple[pulumi.Input[str], str, str]:
-    """(provider kubeconfig input, server, CA data) from `existing.kubeconfig` and `.context`.
+@dataclass
+class AdminKubeconfig:
+    provider_input: pulumi.Input[str]  # content as a secret, or the path: no credential lands in state
+    server: str  # the API URL the exported kubeconfigs name
+    ca_data: str
+    # For the program's own read of the cluster: the file (its relative paths resolve from its
+    # folder), else the parsed content; and the API URL it names.
+    path: Optional[str]
+    document: dict
+    admin_server: str
 
-    Content is passed to the provider as a secret; a path is passed as the path, so no
-    credential lands in state.
-    """
+
+def read_admin_kubeconfig(existing: ExistingConfig) -> AdminKubeconfig:
+    """The admin kubeconfig of `existing.kubeconfig` and `.context`."""
     source = existing.kubeconfig or _default_kubeconfig_path()
+    path = None
     if _looks_like_content(source):
         text, provider_input = source, pulumi.Output.secret(source)
     else:
@@ -57,7 +71,47 @@ def read_admin_kubeconfig(existing: ExistingConfig) -> tuple[pulumi.Input[str], 
     except (yaml.YAMLError, ValueError, OSError) as exc:
         key = "existing.context" if existing.context and "context" in str(exc) else "existing.kubeconfig"
         raise ConfigError(f"remote-kpo:{key}: the kubeconfig {exc}") from None
-    return provider_input, existing.server or server, ca_data
+    return AdminKubeconfig(provider_input, existing.server or server, ca_data, path, document, server)
+
+
+def live_namespaces(admin: AdminKubeconfig, context: Optional[str]) -> dict[str, LiveNamespace]:
+    """The cluster's namespaces, listed as the admin kubeconfig's user when the program starts:
+    what components/ownership.py checks before any resource is registered."""
+    # Imported here: only `existing` reads the cluster itself (the client takes ~0.4 s to import).
+    from kubernetes import client, config as kube_config
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    configuration = client.Configuration()
+    # One attempt: an API server that is down says so at once (the provider would fail next).
+    configuration.retries = 0
+    where = (f"remote-kpo:existing.kubeconfig: cannot list the namespaces of {admin.admin_server} "
+             "(to check which stack owns them)")
+    try:
+        # persist_config=False: never write refreshed credentials back into the user's kubeconfig.
+        if admin.path:
+            kube_config.load_kube_config(admin.path, context=context, persist_config=False,
+                                         client_configuration=configuration)
+        else:
+            kube_config.load_kube_config_from_dict(admin.document, context=context, persist_config=False,
+                                                   client_configuration=configuration)
+        listed = client.CoreV1Api(client.ApiClient(configuration)).list_namespace(_request_timeout=LIST_TIMEOUT)
+    except client.ApiException as exc:
+        raise ConfigError(f"{where}: {exc.status} {exc.reason}; the kubeconfig must be a cluster admin's") from None
+    except HTTPError as exc:
+        raise ConfigError(f"{where}: {_connection_reason(exc)}; is the API server running and reachable from here?") from None
+    except (ConfigException, OSError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return {item.metadata.name: LiveNamespace(item.metadata.labels or {}, item.metadata.annotations or {})
+            for item in listed.items}
+
+
+def _connection_reason(exc: Exception) -> str:
+    """`connection refused` for urllib3's MaxRetryError(NewConnectionError(... [Errno 111] ...))."""
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return match.group(1).strip().lower() if match else text
 
 
 def _token(data: Optional[Mapping[str, str]]) -> str:
@@ -71,10 +125,13 @@ def _token(data: Optional[Mapping[str, str]]) -> str:
 def build(cfg: StackConfig, stack: str) -> dict:
     cluster_name = cfg.resolved_cluster_name(stack)
     existing = present(cfg.existing, "existing")
-    provider_kubeconfig, server, ca_data = read_admin_kubeconfig(existing)
+    admin = read_admin_kubeconfig(existing)
+    # Before any resource is registered: a namespace of another stack stops the program here.
+    for warning in claim_namespaces(cfg.deployments, live_namespaces(admin, existing.context), stack_id()):
+        pulumi.log.warn(warning)
     provider = k8s.Provider(
         "existing-cluster",
-        kubeconfig=provider_kubeconfig,
+        kubeconfig=admin.provider_input,
         context=existing.context,
         # A changed kubeconfig (new path, rotated admin credential) must not replace every
         # namespaced object: the cluster is identified by name.
@@ -89,14 +146,14 @@ def build(cfg: StackConfig, stack: str) -> dict:
         )
         service_account = k8s.core.v1.ServiceAccount(
             f"{deployment.name}-serviceaccount",
-            metadata={"name": SERVICE_ACCOUNT, "namespace": access.namespace_name},
+            metadata=object_metadata(SERVICE_ACCOUNT, access.namespace_name, deployment=deployment.name),
             automount_service_account_token=False,
             opts=pulumi.ResourceOptions(parent=access),
         )
         token_secret = k8s.core.v1.Secret(
             f"{deployment.name}-token",
-            metadata={"name": TOKEN_SECRET, "namespace": access.namespace_name,
-                      "annotations": {"kubernetes.io/service-account.name": SERVICE_ACCOUNT}},
+            metadata=object_metadata(TOKEN_SECRET, access.namespace_name, deployment=deployment.name,
+                                     annotations={"kubernetes.io/service-account.name": SERVICE_ACCOUNT}),
             type="kubernetes.io/service-account-token",
             opts=pulumi.ResourceOptions(parent=access, depends_on=[service_account]),
         )
@@ -106,4 +163,4 @@ def build(cfg: StackConfig, stack: str) -> dict:
                      opts=pulumi.ResourceOptions(parent=access))
         endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user,
                                             details=dict(task_details(deployment))))
-    return stack_outputs(cfg, cluster_name, server, ca_data, endpoints)
+    return stack_outputs(cfg, cluster_name, admin.server, admin.ca_data, endpoints)

@@ -75,14 +75,18 @@ def stack_config(stack: str) -> dict:
     return {key[len(prefix):]: value for key, value in document["config"].items() if key.startswith(prefix)}
 
 
-def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | None = None) -> Run:
+def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | None = None,
+                namespaces: dict | None = None) -> Run:
     """Run __main__.py under mocks with `raw_config` (keys without `remote-kpo:`).
 
     Cloud tests pass a RecordingMocks subclass whose new_resource adds the outputs the cloud
-    would compute (endpoints, ids, certificates).
+    would compute (endpoints, ids, certificates). On existing, `namespaces` stands in for the
+    cluster's (name -> LiveNamespace; none by default): the real read is tested end to end
+    (tests/e2e/test_two_stacks_real.py).
     """
     mocks = mocks or RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="remote-kpo", stack=stack, preview=False)
+    # The organization a file backend reports (`pulumi whoami`'s default org is "organization").
+    pulumi.runtime.set_mocks(mocks, project="remote-kpo", stack=stack, preview=False, organization="organization")
     # The engine hands structured config to the program as JSON text.
     pulumi.runtime.set_all_config({
         f"remote-kpo:{key}": value if isinstance(value, str) else json.dumps(value)
@@ -103,7 +107,8 @@ def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | No
         return pulumi.Output.all(**exports).apply(values.update)
 
     with mock.patch.object(pulumi, "export", exports.__setitem__), \
-            mock.patch.object(pulumi.Resource, "__init__", recording_init):
+            mock.patch.object(pulumi.Resource, "__init__", recording_init), \
+            mock.patch("stacks.existing.live_namespaces", lambda *_: namespaces or {}):
         program()
     secret = {name: _sync_await(pulumi.Output.from_input(value).is_secret()) for name, value in exports.items()}
     return Run(mocks.resources, values, secret, options)

@@ -196,6 +196,7 @@ def test_device_plugin_runs_in_kube_system_on_gpu_nodes_only_tolerating_both_spo
     assert plugin.provider.rsplit("$", 1)[-1] == "pulumi:providers:kubernetes::aks-cluster::aks-cluster-id"
     assert (plugin.inputs["metadata"]["name"], plugin.inputs["metadata"]["namespace"]) == (
         "nvidia-device-plugin", "kube-system")
+    assert plugin.inputs["metadata"]["annotations"] == {"remote-kpo/stack": "organization/remote-kpo/aks"}
     pod = plugin.inputs["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"remote-kpo/gpu": "true"}
     assert pod["tolerations"] == [

@@ -60,7 +60,7 @@ def test_no_cluster_scoped_rbac_is_created(dev):
 def test_token_secret_is_a_service_account_token_for_that_account(dev):
     secret = dev.named("analytics-token").inputs
     assert secret["type"] == "kubernetes.io/service-account-token"
-    assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "remote-kpo"}
+    assert secret["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "remote-kpo"
     assert dev.named("analytics-serviceaccount").inputs["automountServiceAccountToken"] is False
 
 

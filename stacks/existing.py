@@ -19,13 +19,11 @@ from components import kubeconfig as kc
 from components.access import DeploymentAccess, object_metadata, rbac_subject, stack_id
 from components.ownership import LiveNamespace, claim_namespaces
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
-from config import ConfigError, ExistingConfig, StackConfig, present
+from config import ConfigError, Deployment, ExistingConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 SERVICE_ACCOUNT = "remote-kpo"
 TOKEN_SECRET = "remote-kpo-token"
-# Seconds for the program's own list of namespaces: (connect, read).
-LIST_TIMEOUT = (10, 30)
 
 
 def _default_kubeconfig_path() -> str:
@@ -74,9 +72,16 @@ def read_admin_kubeconfig(existing: ExistingConfig) -> AdminKubeconfig:
     return AdminKubeconfig(provider_input, existing.server or server, ca_data, path, document, server)
 
 
-def live_namespaces(admin: AdminKubeconfig, context: Optional[str]) -> dict[str, LiveNamespace]:
-    """The cluster's namespaces, listed as the admin kubeconfig's user when the program starts:
-    what components/ownership.py checks before any resource is registered."""
+@dataclass
+class LiveCluster:
+    namespaces: dict[str, LiveNamespace]
+    with_token: set[str]  # the namespaces that hold a TOKEN_SECRET
+
+
+def read_cluster(admin: AdminKubeconfig, context: Optional[str]) -> LiveCluster:
+    """The cluster's namespaces, and which hold a token Secret, listed as the admin kubeconfig's
+    user when the program starts: what components/ownership.py checks before any resource is
+    registered, and which tokens this run issues anew."""
     # Imported here: only `existing` reads the cluster itself (the client takes ~0.4 s to import).
     from kubernetes import client, config as kube_config
     from kubernetes.config import ConfigException
@@ -87,6 +92,8 @@ def live_namespaces(admin: AdminKubeconfig, context: Optional[str]) -> dict[str,
     configuration.retries = 0
     where = (f"remote-kpo:existing.kubeconfig: cannot list the namespaces of {admin.admin_server} "
              "(to check which stack owns them)")
+    # (connect, read) seconds per request.
+    timeout = (10, 30)
     try:
         # persist_config=False: never write refreshed credentials back into the user's kubeconfig.
         if admin.path:
@@ -95,15 +102,28 @@ def live_namespaces(admin: AdminKubeconfig, context: Optional[str]) -> dict[str,
         else:
             kube_config.load_kube_config_from_dict(admin.document, context=context, persist_config=False,
                                                    client_configuration=configuration)
-        listed = client.CoreV1Api(client.ApiClient(configuration)).list_namespace(_request_timeout=LIST_TIMEOUT)
+        api = client.CoreV1Api(client.ApiClient(configuration))
+        namespaces = api.list_namespace(_request_timeout=timeout).items
+        tokens = api.list_secret_for_all_namespaces(field_selector=f"metadata.name={TOKEN_SECRET}",
+                                                    _request_timeout=timeout).items
     except client.ApiException as exc:
         raise ConfigError(f"{where}: {exc.status} {exc.reason}; the kubeconfig must be a cluster admin's") from None
     except HTTPError as exc:
         raise ConfigError(f"{where}: {_connection_reason(exc)}; is the API server running and reachable from here?") from None
     except (ConfigException, OSError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    return {item.metadata.name: LiveNamespace(item.metadata.labels or {}, item.metadata.annotations or {})
-            for item in listed.items}
+    return LiveCluster({item.metadata.name: LiveNamespace(item.metadata.labels or {}, item.metadata.annotations or {})
+                        for item in namespaces}, {item.metadata.namespace for item in tokens})
+
+
+def new_tokens_warning(deployments: list[Deployment], with_token: set[str]) -> Optional[str]:
+    """The line that says which connections this run changes: a Deployment whose namespace holds
+    no token Secret (new, or deleted out of band) gets a new token, so Astro's copy goes stale."""
+    names = [d.name for d in deployments if d.namespace_name not in with_token]
+    if not names:
+        return None
+    return (f"new ServiceAccount tokens for {', '.join(names)}: their connections change with this update; "
+            "hand them to Astro again once it is done (scripts/astro-env)")
 
 
 def _connection_reason(exc: Exception) -> str:
@@ -127,8 +147,11 @@ def build(cfg: StackConfig, stack: str) -> dict:
     existing = present(cfg.existing, "existing")
     admin = read_admin_kubeconfig(existing)
     # Before any resource is registered: a namespace of another stack stops the program here.
-    for warning in claim_namespaces(cfg.deployments, live_namespaces(admin, existing.context), stack_id()):
+    live = read_cluster(admin, existing.context)
+    for warning in claim_namespaces(cfg.deployments, live.namespaces, stack_id()):
         pulumi.log.warn(warning)
+    if new_tokens := new_tokens_warning(cfg.deployments, live.with_token):
+        pulumi.log.warn(new_tokens)
     provider = k8s.Provider(
         "existing-cluster",
         kubeconfig=admin.provider_input,

@@ -11,6 +11,8 @@ import pulumi
 import yaml
 from pulumi.runtime.sync_await import _sync_await
 
+from stacks.existing import LiveCluster
+
 # An `existing` cluster's admin kubeconfig for programs run under mocks (nothing dials it).
 ADMIN_KUBECONFIG = """\
 apiVersion: v1
@@ -81,8 +83,8 @@ def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | No
 
     Cloud tests pass a RecordingMocks subclass whose new_resource adds the outputs the cloud
     would compute (endpoints, ids, certificates). On existing, `namespaces` stands in for the
-    cluster's (name -> LiveNamespace; none by default): the real read is tested end to end
-    (tests/e2e/test_two_stacks_real.py).
+    cluster's (name -> LiveNamespace; none and no token Secret by default): the real read is
+    tested end to end (tests/e2e/test_two_stacks_real.py).
     """
     mocks = mocks or RecordingMocks()
     # The organization a file backend reports (`pulumi whoami`'s default org is "organization").
@@ -108,7 +110,7 @@ def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | No
 
     with mock.patch.object(pulumi, "export", exports.__setitem__), \
             mock.patch.object(pulumi.Resource, "__init__", recording_init), \
-            mock.patch("stacks.existing.live_namespaces", lambda *_: namespaces or {}):
+            mock.patch("stacks.existing.read_cluster", lambda *_: LiveCluster(namespaces or {}, set())):
         program()
     secret = {name: _sync_await(pulumi.Output.from_input(value).is_secret()) for name, value in exports.items()}
     return Run(mocks.resources, values, secret, options)

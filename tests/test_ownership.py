@@ -106,7 +106,15 @@ def test_an_api_server_that_is_down_is_named_with_its_address_not_a_traceback(tm
     kubeconfig.write_text(ADMIN_KUBECONFIG.replace("https://127.0.0.1:26443", f"https://127.0.0.1:{port}"))
     admin = existing.read_admin_kubeconfig(config.ExistingConfig(kubeconfig=str(kubeconfig)))
     with pytest.raises(config.ConfigError) as error:
-        existing.live_namespaces(admin, None)
+        existing.read_cluster(admin, None)
     assert str(error.value) == (
         f"remote-kpo:existing.kubeconfig: cannot list the namespaces of https://127.0.0.1:{port} (to check which "
         "stack owns them): connection refused; is the API server running and reachable from here?")
+
+
+def test_a_line_names_the_deployments_whose_token_this_run_issues_anew():
+    # ml-training's namespace holds no token Secret (new, or deleted out of band): a new connection.
+    assert existing.new_tokens_warning(deployments("analytics", "ml-training"), {"kpo-analytics"}) == (
+        "new ServiceAccount tokens for ml-training: their connections change with this update; hand them to "
+        "Astro again once it is done (scripts/astro-env)")
+    assert existing.new_tokens_warning(deployments("analytics"), {"kpo-analytics"}) is None

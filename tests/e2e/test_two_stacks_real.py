@@ -35,6 +35,10 @@ def objects_of(kubectl, namespaces) -> dict:
     return versions
 
 
+def said(result) -> str:
+    return result.stdout + result.stderr
+
+
 def annotation(kubectl, namespace: str) -> str:
     meta = json.loads(kubectl("get", "namespace", namespace, "-o", "json").stdout)["metadata"]
     return meta.get("annotations", {}).get("remote-kpo/stack", "")
@@ -61,7 +65,7 @@ def test_a_second_stack_with_devs_namespaces_is_refused_before_it_changes_anythi
     pulumi_cli.run("stack", "init", "second")
     for command in ("preview", "up"):
         result = pulumi_cli.run(command, "--stack", "second", *(["--yes"] if command == "up" else []), check=False)
-        output = result.stdout + result.stderr
+        output = said(result)
         assert result.returncode != 0, output
         assert ("remote-kpo:deployments[0].namespace: namespace kpo-analytics belongs to stack "
                 "organization/remote-kpo/dev on this cluster; give this Deployment another `namespace`, "
@@ -86,7 +90,8 @@ def test_a_second_stack_with_its_own_namespaces_runs_beside_dev_and_its_destroy_
     deployments = [d | {"namespace": f"second-{d['name']}"} for d in SECOND["deployments"]]
     pulumi_cli.write_stack("second-own", SECOND | {"deployments": deployments})
     pulumi_cli.run("stack", "init", "second-own")
-    pulumi_cli.run("up", "--yes", "--stack", "second-own")
+    first_up = said(pulumi_cli.run("up", "--yes", "--stack", "second-own"))
+    assert "new ServiceAccount tokens for analytics, ml-training: their connections change" in first_up
     assert [annotation(kubectl, f"second-{d['name']}") for d in deployments] == ["organization/remote-kpo/second-own"] * 2
     second = pulumi_cli.outputs("second-own")
     path = dev_kubeconfig.parent / "second-analytics.json"
@@ -95,6 +100,11 @@ def test_a_second_stack_with_its_own_namespaces_runs_beside_dev_and_its_destroy_
     # Each stack's token reaches its own namespace only.
     assert "forbidden" in kubectl("get", "pods", "-n", "kpo-analytics", kubeconfig=path, check=False).stderr
     assert objects_of(kubectl, DEV_NAMESPACES) == before
+    # Tokens kept: no line; a token revoked out of band: `up --refresh` issues one, and says so.
+    assert "new ServiceAccount tokens" not in said(pulumi_cli.run("up", "--yes", "--stack", "second-own"))
+    kubectl("delete", "secret", "remote-kpo-token", "-n", "second-ml-training")
+    refreshed = said(pulumi_cli.run("up", "--refresh", "--yes", "--stack", "second-own"))
+    assert "new ServiceAccount tokens for ml-training: their connections change" in refreshed
 
     pulumi_cli.run("destroy", "--yes", "--stack", "second-own")
     assert objects_of(kubectl, DEV_NAMESPACES) == before
@@ -117,7 +127,7 @@ def test_server_side_apply_refuses_a_second_stacks_annotation_on_any_cloud(clust
         cli.run("stack", "init", stack)
     cli.run("up", "--yes", "--stack", "first")
     result = cli.run("up", "--yes", "--stack", "second", check=False)
-    output = result.stdout + result.stderr
+    output = said(result)
     assert result.returncode != 0
     assert "conflict" in output and ".metadata.annotations.remote-kpo/stack" in output, output
     assert annotation(kubectl, "kpo-backstop") == "organization/remote-kpo-access-check/first"

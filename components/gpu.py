@@ -133,14 +133,15 @@ DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 
 
-def device_plugin_daemonset(tolerations: list[dict]) -> dict:
+def device_plugin_daemonset(tolerations: list[dict], annotations: dict[str, str]) -> dict:
     """NVIDIA's device plugin (its static manifest, nvidia-device-plugin.yml), placed on GPU
     nodes only: selected by the pool label, tolerating every taint the pool carries."""
     labels = {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME, **MANAGED_BY}
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
-        "metadata": {"name": DEVICE_PLUGIN_NAME, "namespace": "kube-system", "labels": labels},
+        "metadata": {"name": DEVICE_PLUGIN_NAME, "namespace": "kube-system", "labels": labels,
+                     "annotations": annotations},
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME}},
             "updateStrategy": {"type": "RollingUpdate"},
@@ -172,9 +173,8 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
 
     def __init__(self, name: str, tolerations: list[dict], opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:NvidiaDevicePlugin", name, None, opts)
-        manifest = device_plugin_daemonset(tolerations)
+        manifest = device_plugin_daemonset(tolerations, stack_annotations())
         self.daemonset = k8s.apps.v1.DaemonSet(
-            f"{name}-daemonset", metadata={**manifest["metadata"], "annotations": stack_annotations()},
-            spec=manifest["spec"],
+            f"{name}-daemonset", metadata=manifest["metadata"], spec=manifest["spec"],
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"name": DEVICE_PLUGIN_NAME})

@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -89,7 +89,8 @@ def read_cluster(admin: AdminKubeconfig, context: Optional[str]) -> LiveCluster:
 
     configuration = client.Configuration()
     # One attempt: an API server that is down says so at once (the provider would fail next).
-    configuration.retries = 0
+    # setattr: the client declares the attribute as None only.
+    setattr(configuration, "retries", 0)
     where = (f"remote-kpo:existing.kubeconfig: cannot list the namespaces of {admin.admin_server} "
              "(to check which stack owns them)")
     # (connect, read) seconds per request.
@@ -103,9 +104,10 @@ def read_cluster(admin: AdminKubeconfig, context: Optional[str]) -> LiveCluster:
             kube_config.load_kube_config_from_dict(admin.document, context=context, persist_config=False,
                                                    client_configuration=configuration)
         api = client.CoreV1Api(client.ApiClient(configuration))
-        namespaces = api.list_namespace(_request_timeout=timeout).items
-        tokens = api.list_secret_for_all_namespaces(field_selector=f"metadata.name={TOKEN_SECRET}",
-                                                    _request_timeout=timeout).items
+        # The client's types say any response shape, and `items` None: these return lists.
+        namespaces = cast(client.V1NamespaceList, api.list_namespace(_request_timeout=timeout)).items or []
+        tokens = cast(client.V1SecretList, api.list_secret_for_all_namespaces(
+            field_selector=f"metadata.name={TOKEN_SECRET}", _request_timeout=timeout)).items or []
     except client.ApiException as exc:
         raise ConfigError(f"{where}: {exc.status} {exc.reason}; the kubeconfig must be a cluster admin's") from None
     except HTTPError as exc:

@@ -13,14 +13,6 @@ BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 
 
 @pytest.fixture
-def admin_kubeconfig(tmp_path, monkeypatch):
-    path = tmp_path / "admin.kubeconfig"
-    path.write_text(ADMIN_KUBECONFIG)
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    return path
-
-
-@pytest.fixture
 def dev(admin_kubeconfig):
     return run_program(stack_config("dev"))
 

@@ -18,14 +18,6 @@ DEV = "organization/remote-kpo/dev"
 PROD = "organization/remote-kpo/prod"
 
 
-@pytest.fixture
-def admin_kubeconfig(tmp_path, monkeypatch):
-    path = tmp_path / "admin.kubeconfig"
-    path.write_text(ADMIN_KUBECONFIG)
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    return path
-
-
 def deployments(*names: str) -> list:
     return config.load({"cloud": "existing", "deployments": [{"name": n} for n in names]}).deployments
 

@@ -6,9 +6,11 @@ Defaults that depend on the cloud (machine types) are resolved here, so componen
 complete values.
 """
 
+import difflib
 import ipaddress
 import json
 import re
+import typing
 from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from pydantic import (
@@ -660,11 +662,43 @@ def _describe(error: ErrorDetails) -> str:
     return error["msg"]
 
 
+def _model_in(annotation: Any) -> Optional[type[BaseModel]]:
+    """The config model inside a field's type (Optional[list[Deployment]] -> Deployment)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if (model := _model_in(arg)) is not None:
+            return model
+    return None
+
+
+def _keys_at(loc: tuple) -> list[str]:
+    """The keys the config takes where `loc` points (camelCase), e.g. a Deployment's for
+    ('deployments', 0)."""
+    model: Optional[type[BaseModel]] = StackConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list entry: the list's model, already found
+        fields = {field.alias or name: field for name, field in (model.model_fields if model else {}).items()}
+        model = _model_in(fields[part].annotation) if part in fields else None
+    return [field.alias or name for name, field in model.model_fields.items()] if model else []
+
+
+def _unknown_key(loc: tuple) -> str:
+    """`unknown key`, with the nearest key the config takes there: a typo names its fix."""
+    key = loc[-1]
+    nearest = difflib.get_close_matches(str(key), _keys_at(loc[:-1]), n=1, cutoff=0.6)
+    return f"unknown key; did you mean `{nearest[0]}`?" if nearest else "unknown key"
+
+
 def format_errors(exc: ValidationError) -> str:
-    """One line per problem (usually one): `remote-kpo:<key path>: <what is wrong>`."""
+    """One line per problem (usually one): `remote-kpo:<key path>: <what is wrong>`; unknown
+    keys first, as a misspelt key is often why another key seems missing."""
+    errors = sorted(exc.errors(include_url=False), key=lambda error: error["type"] != "extra_forbidden")
     lines = []
-    for error in exc.errors(include_url=False):
-        lines.append(f"{NAMESPACE}:{_path(error['loc'], error.get('ctx'))}: {_describe(error)}")
+    for error in errors:
+        what = _unknown_key(error["loc"]) if error["type"] == "extra_forbidden" else _describe(error)
+        lines.append(f"{NAMESPACE}:{_path(error['loc'], error.get('ctx'))}: {what}")
     return "\n".join(dict.fromkeys(lines))
 
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from components import kubeconfig as kc  # noqa: E402
 from components.access import pod_security_labels  # noqa: E402
 from components.permissions import kpo_role_rules  # noqa: E402
+from stacks.existing import LiveCluster  # noqa: E402
 from up import bench_config  # noqa: E402  (the dev stack's shape with N Deployments)
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -63,8 +65,10 @@ class Mocks(pulumi.runtime.Mocks):
 
 
 def ours(raw: dict) -> None:
-    """The real program, __main__.py, as the language host runs it."""
-    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+    """The real program, __main__.py, as the language host runs it; its read of the cluster
+    (stacks/existing.py) finds nothing, as no cluster is dialled."""
+    with mock.patch("stacks.existing.read_cluster", lambda *_: LiveCluster({}, set())):
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
 
 def naive(raw: dict) -> None:

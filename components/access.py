@@ -1,5 +1,6 @@
 """DeploymentAccess: one Astro Deployment's namespace and exactly the RBAC its KPO tasks need."""
 
+from collections.abc import Mapping
 from typing import Optional
 
 import pulumi
@@ -13,6 +14,10 @@ from config import Deployment
 
 ROLE_NAME = "remote-kpo"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "remote-kpo"}
+DEPLOYMENT_LABEL = "remote-kpo/deployment"
+# Which stack made an object, `<organization>/<project>/<stack>`: on `existing`, `up` refuses a
+# namespace another stack's annotation names before it changes anything (components/ownership.py).
+STACK_ANNOTATION = "remote-kpo/stack"
 # On the Role: whether the Deployment pushes XComs, so the policy pack (policy/rules.py), which
 # sees resources and not config, can check that only such a Role grants pods/exec.
 XCOM_LABEL = "remote-kpo/xcom"
@@ -31,6 +36,30 @@ def rbac_subject(kind: str, name: pulumi.Input[str], namespace: Optional[str] = 
     if kind in ("User", "Group"):
         return {"kind": kind, "name": name, "api_group": "rbac.authorization.k8s.io"}
     raise ValueError(f"unknown RBAC subject kind {kind}")
+
+
+def stack_id() -> str:
+    """This stack's full name, as `pulumi stack ls --all` and StackReference spell it."""
+    return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
+def stack_annotations() -> dict[str, str]:
+    return {STACK_ANNOTATION: stack_id()}
+
+
+def object_metadata(name: str, namespace: Optional[pulumi.Input[str]] = None, *, deployment: Optional[str] = None,
+                    labels: Optional[Mapping[str, str]] = None,
+                    annotations: Optional[Mapping[str, pulumi.Input[str]]] = None) -> ObjectMetaArgsDict:
+    """The metadata of every object the program makes: ours by label (MANAGED_BY, the Deployment),
+    this stack's by annotation (STACK_ANNOTATION)."""
+    metadata: ObjectMetaArgsDict = {
+        "name": name,
+        "labels": {**MANAGED_BY, **({DEPLOYMENT_LABEL: deployment} if deployment else {}), **(labels or {})},
+        "annotations": {**(annotations or {}), **stack_annotations()},
+    }
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return metadata
 
 
 def pod_security_labels(level: str) -> dict[str, str]:
@@ -73,21 +102,22 @@ class DeploymentAccess(pulumi.ComponentResource):
     def __init__(self, name: str, deployment: Deployment, subject: SubjectArgsDict,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:DeploymentAccess", name, None, opts)
-        labels = {**MANAGED_BY, "remote-kpo/deployment": deployment.name}
         child = pulumi.ResourceOptions(parent=self)
         namespace = str(deployment.namespace)  # config sets the default
 
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": namespace, "labels": {**labels, **pod_security_labels(deployment.pod_security)}},
+            metadata=object_metadata(namespace, deployment=deployment.name,
+                                     labels=pod_security_labels(deployment.pod_security)),
             opts=child,
         )
         # The name as an output of the Namespace, so what is made in it waits for it.
         namespace_name = self.namespace.metadata.apply(lambda _: namespace)
-        in_namespace: ObjectMetaArgsDict = {"name": ROLE_NAME, "namespace": namespace_name, "labels": labels}
+        in_namespace = object_metadata(ROLE_NAME, namespace_name, deployment=deployment.name)
         self.role = k8s.rbac.v1.Role(
             f"{name}-role",
-            metadata={**in_namespace, "labels": {**labels, XCOM_LABEL: "true" if deployment.xcom else "false"}},
+            metadata=object_metadata(ROLE_NAME, namespace_name, deployment=deployment.name,
+                                     labels={XCOM_LABEL: "true" if deployment.xcom else "false"}),
             rules=kpo_role_rules(deployment.xcom),
             opts=child,
         )

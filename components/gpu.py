@@ -11,6 +11,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.access import MANAGED_BY, stack_annotations
 from config import GpuPool
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -122,7 +123,7 @@ class GpuNodePool(pulumi.ComponentResource):
         manifest = karpenter_node_pool(pool, node_class_ref, gpus_per_node)
         self.node_pool = k8s.apiextensions.CustomResource(
             f"{name}-nodepool", api_version=manifest["apiVersion"], kind=manifest["kind"],
-            metadata=manifest["metadata"], spec=manifest["spec"],
+            metadata={**manifest["metadata"], "annotations": stack_annotations()}, spec=manifest["spec"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None))
         self.register_outputs({"name": NODE_POOL_NAME})
 
@@ -150,14 +151,15 @@ def device_plugin_tolerations() -> list[dict]:
             for taint in (GPU_TAINT, AKS_SPOT_TAINT)]
 
 
-def device_plugin_daemonset() -> dict:
+def device_plugin_daemonset(annotations: dict[str, str]) -> dict:
     """NVIDIA's device plugin (its static manifest, nvidia-device-plugin.yml), placed on GPU
     nodes only: the stack's pool (remote-kpo/gpu) and any NVIDIA node AKS labels (a DAG's pool)."""
-    labels = {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME, "app.kubernetes.io/managed-by": "remote-kpo"}
+    labels = {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME, **MANAGED_BY}
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
-        "metadata": {"name": DEVICE_PLUGIN_NAME, "namespace": "kube-system", "labels": labels},
+        "metadata": {"name": DEVICE_PLUGIN_NAME, "namespace": "kube-system", "labels": labels,
+                     "annotations": annotations},
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME}},
             "updateStrategy": {"type": "RollingUpdate"},
@@ -190,7 +192,7 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
 
     def __init__(self, name: str, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:NvidiaDevicePlugin", name, None, opts)
-        manifest = device_plugin_daemonset()
+        manifest = device_plugin_daemonset(stack_annotations())
         self.daemonset = k8s.apps.v1.DaemonSet(
             f"{name}-daemonset", metadata=manifest["metadata"], spec=manifest["spec"],
             opts=pulumi.ResourceOptions(parent=self))

@@ -23,7 +23,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.access import MANAGED_BY
+from components.access import object_metadata
 from components.permissions import TASK_SERVICE_ACCOUNT
 from config import Deployment, Registry
 
@@ -96,7 +96,6 @@ class TaskPods(pulumi.ComponentResource):
     def __init__(self, name: str, args: TaskPodsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:TaskPods", name, None, opts)
         deployment = args.deployment
-        labels = {**MANAGED_BY, "remote-kpo/deployment": deployment.name}
         child = pulumi.ResourceOptions(parent=self)
 
         pull_secrets: Optional[list[k8s.core.v1.LocalObjectReferenceArgsDict]] = None
@@ -106,7 +105,7 @@ class TaskPods(pulumi.ComponentResource):
                 pulumi.log.warn(plain_text_warning(deployment.name), resource=self)
             secret = k8s.core.v1.Secret(
                 f"{name}-registries",
-                metadata={"name": PULL_SECRET, "namespace": args.namespace, "labels": labels},
+                metadata=object_metadata(PULL_SECRET, args.namespace, deployment=deployment.name),
                 type="kubernetes.io/dockerconfigjson",
                 # A secret whatever the stack file says: encrypted in state, never in outputs.
                 data=pulumi.Output.secret(pull_secret_data(deployment.registries)),
@@ -114,8 +113,8 @@ class TaskPods(pulumi.ComponentResource):
             )
             pull_secrets = [{"name": PULL_SECRET}]
             after_secret = pulumi.ResourceOptions(parent=self, depends_on=[secret])
-            # Only imagePullSecrets is applied (its own field manager); no label, since the
-            # account is not the program's.
+            # Only imagePullSecrets is applied (its own field manager); no label or stack
+            # annotation, since the account is not the program's.
             k8s.core.v1.ServiceAccountPatch(
                 f"{name}-default-pull-secret",
                 metadata={"name": DEFAULT_SERVICE_ACCOUNT, "namespace": args.namespace},
@@ -127,8 +126,8 @@ class TaskPods(pulumi.ComponentResource):
         if deployment.task_identity is not None:
             k8s.core.v1.ServiceAccount(
                 f"{name}-task-serviceaccount",
-                metadata={"name": TASK_SERVICE_ACCOUNT, "namespace": args.namespace, "labels": labels,
-                          "annotations": dict(args.task_annotations)},
+                metadata=object_metadata(TASK_SERVICE_ACCOUNT, args.namespace, deployment=deployment.name,
+                                         annotations=args.task_annotations),
                 image_pull_secrets=pull_secrets,
                 opts=after_secret,
             )

@@ -16,6 +16,7 @@ Usage: scripts/astro-env (--stack S | --outputs FILE) (--map NAME=ID ... | --map
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -28,6 +29,8 @@ import yaml
 from consumer.inputs import InputError, run_pulumi_outputs
 
 MASK = "******"
+# How the Astro CLI authenticates without `astro login` (a person's browser login), as on CI.
+TOKEN_VARIABLE = "ASTRO_API_TOKEN"
 
 
 class AstroError(Exception):
@@ -111,7 +114,7 @@ def apply(assignment: Assignment, run: Callable = subprocess.run) -> str:
         try:
             return run(assignment.argv(verb), capture_output=True, text=True)
         except FileNotFoundError:
-            raise AstroError("astro: not found on PATH (install the Astro CLI, and set ASTRO_API_TOKEN)")
+            raise AstroError(f"astro: not found on PATH (install the Astro CLI, and set {TOKEN_VARIABLE})")
 
     created = call("create")
     said = created.stdout + created.stderr
@@ -159,6 +162,9 @@ def main(argv: list[str], run: Callable = subprocess.run) -> int:
     args = parse_args(argv)
     try:
         mapping = parse_map(args.map, args.map_file)
+        if not args.dry_run and not os.environ.get(TOKEN_VARIABLE):
+            raise InputError(f"{TOKEN_VARIABLE} is not set: the Astro CLI needs a Workspace or Organization API "
+                             "token that may edit the Deployments' environment variables (--dry-run needs none)")
         todo, left_out = assignments(read_outputs(args), mapping)
         for name in left_out:
             print(f"astro-env: {name}: not in the mapping, left out", file=sys.stderr)

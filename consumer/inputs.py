@@ -55,6 +55,10 @@ def _json_object(value, what: str) -> dict:
             value = json.loads(value)
         except json.JSONDecodeError as error:
             raise InputError(f"{what}: not JSON ({error.msg} at line {error.lineno} column {error.colno})")
+        if isinstance(value, str):
+            # What `jq -c` prints for an output whose values are JSON text, as airflowConnections' are.
+            raise InputError(f"{what}: a quoted JSON string, not a JSON object (take it out of "
+                             "`pulumi stack output --json` with `jq -r`, not `jq -c`)")
     if not isinstance(value, dict):
         raise InputError(f"{what}: not a JSON object")
     return value

@@ -17,6 +17,7 @@ Usage: scripts/verify (--stack S | --connection [--name N] < conn.json | --conne
 """
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Optional
+from urllib.parse import urlsplit
 
 from kubernetes import client, config
 from kubernetes.config import ConfigException
@@ -118,6 +120,26 @@ def connection_reason(error) -> str:
     return re.sub(r"<[^>]*>:?\s*", "", reason)
 
 
+def reach_fix(host: str, reason: str) -> str:
+    """The fix for an API server that did not answer at `host` (https://name:port)."""
+    if "CERTIFICATE_VERIFY_FAILED" in reason:
+        return "the connection's CA is not the API server's: use the stack's current airflowConnections output"
+    address = urlsplit(host).hostname or ""
+    if "Connection refused" in reason and (address == "localhost" or _is_loopback(address)):
+        # Nothing listens on this machine's port: no firewall is involved.
+        return ("the API server is not running on this machine: start it (`make dev`, or `scripts/local-cluster "
+                "up` for the local cluster), then run verify again")
+    return ("Astro must reach the API server: check the cluster's authorized networks "
+            "(gke.masterAuthorizedNetworks, eks.publicAccessCidrs, aks.authorizedIpRanges) or existing.server")
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def admission_fix(message: str) -> str:
     if "violates PodSecurity" in message:
         return "the pod breaks the namespace's Pod Security level: set the Deployment's podSecurity, or fix the pod"
@@ -192,12 +214,8 @@ def check_identity(target: Target) -> tuple[StepResult, object]:
         return StepResult("identity", False, detail, refused_fix), None
     except HTTPError as error:
         reason = connection_reason(error)
-        if "CERTIFICATE_VERIFY_FAILED" in reason:
-            fix = "the connection's CA is not the API server's: use the stack's current airflowConnections output"
-        else:
-            fix = ("Astro must reach the API server: check the cluster's authorized networks "
-                   "(gke.masterAuthorizedNetworks, eks.publicAccessCidrs, aks.authorizedIpRanges) or existing.server")
-        return StepResult("identity", False, f"cannot reach {api.configuration.host}: {reason}", fix), None
+        return StepResult("identity", False, f"cannot reach {api.configuration.host}: {reason}",
+                          reach_fix(api.configuration.host, reason)), None
     user = review.status.user_info.username if review.status and review.status.user_info else None
     if not user or user == "system:anonymous":
         detail = "the cluster sees an anonymous user"

@@ -124,14 +124,30 @@ def reason(exception) -> str:
     return " Caused by: ".join(line.rstrip(".") + "." for line in lines)
 
 
+# KPO's words when no node took the pod in time (cncf.kubernetes utils/pod_manager.py,
+# PodLaunchTimeoutException): the connection worked, since the pod was created.
+NOT_SCHEDULED = "Pod took too long to be scheduled"
+
+
+def next_step(task_id: str, conn_id: str, why: str) -> str:
+    """Where the pod could run when no node took it, else the connection."""
+    if NOT_SCHEDULED not in why:
+        return (f"Check the connection from the Deployment's side: scripts/verify --connection-env "
+                f"AIRFLOW_CONN_{conn_id.upper()} (remote-kpo README).")
+    if task_id == "gpu_pod":
+        return ("A GPU pod waits for a GPU node: see the pod's events (FailedScheduling, TriggeredScaleUp), the "
+                "pool's maxNodes, the cloud's GPU quota and the namespace's GPU quota.")
+    return ("No node took the pod: see its events (FailedScheduling): a taint it does not tolerate (add "
+            "`tolerations` to the Variable remote_kpo_smoke) or no free CPU or memory on the nodes.")
+
+
 def explain_failure(context) -> None:
     """The line a person reads first: which connection, and what to run next."""
     conn_id = context["task"].kubernetes_conn_id
-    gpu = (" A GPU pod waits for a GPU node: see the pod's events (FailedScheduling, TriggeredScaleUp), the "
-           "pool's maxNodes and the namespace's GPU quota." if context["ti"].task_id == "gpu_pod" else "")
-    log.error("remote-kpo smoke: %s through connection %s failed: %s%s Check the connection from the "
-              "Deployment's side: scripts/verify --connection-env AIRFLOW_CONN_%s (remote-kpo README).",
-              context["ti"].task_id, conn_id, reason(context.get("exception")), gpu, conn_id.upper())
+    task_id = context["ti"].task_id
+    why = reason(context.get("exception"))
+    log.error("remote-kpo smoke: %s through connection %s failed: %s %s", task_id, conn_id, why,
+              next_step(task_id, conn_id, why))
 
 
 with DAG(dag_id="remote_kpo_smoke", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,

@@ -6,17 +6,20 @@ token controller); its exported kubeconfig carries that token, bound by namespac
 
 import base64
 import os
+import re
 from collections.abc import Mapping
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
 from components import kubeconfig as kc
-from components.access import DeploymentAccess, rbac_subject
+from components.access import DeploymentAccess, object_metadata, rbac_subject, stack_id
+from components.ownership import LiveNamespace, claim_namespaces
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
-from config import ConfigError, ExistingConfig, StackConfig, present
+from config import ConfigError, Deployment, ExistingConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 SERVICE_ACCOUNT = "remote-kpo"
@@ -32,13 +35,22 @@ def _looks_like_content(value: str) -> bool:
     return "\n" in value or value.lstrip().startswith(("{", "apiVersion"))
 
 
-def read_admin_kubeconfig(existing: ExistingConfig) -> tuple[pulumi.Input[str], str, str]:
-    """(provider kubeconfig input, server, CA data) from `existing.kubeconfig` and `.context`.
+@dataclass
+class AdminKubeconfig:
+    provider_input: pulumi.Input[str]  # content as a secret, or the path: no credential lands in state
+    server: str  # the API URL the exported kubeconfigs name
+    ca_data: str
+    # For the program's own read of the cluster: the file (its relative paths resolve from its
+    # folder), else the parsed content; and the API URL it names.
+    path: Optional[str]
+    document: dict
+    admin_server: str
 
-    Content is passed to the provider as a secret; a path is passed as the path, so no
-    credential lands in state.
-    """
+
+def read_admin_kubeconfig(existing: ExistingConfig) -> AdminKubeconfig:
+    """The admin kubeconfig of `existing.kubeconfig` and `.context`."""
     source = existing.kubeconfig or _default_kubeconfig_path()
+    path = None
     if _looks_like_content(source):
         text, provider_input = source, pulumi.Output.secret(source)
     else:
@@ -57,7 +69,71 @@ def read_admin_kubeconfig(existing: ExistingConfig) -> tuple[pulumi.Input[str], 
     except (yaml.YAMLError, ValueError, OSError) as exc:
         key = "existing.context" if existing.context and "context" in str(exc) else "existing.kubeconfig"
         raise ConfigError(f"remote-kpo:{key}: the kubeconfig {exc}") from None
-    return provider_input, existing.server or server, ca_data
+    return AdminKubeconfig(provider_input, existing.server or server, ca_data, path, document, server)
+
+
+@dataclass
+class LiveCluster:
+    namespaces: dict[str, LiveNamespace]
+    with_token: set[str]  # the namespaces that hold a TOKEN_SECRET
+
+
+def read_cluster(admin: AdminKubeconfig, context: Optional[str]) -> LiveCluster:
+    """The cluster's namespaces, and which hold a token Secret, listed as the admin kubeconfig's
+    user when the program starts: what components/ownership.py checks before any resource is
+    registered, and which tokens this run issues anew."""
+    # Imported here: only `existing` reads the cluster itself (the client takes ~0.4 s to import).
+    from kubernetes import client, config as kube_config
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    configuration = client.Configuration()
+    # One attempt: an API server that is down says so at once (the provider would fail next).
+    # setattr: the client declares the attribute as None only.
+    setattr(configuration, "retries", 0)
+    where = (f"remote-kpo:existing.kubeconfig: cannot list the namespaces of {admin.admin_server} "
+             "(to check which stack owns them)")
+    # (connect, read) seconds per request.
+    timeout = (10, 30)
+    try:
+        # persist_config=False: never write refreshed credentials back into the user's kubeconfig.
+        if admin.path:
+            kube_config.load_kube_config(admin.path, context=context, persist_config=False,
+                                         client_configuration=configuration)
+        else:
+            kube_config.load_kube_config_from_dict(admin.document, context=context, persist_config=False,
+                                                   client_configuration=configuration)
+        api = client.CoreV1Api(client.ApiClient(configuration))
+        # The client's types say any response shape, and `items` None: these return lists.
+        namespaces = cast(client.V1NamespaceList, api.list_namespace(_request_timeout=timeout)).items or []
+        tokens = cast(client.V1SecretList, api.list_secret_for_all_namespaces(
+            field_selector=f"metadata.name={TOKEN_SECRET}", _request_timeout=timeout)).items or []
+    except client.ApiException as exc:
+        raise ConfigError(f"{where}: {exc.status} {exc.reason}; the kubeconfig must be a cluster admin's") from None
+    except HTTPError as exc:
+        raise ConfigError(f"{where}: {_connection_reason(exc)}; is the API server running and reachable from here?") from None
+    except (ConfigException, OSError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return LiveCluster({item.metadata.name: LiveNamespace(item.metadata.labels or {}, item.metadata.annotations or {})
+                        for item in namespaces}, {item.metadata.namespace for item in tokens})
+
+
+def new_tokens_warning(deployments: list[Deployment], with_token: set[str]) -> Optional[str]:
+    """The line that says which connections this run changes: a Deployment whose namespace holds
+    no token Secret (new, or deleted out of band) gets a new token, so Astro's copy goes stale."""
+    names = [d.name for d in deployments if d.namespace_name not in with_token]
+    if not names:
+        return None
+    return (f"new ServiceAccount tokens for {', '.join(names)}: their connections change with this update; "
+            "hand them to Astro again once it is done (scripts/astro-env)")
+
+
+def _connection_reason(exc: Exception) -> str:
+    """`connection refused` for urllib3's MaxRetryError(NewConnectionError(... [Errno 111] ...))."""
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return match.group(1).strip().lower() if match else text
 
 
 def _token(data: Optional[Mapping[str, str]]) -> str:
@@ -71,10 +147,16 @@ def _token(data: Optional[Mapping[str, str]]) -> str:
 def build(cfg: StackConfig, stack: str) -> dict:
     cluster_name = cfg.resolved_cluster_name(stack)
     existing = present(cfg.existing, "existing")
-    provider_kubeconfig, server, ca_data = read_admin_kubeconfig(existing)
+    admin = read_admin_kubeconfig(existing)
+    # Before any resource is registered: a namespace of another stack stops the program here.
+    live = read_cluster(admin, existing.context)
+    for warning in claim_namespaces(cfg.deployments, live.namespaces, stack_id()):
+        pulumi.log.warn(warning)
+    if new_tokens := new_tokens_warning(cfg.deployments, live.with_token):
+        pulumi.log.warn(new_tokens)
     provider = k8s.Provider(
         "existing-cluster",
-        kubeconfig=provider_kubeconfig,
+        kubeconfig=admin.provider_input,
         context=existing.context,
         # A changed kubeconfig (new path, rotated admin credential) must not replace every
         # namespaced object: the cluster is identified by name.
@@ -89,14 +171,14 @@ def build(cfg: StackConfig, stack: str) -> dict:
         )
         service_account = k8s.core.v1.ServiceAccount(
             f"{deployment.name}-serviceaccount",
-            metadata={"name": SERVICE_ACCOUNT, "namespace": access.namespace_name},
+            metadata=object_metadata(SERVICE_ACCOUNT, access.namespace_name, deployment=deployment.name),
             automount_service_account_token=False,
             opts=pulumi.ResourceOptions(parent=access),
         )
         token_secret = k8s.core.v1.Secret(
             f"{deployment.name}-token",
-            metadata={"name": TOKEN_SECRET, "namespace": access.namespace_name,
-                      "annotations": {"kubernetes.io/service-account.name": SERVICE_ACCOUNT}},
+            metadata=object_metadata(TOKEN_SECRET, access.namespace_name, deployment=deployment.name,
+                                     annotations={"kubernetes.io/service-account.name": SERVICE_ACCOUNT}),
             type="kubernetes.io/service-account-token",
             opts=pulumi.ResourceOptions(parent=access, depends_on=[service_account]),
         )
@@ -106,4 +188,4 @@ def build(cfg: StackConfig, stack: str) -> dict:
                      opts=pulumi.ResourceOptions(parent=access))
         endpoints.append(DeploymentEndpoint(deployment, access.namespace_name, user,
                                             details=dict(task_details(deployment))))
-    return stack_outputs(cfg, cluster_name, server, ca_data, endpoints)
+    return stack_outputs(cfg, cluster_name, admin.server, admin.ca_data, endpoints)

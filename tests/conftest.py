@@ -16,3 +16,14 @@ def _collector_as_before():
     yield
     gc.unfreeze()
     gc.set_threshold(*threshold)
+
+
+@pytest.fixture
+def admin_kubeconfig(tmp_path, monkeypatch):
+    """An `existing` stack's admin kubeconfig, found through $KUBECONFIG as the program finds it."""
+    from harness import ADMIN_KUBECONFIG
+
+    path = tmp_path / "admin.kubeconfig"
+    path.write_text(ADMIN_KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return path

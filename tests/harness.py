@@ -11,6 +11,8 @@ import pulumi
 import yaml
 from pulumi.runtime.sync_await import _sync_await
 
+from stacks.existing import LiveCluster
+
 # An `existing` cluster's admin kubeconfig for programs run under mocks (nothing dials it).
 ADMIN_KUBECONFIG = """\
 apiVersion: v1
@@ -78,14 +80,18 @@ def stack_config(stack: str) -> dict:
     return {key[len(prefix):]: value for key, value in document["config"].items() if key.startswith(prefix)}
 
 
-def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | None = None) -> Run:
+def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | None = None,
+                namespaces: dict | None = None) -> Run:
     """Run __main__.py under mocks with `raw_config` (keys without `remote-kpo:`).
 
     Cloud tests pass a RecordingMocks subclass whose new_resource adds the outputs the cloud
-    would compute (endpoints, ids, certificates).
+    would compute (endpoints, ids, certificates). On existing, `namespaces` stands in for the
+    cluster's (name -> LiveNamespace; none and no token Secret by default): the real read is
+    tested end to end (tests/e2e/test_two_stacks_real.py).
     """
     mocks = mocks or RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="remote-kpo", stack=stack, preview=False)
+    # The organization a file backend reports (`pulumi whoami`'s default org is "organization").
+    pulumi.runtime.set_mocks(mocks, project="remote-kpo", stack=stack, preview=False, organization="organization")
     # The engine hands structured config to the program as JSON text.
     pulumi.runtime.set_all_config({
         f"remote-kpo:{key}": value if isinstance(value, str) else json.dumps(value)
@@ -113,7 +119,8 @@ def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | No
 
     with mock.patch.object(pulumi, "export", exports.__setitem__), \
             mock.patch.object(pulumi.Resource, "__init__", recording_init), \
-            mock.patch.object(pulumi.resource, "register_resource", recording_register):
+            mock.patch.object(pulumi.resource, "register_resource", recording_register), \
+            mock.patch("stacks.existing.read_cluster", lambda *_: LiveCluster(namespaces or {}, set())):
         program()
     secret = {name: _sync_await(pulumi.Output.from_input(value).is_secret()) for name, value in exports.items()}
     return Run(mocks.resources, values, secret, options, registered_options)

@@ -245,6 +245,7 @@ def test_device_plugin_runs_in_kube_system_on_the_stacks_and_aks_labelled_gpu_no
     assert plugin.provider.rsplit("$", 1)[-1] == "pulumi:providers:kubernetes::aks-cluster::aks-cluster-id"
     assert (plugin.inputs["metadata"]["name"], plugin.inputs["metadata"]["namespace"]) == (
         "nvidia-device-plugin", "kube-system")
+    assert plugin.inputs["metadata"]["annotations"] == {"remote-kpo/stack": "organization/remote-kpo/aks"}
     pod = plugin.inputs["spec"]["template"]["spec"]
     # Either label: the stack's pool carries remote-kpo/gpu, a DAG's pool only what AKS puts on
     # every NVIDIA node.

@@ -64,7 +64,7 @@ def astro(tmp_path) -> dict:
     folder.mkdir()
     (folder / "astro").write_text(STAND_IN)
     (folder / "astro").chmod(0o755 | stat.S_IEXEC)
-    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}",
+    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}", "ASTRO_API_TOKEN": "astro-api-token",
             "ASTRO_CALLS": str(tmp_path / "calls.jsonl"), "ASTRO_STATE": str(tmp_path / "state.json")}
 
 
@@ -161,3 +161,13 @@ def test_outputs_read_without_show_secrets_are_refused(astro, tmp_path):
     result = run(astro, tmp_path, "--map", f"analytics={ANALYTICS}", outputs=outputs)
     assert result.stderr == ("astro-env: `airflowConnections` is not the connections "
                              "(read the outputs with --show-secrets)\n")
+
+
+def test_without_astro_api_token_nothing_is_called_and_the_line_says_what_token(astro, tmp_path):
+    env = {key: value for key, value in astro.items() if key != "ASTRO_API_TOKEN"}
+    result = run(env, tmp_path, "--map", f"analytics={ANALYTICS}")
+    assert (result.returncode, result.stderr) == (2, (
+        "astro-env: ASTRO_API_TOKEN is not set: the Astro CLI needs a Workspace or Organization API token that "
+        "may edit the Deployments' environment variables (--dry-run needs none)\n"))
+    assert calls(env) == []
+    assert run(env, tmp_path, "--map", f"analytics={ANALYTICS}", "--dry-run").returncode == 0

@@ -186,9 +186,12 @@ BAD_INPUT = [
      "remote-kpo:gke.controlPlaneCidr: only with privateNodes: true"),
     ("unknown gke login", variant("gke", gke={"project": "my-project", "location": "us-central1", "login": "sa-key"}),
      "remote-kpo:gke.login: must be one of 'gcloud' or 'adc'"),
-    ("unknown top-level key", variant("existing", clusterNmae="x"), "remote-kpo:clusterNmae: unknown key"),
+    ("unknown top-level key", variant("existing", clusterNmae="x"),
+     "remote-kpo:clusterNmae: unknown key; did you mean `clusterName`?"),
     ("unknown nested key", variant("existing", deployments=[{"name": "a", "qouta": {"cpu": "1"}}]),
-     "remote-kpo:deployments[0].qouta: unknown key"),
+     "remote-kpo:deployments[0].qouta: unknown key; did you mean `quota`?"),
+    ("unknown key like no other", variant("existing", deployments=[{"name": "a", "owner": "data-team"}]),
+     "remote-kpo:deployments[0].owner: unknown key"),
     ("wrong type", variant("existing", deployments=[{"name": "a", "xcom": "sometimes"}]),
      "remote-kpo:deployments[0].xcom: must be true or false"),
     ("bad quantity", variant("existing", deployments=[{"name": "a", "quota": {"memory": "lots"}}]),
@@ -238,3 +241,12 @@ BAD_INPUT = [
                          ids=[case for case, _, _ in BAD_INPUT])
 def test_bad_input_gives_one_message_naming_the_key(raw, expected):
     assert error_of(raw) == expected
+
+
+def test_unknown_keys_come_first_each_with_the_nearest_key_on_one_line():
+    raw = variant("existing", deployments=[{"name": "a", "xcom": "sometimes", "xcomm": False,
+                                            "podDefaults": {"request": {"cpu": "1"}}}])
+    lines = error_of(raw).splitlines()
+    assert set(lines[:2]) == {"remote-kpo:deployments[0].xcomm: unknown key; did you mean `xcom`?",
+                              "remote-kpo:deployments[0].podDefaults.request: unknown key; did you mean `requests`?"}
+    assert lines[2:] == ["remote-kpo:deployments[0].xcom: must be true or false"]

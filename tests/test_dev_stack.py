@@ -13,14 +13,6 @@ BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 
 
 @pytest.fixture
-def admin_kubeconfig(tmp_path, monkeypatch):
-    path = tmp_path / "admin.kubeconfig"
-    path.write_text(ADMIN_KUBECONFIG)
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    return path
-
-
-@pytest.fixture
 def dev(admin_kubeconfig):
     return run_program(stack_config("dev"))
 
@@ -60,7 +52,7 @@ def test_no_cluster_scoped_rbac_is_created(dev):
 def test_token_secret_is_a_service_account_token_for_that_account(dev):
     secret = dev.named("analytics-token").inputs
     assert secret["type"] == "kubernetes.io/service-account-token"
-    assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "remote-kpo"}
+    assert secret["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "remote-kpo"
     assert dev.named("analytics-serviceaccount").inputs["automountServiceAccountToken"] is False
 
 

@@ -322,7 +322,9 @@ def test_no_managed_node_group_or_autoscaler_is_made(example, gov_two_zones):
 
 def test_gpu_pool_is_a_nodepool_on_the_auto_mode_default_node_class(example):
     (pool,) = example.of_type(NODE_POOL)
-    assert pool.inputs["metadata"] == {"name": "remote-kpo-gpu"}
+    # Named after the stack that made it, as every object is (tests/test_ownership.py).
+    assert pool.inputs["metadata"] == {"name": "remote-kpo-gpu",
+                                       "annotations": {"remote-kpo/stack": "organization/remote-kpo/eks"}}
     template = pool.inputs["spec"]["template"]
     assert template["metadata"] == {"labels": {"remote-kpo/gpu": "true"}}
     assert template["spec"]["nodeClassRef"] == {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}

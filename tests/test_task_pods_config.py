@@ -102,7 +102,7 @@ BAD_INPUT = [
      "remote-kpo:deployments[0].taskIdentity.azureIdentity: not {} (have one created) or a user-assigned identity resource id "
      "(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>)"),
     ("unknown task identity key", with_deployment("gke", taskIdentity={"gcpServiceAcount": TASK_GSA}),
-     "remote-kpo:deployments[0].taskIdentity.gcpServiceAcount: unknown key"),
+     "remote-kpo:deployments[0].taskIdentity.gcpServiceAcount: unknown key; did you mean `gcpServiceAccount`?"),
     ("acr id not a registry", aks_with(acrIds=[IDENTITY]),
      "remote-kpo:aks.acrIds[0]: not an Azure container registry resource id (/subscriptions/<id>/resourceGroups/<group>/"
      "providers/Microsoft.ContainerRegistry/registries/<name>)"),

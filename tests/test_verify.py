@@ -64,6 +64,10 @@ def test_outputs_of_a_stack_that_is_not_remote_kpo_are_one_clear_line():
 @pytest.mark.parametrize("text, message", [
     ("kubernetes://?extra__kubernetes__in_cluster=True", r"^AIRFLOW_CONN_KPO_X: not JSON \(Expecting value"),
     ("[1]", r"^AIRFLOW_CONN_KPO_X: not a JSON object$"),
+    # `jq -c '.["analytics"]'` of the airflowConnections output: the connection JSON, quoted once more.
+    (json.dumps('{"conn_type": "kubernetes", "extra": {}}'),
+     r"^AIRFLOW_CONN_KPO_X: a quoted JSON string, not a JSON object \(take it out of `pulumi stack output --json` "
+     r"with `jq -r`, not `jq -c`\)$"),
     ('{"conn_type": "postgres"}', r"^AIRFLOW_CONN_KPO_X: conn_type is 'postgres', not 'kubernetes'$"),
     ('{"conn_type": "kubernetes", "extra": {"namespace": "a"}}', r"^AIRFLOW_CONN_KPO_X: extra has no kube_config"),
     ('{"extra": {"kube_config": "{oops"}}', r"^AIRFLOW_CONN_KPO_X: extra.kube_config: not JSON"),
@@ -223,3 +227,23 @@ def test_an_unreachable_server_is_described_without_urllib3_object_reprs():
         urllib3.PoolManager(retries=0).request("GET", "https://127.0.0.1:1/")
     assert connection_reason(raised.value) == ("HTTPSConnection(host='127.0.0.1', port=1): "
                                                "Failed to establish a new connection: [Errno 111] Connection refused")
+
+
+@pytest.mark.parametrize("host, fix", [
+    ("https://127.0.0.1:26443", "the API server is not running on this machine"),
+    ("https://localhost:6443", "the API server is not running on this machine"),
+    ("https://[::1]:6443", "the API server is not running on this machine"),
+    # Refused far away: a firewall or authorized networks, as before.
+    ("https://kpo.example.com:443", "Astro must reach the API server: check the cluster's authorized networks"),
+])
+def test_a_refused_connection_on_this_machine_means_the_api_server_is_not_running(host, fix):
+    from consumer.verify import reach_fix
+
+    assert reach_fix(host, "Failed to establish a new connection: [Errno 111] Connection refused").startswith(fix)
+
+
+def test_a_timeout_on_a_local_address_still_points_at_the_network():
+    from consumer.verify import reach_fix
+
+    assert reach_fix("https://127.0.0.1:26443", "Read timed out. (read timeout=30)").startswith(
+        "Astro must reach the API server")

@@ -10,7 +10,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -198,6 +200,18 @@ def test_a_second_cluster_keeps_its_ports_and_never_reaches_the_first(other_dir,
         script_env(bare)
     assert f"{admin} points at port {API_PORT}, which this cluster does not own" in env_sh.value.stderr
     admin.write_text(original)
+
+    # A start that fails shows why (the API server's own error), not its routine log lines.
+    pid = int((other_dir / "run" / "kube-apiserver.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    while Path(f"/proc/{pid}").exists():
+        time.sleep(0.1)
+    (other_dir / "tokens.csv").write_text("not-a-token-line\n")
+    failed = local_cluster("up", bare)
+    assert failed.returncode != 0
+    assert "local-cluster: error: kube-apiserver exited while waiting for kube-apiserver /readyz" in failed.stderr
+    assert "tokens.csv' must have at least 3 columns" in failed.stderr, failed.stderr
+    assert not re.search(r"^[IW]\d{4} ", failed.stderr, re.MULTILINE), failed.stderr
 
     # Its `down` leaves the first cluster alone.
     assert local_cluster("down", bare).returncode == 0

@@ -4,11 +4,16 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: dev down test unit venv test-venvs verify
+.PHONY: help dev down test unit venv test-venvs verify
 
-venv: $(VENV)/.installed
+# `make` alone: what the targets do (the `##` comments below).
+help:
+	@echo "make TARGET   (state: .pulumi-state/, cluster: .toolchain/cluster/; README.md, scripts/README.md)"
+	@sed -n 's/^\([a-z-]*\):.*## \(.*\)/  \1\t\2/p' $(MAKEFILE_LIST) | expand -t 14
+
+venv: $(VENV)/.installed ## the program's venv (.venv, requirements.txt)
 # What the tests use beside the program: Airflow itself and the policy pack's own venv.
-test-venvs: .venv-airflow/.installed policy/venv/.installed
+test-venvs: .venv-airflow/.installed policy/venv/.installed ## Airflow's and the policy pack's venvs, for the tests
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
@@ -23,28 +28,30 @@ policy/venv/.installed: policy/requirements.txt
 	.venv-airflow/bin/pip install -q --disable-pip-version-check -r requirements-airflow.txt -c constraints-airflow.txt
 	touch $@
 
-unit: venv test-venvs
+unit: venv test-venvs ## unit tests only (Pulumi mocks, pyright): 1 to 2 minutes
 	$(PY) -m pytest -q tests --ignore=tests/e2e
 
-test: venv test-venvs
+test: venv test-venvs ## unit, then end-to-end tests (own clusters; ports: REMOTE_KPO_E2E_PORT_BASE)
 	$(PY) -m pytest -q tests
 
-# State lives in .pulumi-state/ (file backend), passphrase remote-kpo-dev. --refresh: the local
-# cluster may have been wiped (make down) or changed out of band since the last up. stale-lock:
-# an `up` killed on this machine left its lock; a running one's lock stops here.
-# --skip-preview: with --yes nobody reads the preview, and it runs the whole program a second
-# time (half of a no-change `up`, bench/README.md); `pulumi preview` stays its own command.
-dev: venv
+# State lives in .pulumi-state/ (file backend), passphrase remote-kpo-dev; env.sh's umask 077
+# keeps it private. --refresh: the local cluster may have been wiped (make down) or changed out
+# of band since the last up. stale-lock: an `up` killed on this machine left its lock (and its
+# plugins); a running one's lock stops here. --skip-preview: with --yes nobody reads the
+# preview, and it runs the whole program a second time (half of a no-change `up`,
+# bench/README.md); `pulumi preview` stays its own command. `up` prints the outputs itself
+# (secrets masked: `pulumi stack output --show-secrets` shows them).
+dev: venv ## toolchain, local cluster, then `pulumi up` of the dev stack
 	scripts/toolchain
 	scripts/local-cluster up
 	source scripts/env.sh && pulumi stack select --create dev --non-interactive \
 	  && scripts/stale-lock dev \
-	  && pulumi up --refresh --skip-preview --yes --stack dev --non-interactive && pulumi stack output --stack dev
+	  && pulumi up --refresh --skip-preview --yes --stack dev --non-interactive
 
-down:
+down: ## destroy the dev stack, stop and wipe the local cluster
 	-source scripts/env.sh && pulumi destroy --yes --stack dev --non-interactive
 	scripts/local-cluster down
 
 # scripts/verify on a stack's outputs (STACK, default dev), with the project's pulumi and state.
-verify: venv
+verify: venv ## scripts/verify on a stack's outputs (STACK=, default dev)
 	source scripts/env.sh && scripts/verify --stack $(or $(STACK),dev)

@@ -46,7 +46,7 @@ LIMIT = 300
 
 
 # Below the ephemeral range and apart from every other cluster's (tests/test_ports.py); Karpenter
-# and kwok take the API server's port + 1 to + 3.
+# and kwok take the API server's port + 1 to + 4.
 PORTS = (27443, 27379, 27380)
 
 

@@ -24,6 +24,8 @@ from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 SERVICE_ACCOUNT = "remote-kpo"
 TOKEN_SECRET = "remote-kpo-token"
+# The one stack meant for the local cluster (Pulumi.dev.yaml, `make dev`).
+LOCAL_STACK = "dev"
 
 
 def _default_kubeconfig_path() -> str:
@@ -136,6 +138,21 @@ def _connection_reason(exc: Exception) -> str:
     return match.group(1).strip().lower() if match else text
 
 
+def local_cluster_warning(stack: str, existing: ExistingConfig, environ: Mapping[str, str]) -> Optional[str]:
+    """Why a stack other than dev, naming no kubeconfig, is about to use the local cluster: the
+    shell's KUBECONFIG is the one scripts/env.sh points at REMOTE_KPO_CLUSTER_DIR."""
+    cluster_dir = environ.get("REMOTE_KPO_CLUSTER_DIR")
+    if stack == LOCAL_STACK or existing.kubeconfig or not cluster_dir:
+        return None
+    path = os.path.realpath(_default_kubeconfig_path())
+    if os.path.commonpath([path, os.path.realpath(cluster_dir)]) != os.path.realpath(cluster_dir):
+        return None
+    return (f"stack {stack} sets no remote-kpo:existing.kubeconfig, so it uses KUBECONFIG={path}: the "
+            "local cluster of scripts/env.sh, not a cluster of yours. If it is meant for another cluster, "
+            f"`pulumi config set --path remote-kpo:existing.kubeconfig <path> --stack {stack}`, or run it "
+            "from a shell without scripts/env.sh")
+
+
 def _token(data: Optional[Mapping[str, str]]) -> str:
     if not data or not data.get("token"):
         raise RuntimeError(
@@ -148,6 +165,8 @@ def build(cfg: StackConfig, stack: str) -> dict:
     cluster_name = cfg.resolved_cluster_name(stack)
     existing = present(cfg.existing, "existing")
     admin = read_admin_kubeconfig(existing)
+    if warning := local_cluster_warning(stack, existing, os.environ):
+        pulumi.log.warn(warning)
     # Before any resource is registered: a namespace of another stack stops the program here.
     live = read_cluster(admin, existing.context)
     for warning in claim_namespaces(cfg.deployments, live.namespaces, stack_id()):

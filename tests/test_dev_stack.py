@@ -151,3 +151,24 @@ def test_bad_config_stops_the_program_with_the_named_key_and_registers_nothing(a
     with pytest.raises(pulumi.RunError) as caught:
         run_program(raw)
     assert str(caught.value) == "remote-kpo:deployments[1].name: duplicate of deployments[0]"
+
+
+def test_only_the_dev_stack_may_take_the_local_cluster_from_env_sh_without_a_word(tmp_path, monkeypatch):
+    from config import ExistingConfig
+    from stacks.existing import local_cluster_warning
+
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    local = cluster / "admin.kubeconfig"
+    monkeypatch.setenv("KUBECONFIG", str(local))
+    env = {"REMOTE_KPO_CLUSTER_DIR": str(cluster)}
+    warning = local_cluster_warning("prod", ExistingConfig(), env)
+    assert warning is not None
+    assert warning.startswith(f"stack prod sets no remote-kpo:existing.kubeconfig, so it uses KUBECONFIG={local}")
+    assert "--stack prod" in warning
+    assert local_cluster_warning("dev", ExistingConfig(), env) is None
+    # Its own kubeconfig, another KUBECONFIG, or no scripts/env.sh: nothing to say.
+    assert local_cluster_warning("prod", ExistingConfig(kubeconfig="/etc/prod.kubeconfig"), env) is None
+    assert local_cluster_warning("prod", ExistingConfig(), {}) is None
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "prod.kubeconfig"))
+    assert local_cluster_warning("prod", ExistingConfig(), env) is None

@@ -18,22 +18,23 @@ def _defaults(path: str, pattern: str) -> list[int]:
     return [int(port) for match in found for port in (match if isinstance(match, tuple) else (match,))]
 
 
+def cluster(api: int, etcd: int, peer: int) -> list[int]:
+    """A cluster's ports: its own three and its API server's neighbours (kwok-front, Karpenter's
+    two, kwok's server)."""
+    return [api, etcd, peer, *(api + offset for offset in realenv.NEIGHBOUR_PORTS)]
+
+
 def fixed_ports() -> dict[str, list[int]]:
-    dev = _defaults("scripts/local-cluster", r'_PORT:-(\d+)\}')
-    ports = {
-        "make dev": dev + [dev[-1] + 1],  # kwok: the API server's port + 1
-        "e2e session": [realenv.API_PORT, realenv.ETCD_PORT, realenv.ETCD_PEER_PORT, realenv.API_PORT + 1],
-        "e2e faults": [realenv.FAULTS_API_PORT, realenv.FAULTS_ETCD_PORT, realenv.FAULTS_ETCD_PEER_PORT,
-                       realenv.FAULTS_API_PORT + 1],
-        "bench/kpo.py": _defaults("bench/kpo.py", r"^PORTS = \((\d+), (\d+), (\d+)\)"),
-        "bench/up.py": _defaults("bench/up.py", r'_PORT": "(\d+)"'),
-        "bench/gpu.py": _defaults("bench/gpu.py", r"^PORTS = \((\d+), (\d+), (\d+)\)"),
+    etcd, peer, api = _defaults("scripts/local-cluster", r'_PORT:-(\d+)\}')
+    return {
+        "make dev": cluster(api, etcd, peer),
+        "e2e session": cluster(realenv.API_PORT, realenv.ETCD_PORT, realenv.ETCD_PEER_PORT),
+        "e2e faults": cluster(realenv.FAULTS_API_PORT, realenv.FAULTS_ETCD_PORT, realenv.FAULTS_ETCD_PEER_PORT),
+        "e2e other checkout": cluster(realenv.OTHER_API_PORT, realenv.OTHER_ETCD_PORT, realenv.OTHER_ETCD_PEER_PORT),
+        "bench/kpo.py": cluster(*_defaults("bench/kpo.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),
+        "bench/up.py": cluster(*_defaults("bench/up.py", r'_PORT": "(\d+)"')),
+        "bench/gpu.py": cluster(*_defaults("bench/gpu.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),
     }
-    for name in ("bench/kpo.py", "bench/up.py"):
-        ports[name].append(ports[name][0] + 1)  # kwok
-    # Karpenter's cluster: kwok, Karpenter's metrics and health ports at the API server's + 1 to + 3.
-    ports["bench/gpu.py"] += [ports["bench/gpu.py"][0] + offset for offset in (1, 2, 3)]
-    return ports
 
 
 def test_every_fixed_port_is_below_the_ephemeral_range():

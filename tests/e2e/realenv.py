@@ -16,6 +16,11 @@ PORT_BASE = int(os.environ.get("REMOTE_KPO_E2E_PORT_BASE", "16000"))
 API_PORT, ETCD_PORT, ETCD_PEER_PORT = PORT_BASE + 443, PORT_BASE + 379, PORT_BASE + 380
 # The fault tests' own cluster (test_faults_real.py).
 FAULTS_API_PORT, FAULTS_ETCD_PORT, FAULTS_ETCD_PEER_PORT = PORT_BASE + 1443, PORT_BASE + 1379, PORT_BASE + 1380
+# A second cluster beside the session's, as another checkout's (test_local_cluster_real.py).
+OTHER_API_PORT, OTHER_ETCD_PORT, OTHER_ETCD_PEER_PORT = PORT_BASE + 643, PORT_BASE + 579, PORT_BASE + 580
+# Beside each cluster's API server port (scripts/local-cluster): kwok-front (the nodes' kubelet
+# endpoint) + 1, Karpenter's metrics and health + 2 and + 3, kwok's own server + 4.
+NEIGHBOUR_PORTS = (1, 2, 3, 4)
 API_URL = f"https://127.0.0.1:{API_PORT}"
 PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
 

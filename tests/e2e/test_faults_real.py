@@ -1,6 +1,6 @@
 """Faults during `pulumi up` on the local control plane, and the documented recoveries.
 
-The module runs its own cluster (API server 17443, etcd 17379/17380, kwok 17444; realenv.py),
+The module runs its own cluster (API server 17443, etcd 17379/17380, kwok 17444 and 17447; realenv.py),
 so stopping its API server leaves the session cluster of the other e2e tests alone, with its own
 file backend and copy of the project. A clean `pulumi up` of a 20-Deployment stack is the baseline; after each
 fault and its recovery, the stack's resources (`pulumi stack export`) and the objects in the
@@ -129,6 +129,20 @@ def kill_session(sid: int) -> None:
                 pass
 
 
+def plugins_in(sid: int) -> list[str]:
+    """The pulumi plugins (provider, language host) still running in a session."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            session = int(stat.read_text().rsplit(")", 1)[1].split()[3])
+            argv0 = (stat.parent / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if session == sid and os.path.basename(argv0).startswith("pulumi-"):
+            found.append(f"{os.path.basename(argv0)} ({stat.parent.name})")
+    return found
+
+
 def programs_of(project: Path) -> list[int]:
     """Pids of Python programs the language host runs for `project` (pulumi-language-python-exec)."""
     pids = []
@@ -230,7 +244,14 @@ def test_a_namespace_deleted_out_of_band_comes_back_with_new_credentials(faults,
     before = kubeconfig_file(baseline["outputs"], victim, tmp_path / "before.json")
     faults.kubectl("get", "pods", "-n", namespace, kubeconfig=before)
 
-    faults.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=120s")
+    faults.kubectl("delete", "namespace", namespace, "--wait=false")
+    # `make dev` right away: its `scripts/local-cluster up` waits for the namespace to be gone (an up
+    # while it is Terminating would find it "unchanged"), and says so.
+    settled = subprocess.run([str(ROOT / "scripts/local-cluster"), "up"], env=faults.env, capture_output=True,
+                             text=True, timeout=300)
+    assert settled.returncode == 0, settled.stderr
+    assert f"local-cluster: waiting for namespaces being deleted to go: {namespace} " in settled.stdout, settled.stdout
+    assert "NotFound" in faults.kubectl("get", "namespace", namespace, check=False).stderr
     # The Deployment's access went with its namespace (its RoleBinding and, once the API server's
     # token cache lets go, its token: Forbidden first, then Unauthorized).
     refused = faults.kubectl("get", "pods", "-n", namespace, kubeconfig=before, check=False)
@@ -344,10 +365,17 @@ def test_a_killed_cli_leaves_no_program_running(faults, baseline):
     while programs_of(faults.cli.cwd) and time.monotonic() < deadline:
         time.sleep(0.25)
     left = programs_of(faults.cli.cwd)
-    kill_session(running.process.pid)
-    assert not left, f"programs outlived the killed CLI: {left}"
-
-    assert stale_lock(faults).returncode == 0
+    try:
+        assert not left, f"programs outlived the killed CLI: {left}"
+        # The provider plugin did: `make dev`'s stale-lock stops it, and says so.
+        assert any(p.startswith("pulumi-resource-") for p in plugins_in(running.process.pid))
+        healed = stale_lock(faults)
+        assert healed.returncode == 0, healed.stderr
+        assert re.search(r"remote-kpo: stopping plugins a killed pulumi left running: .*pulumi-resource-kubernetes "
+                         r"\(pid \d+\)", healed.stderr), healed.stderr
+        assert plugins_in(running.process.pid) == []
+    finally:
+        kill_session(running.process.pid)
     faults.pulumi("up", "--refresh", "--yes")
     assert_converged(faults, baseline)
 

@@ -6,8 +6,9 @@ AIRFLOW_HOME and sqlite database, and only the AIRFLOW_CONN_* variables an Astro
 from the `airflowConnections` output. `dag.test()` runs the DAGs of kpo_dags/dags/ one after the
 other in one process (kpo_dags/run_dag.py), so Airflow's start-up is paid once. The pods run on the
 local cluster's kwok node, which takes them to Running and then Succeeded, or Failed when the DAG
-asks for it (scripts/go/kwok/stages.yaml); exec into KPO's XCom sidecar runs for real through the
-API server and the fake kubelet.
+asks for it (scripts/go/kwok/stages.yaml); exec into KPO's XCom sidecar goes for real through the
+API server to the fake node's kubelet endpoint (kwok-front), which answers with canned replies and
+runs nothing.
 """
 
 import json
@@ -156,19 +157,19 @@ def test_xcom_push_on_a_deployment_without_xcom_is_refused_exec_and_fails_the_ta
 
 
 def test_xcom_push_on_a_deployment_with_xcom_execs_into_the_sidecar_and_succeeds(
-        dag_runs, dev_outputs, kubectl, tmp_path):
+        dag_runs, dev_outputs, kubectl, local_cluster_dir, tmp_path):
     dag = dag_id("xcom", "analytics")
     namespace = dev_outputs["deployments"]["analytics"]["namespace"]
     assert dag_runs.runs[dag]["state"] == "success", dag_runs.logs[dag][-3000:]
     logs = dag_runs.logs[dag]
     # KPO's two execs into the sidecar: read the result file, then stop the sidecar. The fake
-    # kubelet ran both (as `nobody`); the sidecar has no result file, so KPO reads the empty marker.
+    # node's kubelet endpoint answered both: the result is its canned file, pushed as the XCom.
     assert "Running command... if [ -s /airflow/xcom/return.json ]" in logs
     assert "Running command... kill -2" in logs
-    assert "xcom result file is empty." in logs
-    assert "Forbidden" not in logs
+    assert "Forbidden" not in logs and "stderr from command" not in logs
     task = dag_runs.task(dag)
-    assert "return_value" not in task["xcom"]
+    canned = json.loads((local_cluster_dir / "kwok" / "xcom-result.json").read_text())
+    assert task["xcom"]["return_value"] == canned
     kubeconfig = tmp_path / "analytics.json"
     kubeconfig.write_text(dev_outputs["kubeconfigs"]["analytics"])
     assert can_i(kubectl, kubeconfig, "create", "pods/exec", namespace)

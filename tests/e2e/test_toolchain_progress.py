@@ -55,3 +55,23 @@ def test_a_failed_build_shows_go_s_own_output(tmp_path):
     assert "undefined: undefinedName" in result.stderr
     assert re.search(r"toolchain: error: go build \. failed \(all of its output: \S+language-python\.log\)",
                      result.stderr), result.stderr
+
+
+def test_every_step_has_a_number_of_its_own():
+    """The project's own run (warm after the first): steps numbered 1..N in order, each number
+    naming one binary or set of binaries (etcd and the Kubernetes binaries, kwok, kwok-front and
+    kube-scheduler are steps of their own)."""
+    result = subprocess.run([str(ROOT / "scripts" / "toolchain")], capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stderr
+    steps = [(int(number), int(total), text) for number, total, text in
+             re.findall(r"^toolchain: \[(\d+)/(\d+)\] (.*)$", result.stdout, re.MULTILINE)]
+    numbers = [number for number, _, _ in steps]
+    assert numbers == sorted(numbers), result.stdout
+    assert sorted(set(numbers)) == list(range(1, steps[0][1] + 1)), result.stdout
+    assert {total for _, total, _ in steps} == {steps[0][1]}
+    named: dict[int, set[str]] = {}
+    for number, _, text in steps:
+        if ": built in " not in text:  # a step that built ends with its elapsed time
+            named.setdefault(number, set()).add(re.split(r"[ :]", text, maxsplit=1)[0])
+    assert all(len(names) == 1 for names in named.values()), named
+    assert {"etcd", "kubernetes", "kwok", "kwok-front", "kube-scheduler"} <= set().union(*named.values())

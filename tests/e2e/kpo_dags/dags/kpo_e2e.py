@@ -27,6 +27,10 @@ as JSON; test_gpu_real.py, bench/gpu.py):
   gpu_untolerated  the same GPU limit without the GPU node selector and toleration (only kwok's,
                    as every task here): nothing can run it, so it fails when its short
                    schedule timeout (GPU_UNTOLERATED_SCHEDULE_TIMEOUT) runs out
+and, when REMOTE_KPO_E2E_RESTRICTED_TASK holds the stack's `restrictedTask` shape
+(components/pod_security.py restricted_task() as JSON; test_restricted_xcom_airflow.py):
+  xcom_restricted  the xcom scenario as the README's restricted task: that pod and container
+                   security context (the XCom sidecar's comes from the connection)
 and kpo_warmup, a task without a pod.
 """
 
@@ -96,6 +100,13 @@ def gpu_scenarios(conn_id: str, shape: dict) -> dict:
     }
 
 
+def restricted_scenarios(conn_id: str, shape: dict) -> dict:
+    """The README's restricted task, built from the `restrictedTask` shape as a DAG author would."""
+    return {"xcom_restricted": lambda: pod_task(
+        "run_pod", conn_id, do_xcom_push=True, annotations=SIDECAR, security_context=shape["securityContext"],
+        container_security_context=shape["containerSecurityContext"])}
+
+
 def scenarios(conn_id: str) -> dict:
     return {
         "success": lambda: pod_task("run_pod", conn_id),
@@ -116,8 +127,10 @@ def nothing() -> None:
 
 
 _gpu_shape = json.loads(os.environ.get("REMOTE_KPO_E2E_GPU_TASK", "null"))
+_restricted_shape = json.loads(os.environ.get("REMOTE_KPO_E2E_RESTRICTED_TASK", "null"))
 for _conn_id in filter(None, os.environ.get("REMOTE_KPO_E2E_CONN_IDS", "").split(",")):
     _scenarios = scenarios(_conn_id) | (gpu_scenarios(_conn_id, _gpu_shape) if _gpu_shape else {})
+    _scenarios |= restricted_scenarios(_conn_id, _restricted_shape) if _restricted_shape else {}
     for _scenario, _build in _scenarios.items():
         with DAG(dag_id=f"kpo_{_scenario}__{_conn_id}", schedule=None, start_date=datetime(2024, 1, 1),
                  catchup=False, tags=["remote-kpo-e2e"]) as _dag:

@@ -25,11 +25,14 @@ def fixed_ports() -> dict[str, list[int]]:
         "e2e session": [realenv.API_PORT, realenv.ETCD_PORT, realenv.ETCD_PEER_PORT, realenv.API_PORT + 1],
         "e2e faults": [realenv.FAULTS_API_PORT, realenv.FAULTS_ETCD_PORT, realenv.FAULTS_ETCD_PEER_PORT,
                        realenv.FAULTS_API_PORT + 1],
+        "e2e tokens": [realenv.TOKENS_API_PORT, realenv.TOKENS_ETCD_PORT, realenv.TOKENS_ETCD_PEER_PORT,
+                       realenv.TOKENS_API_PORT + 1],
         "bench/kpo.py": _defaults("bench/kpo.py", r"^PORTS = \((\d+), (\d+), (\d+)\)"),
+        "bench/tokens.py": _defaults("bench/tokens.py", r"^PORTS = \((\d+), (\d+), (\d+)\)"),
         "bench/up.py": _defaults("bench/up.py", r'_PORT": "(\d+)"'),
         "bench/gpu.py": _defaults("bench/gpu.py", r"^PORTS = \((\d+), (\d+), (\d+)\)"),
     }
-    for name in ("bench/kpo.py", "bench/up.py"):
+    for name in ("bench/kpo.py", "bench/up.py", "bench/tokens.py"):
         ports[name].append(ports[name][0] + 1)  # kwok
     # Karpenter's cluster: kwok, Karpenter's metrics and health ports at the API server's + 1 to + 3.
     ports["bench/gpu.py"] += [ports["bench/gpu.py"][0] + offset for offset in (1, 2, 3)]

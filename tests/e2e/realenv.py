@@ -16,6 +16,8 @@ PORT_BASE = int(os.environ.get("REMOTE_KPO_E2E_PORT_BASE", "16000"))
 API_PORT, ETCD_PORT, ETCD_PEER_PORT = PORT_BASE + 443, PORT_BASE + 379, PORT_BASE + 380
 # The fault tests' own cluster (test_faults_real.py).
 FAULTS_API_PORT, FAULTS_ETCD_PORT, FAULTS_ETCD_PEER_PORT = PORT_BASE + 1443, PORT_BASE + 1379, PORT_BASE + 1380
+# The token-expiry test's cluster, with a JWT authenticator (test_token_expiry_airflow.py).
+TOKENS_API_PORT, TOKENS_ETCD_PORT, TOKENS_ETCD_PEER_PORT = PORT_BASE + 3443, PORT_BASE + 3379, PORT_BASE + 3380
 API_URL = f"https://127.0.0.1:{API_PORT}"
 PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
 
@@ -106,3 +108,17 @@ def can_i(kubectl, kubeconfig: Path, verb: str, resource: str, namespace: str | 
     if answer not in ("yes", "no"):
         raise AssertionError(f"kubectl auth can-i {verb} {resource}: {result.stdout}{result.stderr}")
     return answer == "yes"
+
+
+def up_access_program(env: dict, work: Path, subjects: list[dict]) -> Pulumi:
+    """`pulumi up` of access_program/ (stack `check`, its own state in `work`): DeploymentAccess for
+    each of `subjects` ({name, namespace, kind, subject, xcom}), ready to destroy."""
+    project = work / "access-program"
+    shutil.copytree(ROOT / "tests/e2e/access_program", project, dirs_exist_ok=True)
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / "Pulumi.check.yaml").write_text(json.dumps({"config": {"remote-kpo-access-check:subjects": subjects}}))
+    (work / "access-state").mkdir()
+    cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": backend_url(work / "access-state"), "REMOTE_KPO_ROOT": str(ROOT)})
+    cli.run("stack", "init", "check")
+    cli.run("up", "--yes", "--stack", "check")
+    return cli

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,3 +123,13 @@ def up_access_program(env: dict, work: Path, subjects: list[dict]) -> Pulumi:
     cli.run("stack", "init", "check")
     cli.run("up", "--yes", "--stack", "check")
     return cli
+
+
+def wipe_cluster(base: dict) -> None:
+    """Kill a private cluster's processes (no graceful stop: its data goes anyway), then
+    `scripts/local-cluster down` wipes its folder (REMOTE_KPO_CLUSTER_DIR of `base`)."""
+    for pid_file in (Path(base["REMOTE_KPO_CLUSTER_DIR"]) / "run").glob("*.pid"):
+        pid = pid_file.read_text().strip()
+        if pid and os.path.basename(os.path.realpath(f"/proc/{pid}/exe")) == pid_file.stem:
+            os.kill(int(pid), signal.SIGKILL)
+    subprocess.run([str(ROOT / "scripts/local-cluster"), "down"], env=base, check=True, capture_output=True)

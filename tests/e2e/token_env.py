@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import time
@@ -25,7 +24,7 @@ from airflow_runner import AIRFLOW_PYTHON, KPO_DAGS, migrated_airflow_env
 from components import kubeconfig as kc
 from components import pod_security
 from components.eks import kubernetes_group
-from realenv import ROOT, script_env, up_access_program
+from realenv import ROOT, script_env, up_access_program, wipe_cluster
 
 NAMESPACE = "kpo-tokens"
 CONN_ID = "kpo_tokens"
@@ -70,12 +69,7 @@ def token_cluster(work: Path, ports: tuple[int, int, int]) -> Iterator[TokenClus
         plugin = token_issuer.write_plugin(work / "bin", kc.EXEC_PLUGINS["eks"], issuer.url, keys, USER, [GROUP])
         yield TokenCluster(script_env(base), cluster_dir, issuer, keys, f"https://127.0.0.1:{ports[0]}", plugin)
     finally:
-        # Its data is wiped anyway: no graceful stop, then `down` wipes.
-        for pid_file in (cluster_dir / "run").glob("*.pid"):
-            pid = pid_file.read_text().strip()
-            if pid and os.path.basename(os.path.realpath(f"/proc/{pid}/exe")) == pid_file.stem:
-                os.kill(int(pid), signal.SIGKILL)
-        subprocess.run([str(ROOT / "scripts/local-cluster"), "down"], env=base, check=True, capture_output=True)
+        wipe_cluster(base)
         issuer.stop()
 
 

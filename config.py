@@ -108,6 +108,13 @@ TaskGcpServiceAccount = Annotated[str, _matching(
     r"[a-z][-a-z0-9]{4,28}[a-z0-9]@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com",
     "a user-managed Google service account email (name@project.iam.gserviceaccount.com)",
 )]
+# A container image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path
+# components (distribution/reference's grammar, simplified).
+ImageReference = Annotated[str, _matching(
+    r"([a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?(:\d{1,5})?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
+    r"(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?",
+    "an image reference like registry.example.com/mirror/alpine:3.24",
+)]
 # A registry as Docker and the kubelet name it: a host with an optional port and path.
 RegistryServer = Annotated[str, _matching(
     r"(https?://)?[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?(:\d{1,5})?(/[^\s]*)?",
@@ -394,6 +401,15 @@ class Deployment(Model):
     pod_security: Literal["baseline", "restricted"] = "baseline"
     registries: Optional[list[Registry]] = Field(default=None, min_length=1)
     task_identity: Optional[TaskIdentity] = None
+    # KPO's XCom sidecar image (the provider's default is alpine from Docker Hub): a private
+    # mirror avoids Docker Hub's pull limits and a second registry on every XCom task's path.
+    xcom_sidecar_image: Optional[ImageReference] = None
+
+    @model_validator(mode="after")
+    def _sidecar_image_needs_xcom(self):
+        if self.xcom_sidecar_image is not None and not self.xcom:
+            raise _at("xcomSidecarImage", "only with xcom: true (without pods/exec no task reads an XCom sidecar)")
+        return self
 
     @model_validator(mode="after")
     def _registries_distinct(self):

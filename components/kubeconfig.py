@@ -82,11 +82,12 @@ def kubeconfig(*, cluster_name: str, server: str, ca_data: str, namespace: str,
     }
 
 
-def airflow_connection(kubeconfig_doc: dict, namespace: str) -> dict:
-    """The Airflow Kubernetes connection with the kubeconfig inline as JSON (seed 001)."""
+def airflow_connection(kubeconfig_doc: dict, namespace: str, extras: dict[str, str] | None = None) -> dict:
+    """The Airflow Kubernetes connection with the kubeconfig inline as JSON (seed 001), plus
+    `extras` (the XCom sidecar's: components/pod_security.py)."""
     return {
         "conn_type": "kubernetes",
-        "extra": {"kube_config": kubeconfig_doc, "namespace": namespace, "in_cluster": False},
+        "extra": {"kube_config": kubeconfig_doc, "namespace": namespace, "in_cluster": False, **(extras or {})},
     }
 
 

@@ -343,6 +343,27 @@ def render_json(reports: list[Report]) -> str:
                                         "steps": [asdict(s) for s in r.steps]} for r in reports]}, indent=2)
 
 
+# --- the environment verify runs in ------------------------------------------------------------
+
+# The provider's trigger refuses a connection's kube_config next to a config_dict (hooks/kubernetes.py
+# AsyncKubernetesHook._load_config, cncf.kubernetes 10.25.0).
+MUTUALLY_EXCLUSIVE = ("Options kube_config_path, kube_config, in_cluster, and config_dict are "
+                      "mutually exclusive")
+
+
+def kubeconfig_env_warning(environ) -> Optional[str]:
+    """What a set KUBECONFIG breaks where Airflow runs: a deferrable KPO task reads that file
+    (operators/pod.py convert_config_file_to_dict, cncf.kubernetes 10.25.0) and hands it to its
+    trigger as config_dict beside the connection's kube_config, which the trigger refuses on every
+    poll. Sync tasks never read it."""
+    path = environ.get("KUBECONFIG")
+    if not path:
+        return None
+    return (f"KUBECONFIG is set in this environment ({path}). Where Airflow runs, it breaks every deferrable "
+            f"KubernetesPodOperator task: its trigger fails each poll with \"{MUTUALLY_EXCLUSIVE}\" (sync tasks "
+            "are unaffected). Unset KUBECONFIG in the Astro Deployment's environment variables.")
+
+
 # --- command line ------------------------------------------------------------------------------
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -375,6 +396,9 @@ def main(argv: list[str]) -> int:
     except InputError as error:
         print(f"verify: {error}", file=sys.stderr)
         return 2
+    warning = kubeconfig_env_warning(os.environ)
+    if warning:
+        print(f"verify: warning: {warning}", file=sys.stderr)
     reports = [verify(target) for target in targets]
     print(render_json(reports) if args.json else render_table(reports))
     return 0 if all(r.ok for r in reports) else 1

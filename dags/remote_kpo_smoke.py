@@ -16,6 +16,10 @@ Optional Airflow Variable `remote_kpo_smoke` (JSON): `image`, `gpu_image`, `tole
 every pod, e.g. for a cluster whose nodes are all tainted), `get_logs` (default true).
 
 A failure says which connection and what to run next: the task log's "remote-kpo smoke:" line.
+
+The task `check_environment` fails when KUBECONFIG is set in the Deployment's environment: a
+deferrable KPO task then reads that file and hands it to its trigger beside the connection's
+kube_config, and the trigger fails every poll (sync tasks are unaffected).
 """
 
 import json
@@ -111,6 +115,20 @@ def find_gpu_connections(pods: list[dict]) -> list[dict]:
     return gpu_pods
 
 
+@task
+def check_environment() -> None:
+    """A set KUBECONFIG breaks deferrable tasks: KubernetesPodOperator reads it
+    (convert_config_file_to_dict, cncf.kubernetes 10.25.0) and its trigger refuses it beside the
+    connection's kube_config."""
+    path = os.environ.get("KUBECONFIG")
+    if path:
+        raise AirflowException(
+            f"remote-kpo smoke: KUBECONFIG is set in this Deployment's environment ({path}): every deferrable "
+            "KubernetesPodOperator task fails each trigger poll with \"Options kube_config_path, kube_config, "
+            "in_cluster, and config_dict are mutually exclusive\" (sync tasks are unaffected). Remove KUBECONFIG "
+            "from the Deployment's environment variables.")
+
+
 def reason(exception) -> str:
     """The first line of the exception and of each cause: KPO wraps a launch timeout in
     "Pod X returned a failure." followed by the whole pod, which buries the reason."""
@@ -152,6 +170,7 @@ def explain_failure(context) -> None:
 
 with DAG(dag_id="remote_kpo_smoke", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,
          tags=["remote-kpo"], doc_md=__doc__) as dag:
+    check_environment()
     pods = find_connections()
     KubernetesPodOperator.partial(
         task_id="smoke_pod", name="remote-kpo-smoke", cmds=["sh", "-c", "echo remote-kpo smoke ok"],

@@ -6,6 +6,7 @@ import pulumi
 
 from components import gpu
 from components import kubeconfig as kc
+from components import pod_security
 from config import Deployment, StackConfig
 
 
@@ -32,8 +33,9 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
                 cluster_name=cluster_name, server=args[0], ca_data=args[1], namespace=args[2],
                 user_name=f"{cluster_name}-{d.name}", user=args[3]))
         kubeconfigs[d.name] = pulumi.Output.secret(doc.apply(kc.to_json))
+        extras = pod_security.xcom_sidecar_extras(d)
         connections[d.name] = pulumi.Output.secret(pulumi.Output.all(doc, item.namespace).apply(
-            lambda args: kc.to_json(kc.airflow_connection(args[0], args[1]))))
+            lambda args, extras=extras: kc.to_json(kc.airflow_connection(args[0], args[1], extras))))
         deployments[d.name] = {"namespace": item.namespace, "connectionId": d.connection_id,
                                "envVar": d.env_var, **item.details}
     outputs = {
@@ -50,4 +52,7 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
     if cfg.gpu_pool.enabled:
         # Public: what a GPU task passes to KubernetesPodOperator (README, GPU tasks).
         outputs["gpuTask"] = gpu.gpu_task(cfg.cloud, cfg.gpu_pool)
+    if any(d.pod_security == "restricted" for d in cfg.deployments):
+        # Public: what a task passes to be admitted under restricted (README, Restricted namespaces).
+        outputs["restrictedTask"] = pod_security.restricted_task()
     return outputs

@@ -198,6 +198,12 @@ BAD_INPUT = [
      "remote-kpo:deployments[0].quota.memory: not a Kubernetes quantity like 500m or 2Gi"),
     ("pod security level not enforceable", variant("existing", deployments=[{"name": "a", "podSecurity": "privileged"}]),
      "remote-kpo:deployments[0].podSecurity: must be one of 'baseline' or 'restricted'"),
+    ("xcom sidecar image that is not an image", variant("existing", deployments=[
+        {"name": "a", "xcomSidecarImage": "Registry.Example.com/Alpine Linux"}]),
+     "remote-kpo:deployments[0].xcomSidecarImage: not an image reference like registry.example.com/mirror/alpine:3.24"),
+    ("xcom sidecar image without xcom", variant("existing", deployments=[
+        {"name": "a", "xcom": False, "xcomSidecarImage": "registry.example.com/mirror/alpine:3.24.2"}]),
+     "remote-kpo:deployments[0].xcomSidecarImage: only with xcom: true (without pods/exec no task reads an XCom sidecar)"),
     ("cpu quota without pod defaults", variant("existing", deployments=[{"name": "a", "quota": {"cpu": "8", "pods": 3}}]),
      "remote-kpo:deployments[0].podDefaults: required with a cpu or memory quota: Kubernetes refuses "
      "every pod that sets no requests, as KPO tasks do by default"),
@@ -250,3 +256,9 @@ def test_unknown_keys_come_first_each_with_the_nearest_key_on_one_line():
     assert set(lines[:2]) == {"remote-kpo:deployments[0].xcomm: unknown key; did you mean `xcom`?",
                               "remote-kpo:deployments[0].podDefaults.request: unknown key; did you mean `requests`?"}
     assert lines[2:] == ["remote-kpo:deployments[0].xcom: must be true or false"]
+@pytest.mark.parametrize("image", ["alpine", "alpine:3.24.2", "registry.example.com:5000/mirror/alpine:3.24.2",
+                                   "ghcr.io/acme/base-images/alpine@sha256:" + "0" * 64,
+                                   "123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/alpine:3.24"])
+def test_a_deployment_names_its_own_xcom_sidecar_image(image):
+    (d,) = config.load(variant("existing", deployments=[{"name": "a", "xcomSidecarImage": image}])).deployments
+    assert d.xcom_sidecar_image == image

@@ -52,6 +52,13 @@ def test_airflow_connection_holds_the_kubeconfig_object_and_namespace():
         "extra": {"kube_config": {"kind": "Config"}, "namespace": "kpo-a", "in_cluster": False}}
 
 
+def test_airflow_connection_adds_extras_beside_the_kubeconfig():
+    extras = {"xcom_sidecar_container_image": "registry.example.com/alpine:3"}
+    assert kc.airflow_connection({"kind": "Config"}, "kpo-a", extras)["extra"] == {
+        "kube_config": {"kind": "Config"}, "namespace": "kpo-a", "in_cluster": False,
+        "xcom_sidecar_container_image": "registry.example.com/alpine:3"}
+
+
 @pytest.mark.parametrize("cloud, binary", [("gke", "gke-gcloud-auth-plugin"), ("eks", "aws/install"),
                                            ("aks", "az aks install-cli")])
 def test_dockerfile_installs_the_exec_plugin_as_root_and_returns_to_astro(cloud, binary):

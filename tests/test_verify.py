@@ -247,3 +247,26 @@ def test_a_timeout_on_a_local_address_still_points_at_the_network():
 
     assert reach_fix("https://127.0.0.1:26443", "Read timed out. (read timeout=30)").startswith(
         "Astro must reach the API server")
+def test_a_kubeconfig_in_the_environment_is_reported_with_what_it_breaks():
+    from consumer.verify import kubeconfig_env_warning
+    assert kubeconfig_env_warning({"PATH": "/bin"}) is None
+    assert kubeconfig_env_warning({"KUBECONFIG": ""}) is None
+    warning = kubeconfig_env_warning({"KUBECONFIG": "/home/astro/.kube/config"})
+    assert "(/home/astro/.kube/config)" in warning
+    # The trigger's own words, so a person can match the task log.
+    assert ('"Options kube_config_path, kube_config, in_cluster, and config_dict are mutually exclusive"'
+            in warning)
+    assert "deferrable" in warning and "Unset KUBECONFIG" in warning
+
+
+def test_verify_warns_on_stderr_when_kubeconfig_is_set_and_its_output_stays_the_report(tmp_path):
+    import os
+    # Nothing listens on port 1: step 2 fails at once, without the network.
+    doc = kc.kubeconfig(cluster_name="c1", server="https://127.0.0.1:1", ca_data="Q0E=", namespace="kpo-a",
+                        user_name="c1-a", user=kc.token_user("t"))
+    conn = kc.to_json(kc.airflow_connection(doc, "kpo-a"))
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "admin.kubeconfig")}
+    done = subprocess.run([str(ROOT / "scripts/verify"), "--connection", "--json"], input=conn, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert f"verify: warning: KUBECONFIG is set in this environment ({tmp_path / 'admin.kubeconfig'})" in done.stderr
+    assert json.loads(done.stdout)["deployments"][0]["name"] == "connection"

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ OTHER_API_PORT, OTHER_ETCD_PORT, OTHER_ETCD_PEER_PORT = PORT_BASE + 643, PORT_BA
 # Beside each cluster's API server port (scripts/local-cluster): kwok-front (the nodes' kubelet
 # endpoint) + 1, Karpenter's metrics and health + 2 and + 3, kwok's own server + 4.
 NEIGHBOUR_PORTS = (1, 2, 3, 4)
+# The token-expiry test's cluster, with a JWT authenticator (test_token_expiry_airflow.py).
+TOKENS_API_PORT, TOKENS_ETCD_PORT, TOKENS_ETCD_PEER_PORT = PORT_BASE + 3443, PORT_BASE + 3379, PORT_BASE + 3380
 API_URL = f"https://127.0.0.1:{API_PORT}"
 PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
 
@@ -111,3 +114,27 @@ def can_i(kubectl, kubeconfig: Path, verb: str, resource: str, namespace: str | 
     if answer not in ("yes", "no"):
         raise AssertionError(f"kubectl auth can-i {verb} {resource}: {result.stdout}{result.stderr}")
     return answer == "yes"
+
+
+def up_access_program(env: dict, work: Path, subjects: list[dict]) -> Pulumi:
+    """`pulumi up` of access_program/ (stack `check`, its own state in `work`): DeploymentAccess for
+    each of `subjects` ({name, namespace, kind, subject, xcom}), ready to destroy."""
+    project = work / "access-program"
+    shutil.copytree(ROOT / "tests/e2e/access_program", project, dirs_exist_ok=True)
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / "Pulumi.check.yaml").write_text(json.dumps({"config": {"remote-kpo-access-check:subjects": subjects}}))
+    (work / "access-state").mkdir()
+    cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": backend_url(work / "access-state"), "REMOTE_KPO_ROOT": str(ROOT)})
+    cli.run("stack", "init", "check")
+    cli.run("up", "--yes", "--stack", "check")
+    return cli
+
+
+def wipe_cluster(base: dict) -> None:
+    """Kill a private cluster's processes (no graceful stop: its data goes anyway), then
+    `scripts/local-cluster down` wipes its folder (REMOTE_KPO_CLUSTER_DIR of `base`)."""
+    for pid_file in (Path(base["REMOTE_KPO_CLUSTER_DIR"]) / "run").glob("*.pid"):
+        pid = pid_file.read_text().strip()
+        if pid and os.path.basename(os.path.realpath(f"/proc/{pid}/exe")) == pid_file.stem:
+            os.kill(int(pid), signal.SIGKILL)
+    subprocess.run([str(ROOT / "scripts/local-cluster"), "down"], env=base, check=True, capture_output=True)

@@ -6,9 +6,7 @@ the matching identity of the local API server's token file, and the authorizer a
 """
 
 import base64
-import json
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 
 from components import kubeconfig as kc
 from components.eks import kubernetes_group
-from realenv import API_URL, ROOT, Pulumi, backend_url
+from realenv import API_URL, up_access_program
 from matrix import matrix_failures, namespace_grants, table_grants
 
 GOOGLE_SA = "kpo-analytics@my-project.iam.gserviceaccount.com"
@@ -36,16 +34,9 @@ CLOUDS = {
 
 @pytest.fixture(scope="module")
 def applied(cluster_env, tmp_path_factory):
-    project = tmp_path_factory.mktemp("access-program")
-    shutil.copytree(ROOT / "tests/e2e/access_program", project, dirs_exist_ok=True)
-    (project / ".venv").symlink_to(ROOT / ".venv")
     subjects = [{"name": "analytics", "namespace": ns, "kind": kind, "subject": subject, "xcom": xcom}
                 for ns, kind, subject, xcom, *_ in CLOUDS.values()]
-    (project / "Pulumi.check.yaml").write_text(json.dumps({"config": {"remote-kpo-access-check:subjects": subjects}}))
-    state = tmp_path_factory.mktemp("access-state")
-    cli = Pulumi(project, {**cluster_env, "PULUMI_BACKEND_URL": backend_url(state), "REMOTE_KPO_ROOT": str(ROOT)})
-    cli.run("stack", "init", "check")
-    cli.run("up", "--yes", "--stack", "check")
+    cli = up_access_program(cluster_env, tmp_path_factory.mktemp("access"), subjects)
     yield cli
     cli.run("destroy", "--yes", "--stack", "check")
 

@@ -97,3 +97,15 @@ def test_a_connection_that_is_not_remote_kpo_fails_the_smoke_dag_naming_it(smoke
     assert run["tasks"]["find_connections"]["state"] == "failed"
     assert ("remote-kpo smoke: connection kpo_broken is not a remote-kpo connection (conn_type 'kubernetes', "
             "no kube_config in extra)") in log
+
+
+def test_a_kubeconfig_in_the_deployments_environment_fails_the_smoke_dag_saying_what_it_breaks(
+        smoke_env, cluster_env, tmp_path):
+    env = {**smoke_env, "KUBECONFIG": cluster_env["KUBECONFIG"]}
+    run, log = run_smoke(env, tmp_path)
+    assert run["tasks"]["check_environment"]["state"] == "failed"
+    assert (f"remote-kpo smoke: KUBECONFIG is set in this Deployment's environment ({cluster_env['KUBECONFIG']}): "
+            "every deferrable KubernetesPodOperator task fails each trigger poll with \"Options kube_config_path, "
+            "kube_config, in_cluster, and config_dict are mutually exclusive\"") in log
+    # Sync pods do not read it: they still run.
+    assert run["tasks"]["smoke_pod[0]"]["state"] == "success", log[-3000:]

@@ -27,6 +27,16 @@ as JSON; test_gpu_real.py, bench/gpu.py):
   gpu_untolerated  the same GPU limit without the GPU node selector and toleration (only kwok's,
                    as every task here): nothing can run it, so it fails when its short
                    schedule timeout (GPU_UNTOLERATED_SCHEDULE_TIMEOUT) runs out
+and, when REMOTE_KPO_E2E_RESTRICTED_TASK holds the stack's `restrictedTask` shape
+(components/pod_security.py restricted_task() as JSON; test_restricted_xcom_airflow.py):
+  xcom_restricted  the xcom scenario as the README's restricted task: that pod and container
+                   security context (the XCom sidecar's comes from the connection)
+and, when REMOTE_KPO_E2E_TASK_RUNTIME holds a Go duration (test_token_expiry_airflow.py, bench/tokens.py),
+tasks whose containers run that long:
+  long_sync        sync, following the pod's log (get_logs=True): kwok never ends a followed log, so
+                   the read ends on KPO's own read timeout (5 min), then KPO sees the pod done
+  long_deferrable  deferrable, its trigger polling every LONG_POLL_INTERVAL seconds, the log read once
+  long_xcom        do_xcom_push=True, the sidecar read through exec at the end
 and kpo_warmup, a task without a pod.
 """
 
@@ -45,6 +55,8 @@ FAIL = {"kwok.remote-kpo.local/exit-code": "3"}
 # kwok keeps the XCom sidecar running this long after the base container ended, time enough for KPO
 # to exec into it (read the result, then `kill` it, which a fake sidecar survives) and delete the pod.
 SIDECAR = {"kwok.remote-kpo.local/sidecar-runtime": "15s"}
+# The long tasks' trigger poll: one API call (and, with an exec plugin, one token) per poll.
+LONG_POLL_INTERVAL = 10
 # Long enough for the scheduler to try the pod against every node, short enough for a test.
 GPU_UNTOLERATED_SCHEDULE_TIMEOUT = 10
 
@@ -96,6 +108,24 @@ def gpu_scenarios(conn_id: str, shape: dict) -> dict:
     }
 
 
+def restricted_scenarios(conn_id: str, shape: dict) -> dict:
+    """The README's restricted task, built from the `restrictedTask` shape as a DAG author would."""
+    return {"xcom_restricted": lambda: pod_task(
+        "run_pod", conn_id, do_xcom_push=True, annotations=SIDECAR, security_context=shape["securityContext"],
+        container_security_context=shape["containerSecurityContext"])}
+
+
+def long_scenarios(conn_id: str, runtime: str) -> dict:
+    """Tasks that outlive many short-lived tokens."""
+    long = {"kwok.remote-kpo.local/runtime": runtime}
+    return {
+        "long_sync": lambda: pod_task("run_pod", conn_id, get_logs=True, annotations=long),
+        "long_deferrable": lambda: pod_task("run_pod", conn_id, deferrable=True, get_logs=True, logging_interval=3600,
+                                            poll_interval=LONG_POLL_INTERVAL, annotations=long),
+        "long_xcom": lambda: pod_task("run_pod", conn_id, do_xcom_push=True, annotations=long | SIDECAR),
+    }
+
+
 def scenarios(conn_id: str) -> dict:
     return {
         "success": lambda: pod_task("run_pod", conn_id),
@@ -116,8 +146,12 @@ def nothing() -> None:
 
 
 _gpu_shape = json.loads(os.environ.get("REMOTE_KPO_E2E_GPU_TASK", "null"))
+_restricted_shape = json.loads(os.environ.get("REMOTE_KPO_E2E_RESTRICTED_TASK", "null"))
+_runtime = os.environ.get("REMOTE_KPO_E2E_TASK_RUNTIME")
 for _conn_id in filter(None, os.environ.get("REMOTE_KPO_E2E_CONN_IDS", "").split(",")):
     _scenarios = scenarios(_conn_id) | (gpu_scenarios(_conn_id, _gpu_shape) if _gpu_shape else {})
+    _scenarios |= restricted_scenarios(_conn_id, _restricted_shape) if _restricted_shape else {}
+    _scenarios |= long_scenarios(_conn_id, _runtime) if _runtime else {}
     for _scenario, _build in _scenarios.items():
         with DAG(dag_id=f"kpo_{_scenario}__{_conn_id}", schedule=None, start_date=datetime(2024, 1, 1),
                  catchup=False, tags=["remote-kpo-e2e"]) as _dag:

@@ -162,6 +162,7 @@ def test_gpu_pod_carries_the_gpu_task_output():
 def test_privileged_pod_differs_from_the_kpo_pod_only_by_privilege():
     pod, kpo = privileged_pod("ns"), kpo_pod("ns")
     assert pod["spec"]["containers"][0].pop("securityContext") == {"privileged": True}
+    kpo["spec"]["containers"][0].pop("securityContext")
     assert pod["spec"] == kpo["spec"]
 
 
@@ -223,3 +224,74 @@ def test_an_unreachable_server_is_described_without_urllib3_object_reprs():
         urllib3.PoolManager(retries=0).request("GET", "https://127.0.0.1:1/")
     assert connection_reason(raised.value) == ("HTTPSConnection(host='127.0.0.1', port=1): "
                                                "Failed to establish a new connection: [Errno 111] Connection refused")
+
+
+class OldApiServer:
+    """An API server from before Kubernetes 1.28 as far as identity goes: SelfSubjectReview v1 is
+    not found, v1beta1 (1.27) is served or not, SelfSubjectAccessReview is. No Kubernetes of those
+    versions runs here, so a stand-in answers, recording the paths asked."""
+
+    def __init__(self, beta: bool):
+        import http.server
+        import threading
+
+        paths: list[str] = []
+        self.paths = paths
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                paths.append(self.path)
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path.endswith("/v1beta1/selfsubjectreviews") and beta:
+                    body = {"kind": "SelfSubjectReview", "status": {"userInfo": {"username": "old:user"}}}
+                elif self.path.endswith("/selfsubjectaccessreviews"):
+                    body = {"kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": {"verb": "get"}},
+                            "status": {"allowed": True}}
+                else:
+                    body = {"kind": "Status", "code": 404, "message": "the server could not find the requested resource"}
+                data = json.dumps(body).encode()
+                self.send_response(body.get("code", 201))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def target(self) -> Target:
+        doc = kc.kubeconfig(cluster_name="old", server=f"http://127.0.0.1:{self.server.server_port}", ca_data="",
+                            namespace="kpo-a", user_name="u", user=kc.token_user("t0ken"))
+        del doc["clusters"][0]["cluster"]["certificate-authority-data"]
+        return Target("a", "kpo-a", doc, None)
+
+
+@pytest.mark.parametrize("beta, user, asked", [
+    (True, "old:user", ["/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                        "/apis/authentication.k8s.io/v1beta1/selfsubjectreviews"]),
+    (False, "authenticated (unnamed: SelfSubjectReview needs Kubernetes 1.27+)",
+     ["/apis/authentication.k8s.io/v1/selfsubjectreviews", "/apis/authentication.k8s.io/v1beta1/selfsubjectreviews",
+      "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"]),
+])
+def test_a_cluster_without_selfsubjectreview_v1_still_passes_the_identity_step(beta, user, asked):
+    from consumer.verify import check_identity
+
+    server = OldApiServer(beta)
+    try:
+        step, api = check_identity(server.target())
+    finally:
+        server.server.shutdown()
+    assert (step.ok, step.detail) == (True, user)
+    assert server.paths == asked
+
+
+def test_verify_runs_where_only_the_kubernetes_client_is_installed():
+    # The Airflow venv is such a Python (Astro's image too): kubernetes, no pulumi.
+    airflow_python = ROOT / ".venv-airflow/bin/python"
+    assert subprocess.run([str(airflow_python), "-c", "import pulumi"], capture_output=True).returncode == 1
+    result = subprocess.run([str(airflow_python), "-m", "consumer.verify", "--connection"], input="  ", cwd=ROOT,
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (2, "verify: connection: empty (expected an Airflow connection JSON)\n")

@@ -15,7 +15,7 @@ from consumer import inputs
 from consumer.inputs import InputError, Target, target_from_connection, targets_from_outputs
 from consumer.verify import (Report, StepResult, admission_fix, check_plugin, gpu_pod, kpo_pod, load_targets,
                              privileged_pod, render_json, render_table, resource_attributes)
-from harness import ROOT
+from harness import ROOT, json_api
 
 
 def connection(user: dict, namespace: str = "kpo-analytics") -> dict:
@@ -232,35 +232,18 @@ class OldApiServer:
     versions runs here, so a stand-in answers, recording the paths asked."""
 
     def __init__(self, beta: bool):
-        import http.server
-        import threading
+        self.paths: list[str] = []
 
-        paths: list[str] = []
-        self.paths = paths
+        def answer(path: str, headers: dict, request: dict) -> tuple[int, dict]:
+            self.paths.append(path)
+            if path.endswith("/v1beta1/selfsubjectreviews") and beta:
+                return 201, {"kind": "SelfSubjectReview", "status": {"userInfo": {"username": "old:user"}}}
+            if path.endswith("/selfsubjectaccessreviews"):
+                return 201, {"kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": {"verb": "get"}},
+                             "status": {"allowed": True}}
+            return 404, {"kind": "Status", "code": 404, "message": "the server could not find the requested resource"}
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                paths.append(self.path)
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.path.endswith("/v1beta1/selfsubjectreviews") and beta:
-                    body = {"kind": "SelfSubjectReview", "status": {"userInfo": {"username": "old:user"}}}
-                elif self.path.endswith("/selfsubjectaccessreviews"):
-                    body = {"kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": {"verb": "get"}},
-                            "status": {"allowed": True}}
-                else:
-                    body = {"kind": "Status", "code": 404, "message": "the server could not find the requested resource"}
-                data = json.dumps(body).encode()
-                self.send_response(body.get("code", 201))
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = json_api(answer)
 
     def target(self) -> Target:
         doc = kc.kubeconfig(cluster_name="old", server=f"http://127.0.0.1:{self.server.server_port}", ca_data="",

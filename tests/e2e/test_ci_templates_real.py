@@ -14,17 +14,16 @@ set anywhere. Stand-ins for `gh` and `astro` record what they were asked; the cl
 are `uses:` steps and do not run. The stack is destroyed at the end.
 """
 
-import http.server
 import json
 import os
 import shutil
 import stat
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
+from harness import json_api
 from realenv import ROOT, Pulumi, backend_url, copy_project
 from workflow import load, run_job
 
@@ -75,34 +74,18 @@ class VaultTransit:
     def __init__(self):
         kept: dict[str, str] = {}
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_PUT(self):
-                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                if self.headers.get("X-Vault-Token") != VAULT_TOKEN:
-                    return self.answer(403, {"errors": ["permission denied"]})
-                if self.path == f"/v1/transit/encrypt/{VAULT_KEY}":
-                    ciphertext = f"vault:v1:{uuid.uuid4().hex}"
-                    kept[ciphertext] = request["plaintext"]
-                    return self.answer(200, {"data": {"ciphertext": ciphertext}})
-                if self.path == f"/v1/transit/decrypt/{VAULT_KEY}" and request.get("ciphertext") in kept:
-                    return self.answer(200, {"data": {"plaintext": kept[request["ciphertext"]]}})
-                self.answer(400, {"errors": ["invalid ciphertext or key"]})
+        def answer(path: str, headers: dict, request: dict) -> tuple[int, dict]:
+            if headers.get("X-Vault-Token") != VAULT_TOKEN:
+                return 403, {"errors": ["permission denied"]}
+            if path == f"/v1/transit/encrypt/{VAULT_KEY}":
+                ciphertext = f"vault:v1:{uuid.uuid4().hex}"
+                kept[ciphertext] = request["plaintext"]
+                return 200, {"data": {"ciphertext": ciphertext}}
+            if path == f"/v1/transit/decrypt/{VAULT_KEY}" and request.get("ciphertext") in kept:
+                return 200, {"data": {"plaintext": kept[request["ciphertext"]]}}
+            return 400, {"errors": ["invalid ciphertext or key"]}
 
-            do_POST = do_PUT
-
-            def answer(self, code: int, body: dict):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = json_api(answer)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
 

@@ -5,10 +5,12 @@ The connection's kube_config is loaded with the official `kubernetes` client's
 through five steps, stopping at its first failure with the reason and the fix:
 
   1 plugin        the kubeconfig's exec plugin is on PATH (else: the `dockerfile` output's lines)
-  2 identity      it authenticates; who the cluster says it is (SelfSubjectReview)
+  2 identity      it authenticates; who the cluster says it is (SelfSubjectReview v1, v1beta1 on
+                  1.27; before that only that it authenticates, by a SelfSubjectAccessReview)
   3 permissions   every row of the permission table allowed, every MUST_DENY_* verb denied
                   (SelfSubjectAccessReview; components/permissions.py is the one table)
-  4 admission     a KPO-shaped pod, and a GPU-shaped one when the stack has `gpuTask`, admitted
+  4 admission     a KPO-shaped pod, and a GPU-shaped one when the stack has `gpuTask`, both meeting
+                  the restricted Pod Security Standard, admitted
                   by a server-side dry run in its namespace (quota, LimitRange, Pod Security)
   5 pod security  a privileged pod is refused by Pod Security admission
 

@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import json_api
 from realenv import ROOT, Pulumi, backend_url, copy_project
@@ -140,10 +141,10 @@ def repository(runner, tmp_path_factory) -> Path:
         (source / folder).symlink_to(ROOT / folder)
     [entry] = [e for e in json.loads((ROOT / "ci/github/stacks.json").read_text())["include"] if e["stack"] == STACK]
     (source / "ci/github/stacks.json").write_text(json.dumps({"include": [entry]}))
-    (source / f"Pulumi.{STACK}.yaml").write_text(json.dumps({"config": {
+    (source / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": {
         "remote-kpo:cloud": "existing", "remote-kpo:clusterName": "remote-kpo-local",
         "remote-kpo:deployments": [{"name": DEPLOYMENT, "podSecurity": "restricted"}]}}))
-    (source / "ci/github/astro" / f"{STACK}.yaml").write_text(json.dumps(
+    (source / "ci/github/astro" / f"{STACK}.yaml").write_text(yaml.safe_dump(
         {"stack": STACK, "workspaceId": WORKSPACE, "deployments": {DEPLOYMENT: ASTRO_ID}}))
     # The one-time setup by a person (ci/github/README.md, Set up), then the commit of its stack file.
     person = Pulumi(source, runner["person"])
@@ -164,16 +165,19 @@ def checkout(runner, repository: Path) -> Path:
 
 def entry(runner, repository: Path) -> dict:
     """The matrix entry the `stacks` job computes from the repository's ci/github/stacks.json."""
-    [step] = run_job(WORKFLOW, "stacks", {}, checkout(runner, repository), runner["env"], runner["folder"] / "stacks")
+    [step] = run(runner, repository, "stacks", "")
     assert step.returncode == 0, step.output
     [only] = json.loads(step.outputs["matrix"])["include"]
     return only
 
 
 def run(runner, repository: Path, job: str, operation: str, matrix: dict | None = None):
+    """One job: a fresh checkout; the runner's RUNNER_TEMP, emptied, as a runner's is between jobs
+    (its path stays: the admin kubeconfig's path there is the existing-cluster provider's input)."""
     context = {**runner["context"], "inputs": {"operation": operation}, "matrix": matrix or {}}
-    where = checkout(runner, repository)
-    return run_job(WORKFLOW, job, context, where, runner["env"], where.with_name(where.name + "-temp"))
+    temp = runner["folder"] / "runner-temp"
+    shutil.rmtree(temp, ignore_errors=True)
+    return run_job(WORKFLOW, job, context, checkout(runner, repository), runner["env"], temp)
 
 
 def calls(runner, tool: str) -> list[dict]:
@@ -201,7 +205,7 @@ def test_each_pull_request_push_previews_in_a_fresh_checkout_and_edits_its_one_c
     second = run(runner, repository, "stack", "preview", matrix)
     assert [s.returncode for s in second] == [0] * 7, second[-1].output
     comments = json.loads(Path(runner["env"]["GH_COMMENTS"]).read_text())
-    assert [c["id"] for c in comments] == [7, 1000]
+    assert [c["id"] for c in comments] == [7, 1001]
     assert comments[0]["body"] == "Looks good once the preview is green."
     assert [call["args"][:2] for call in calls(runner, "gh")] == [
         ["api", "--paginate"], ["pr", "comment"], ["api", "--paginate"], ["api", "--method"]]
@@ -234,7 +238,7 @@ def test_after_the_matrix_astro_env_writes_each_astro_deployment_once_and_then_n
     connection = outputs(runner, repository)["airflowConnections"][DEPLOYMENT]
     [call] = calls(runner, "astro")
     assert call["args"][:6] == ["deployment", "variable", "update", "--deployment-id", ASTRO_ID, "--load"]
-    assert call["args"][7:] == ["--secret", "--workspace-id", WORKSPACE]
+    assert call["args"][6] == "--env" and call["args"][8:] == ["--secret", "--workspace-id", WORKSPACE]
     assert call["env_file"] == f"AIRFLOW_CONN_KPO_CI_ANALYTICS={connection}\n"
     assert all(connection not in step.output for step in steps)
     # The next merge, nothing changed: no Astro call (the hash is a tag of the stack, in the backend).
@@ -247,13 +251,14 @@ def test_after_the_matrix_astro_env_writes_each_astro_deployment_once_and_then_n
 def test_the_drift_check_passes_until_the_cluster_changes_out_of_band(runner, repository, kubectl):
     matrix = entry(runner, repository)
     clean = run(runner, repository, "stack", "drift", matrix)
-    assert [s.returncode for s in clean] == [0] * 6, clean[-1].output
+    assert [s.returncode for s in clean] == [0] * 6, clean[-2].output
     kubectl("delete", "rolebinding", "remote-kpo", "-n", f"kpo-{DEPLOYMENT}")
     drifted = run(runner, repository, "stack", "drift", matrix)
     assert [(s.name, s.returncode != 0) for s in drifted][-2:] == [
         ("pulumi preview --refresh with the policy pack", False), ("Fail when the preview failed or found drift", True)]
-    assert "error: no changes were expected but changes were proposed" in drifted[-2].output, drifted[-2].output
-    assert "+ kubernetes:rbac.authorization.k8s.io/v1:RoleBinding" in drifted[-2].output, drifted[-2].output
+    assert "error: no changes were expected for preview but changes were proposed" in drifted[-2].output, \
+        drifted[-2].output
+    assert "+ kubernetes:rbac.authorization.k8s.io/v1:RoleBinding: (create)" in drifted[-2].output, drifted[-2].output
 
 
 def test_a_stack_missing_from_the_backend_fails_and_is_not_created(runner, repository):

@@ -55,6 +55,10 @@ def _cidr(value: str) -> str:
 
 DnsLabel = Annotated[str, _matching(
     r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "a DNS label (a-z, 0-9, '-', at most 63)")]
+# An Airflow connection id: Airflow reads it from AIRFLOW_CONN_<ID upper-cased>, and the smoke
+# DAG finds the AIRFLOW_CONN_KPO_* ones.
+ConnectionId = Annotated[str, _matching(
+    r"kpo_[a-z0-9_]{1,100}", "kpo_ then a-z, 0-9 and '_' (at most 104)")]
 # GKE allows 40 characters, EKS 100, AKS 63: the strictest rule keeps one name valid everywhere.
 ClusterName = Annotated[str, _matching(
     r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", "a cluster name (a-z first, a-z 0-9 '-', at most 40)")]
@@ -399,6 +403,10 @@ class Deployment(Model):
     # hostNetwork and similar node takeovers; restricted also requires non-root, no privilege
     # escalation, dropped capabilities and a seccomp profile.
     pod_security: Literal["baseline", "restricted"] = "baseline"
+    # The Airflow connection id, kpo_<name> (dashes to underscores) by default. Give it the
+    # cluster or stack (kpo_gke_analytics) when several stacks hand connections to one Astro
+    # Deployment: the same id twice would be one environment variable written twice.
+    connection_id: Optional[ConnectionId] = None
     registries: Optional[list[Registry]] = Field(default=None, min_length=1)
     task_identity: Optional[TaskIdentity] = None
     # KPO's XCom sidecar image (the provider's default is alpine from Docker Hub): a private
@@ -462,12 +470,12 @@ class Deployment(Model):
         return self.namespace
 
     @property
-    def connection_id(self) -> str:
-        return "kpo_" + self.name.replace("-", "_")
+    def airflow_conn_id(self) -> str:
+        return self.connection_id or "kpo_" + self.name.replace("-", "_")
 
     @property
     def env_var(self) -> str:
-        return "AIRFLOW_CONN_" + self.connection_id.upper()
+        return "AIRFLOW_CONN_" + self.airflow_conn_id.upper()
 
 
 # Per-cloud defaults for pools left unset: small general-purpose system nodes (EKS Auto Mode
@@ -550,6 +558,7 @@ class StackConfig(Model):
     def _deployments(self):
         seen_names: dict[str, int] = {}
         seen_namespaces: dict[str, int] = {}
+        seen_conn_ids: dict[str, int] = {}
         for i, deployment in enumerate(self.deployments):
             # Always set by Deployment._default_namespace.
             namespace = str(deployment.namespace)
@@ -558,8 +567,13 @@ class StackConfig(Model):
             if namespace in seen_namespaces:
                 first = seen_namespaces[namespace]
                 raise _at(f"deployments[{i}].namespace", f"{namespace} is already used by deployments[{first}]")
+            if deployment.airflow_conn_id in seen_conn_ids:
+                first = seen_conn_ids[deployment.airflow_conn_id]
+                raise _at(f"deployments[{i}].connectionId",
+                          f"{deployment.airflow_conn_id} is already used by deployments[{first}]")
             seen_names[deployment.name] = i
             seen_namespaces[namespace] = i
+            seen_conn_ids[deployment.airflow_conn_id] = i
             self._check_identity(i, deployment)
             self._check_task_identity(i, deployment)
         return self

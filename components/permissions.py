@@ -5,8 +5,11 @@ tests all read these tables, so a permission cannot be granted without appearing
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pulumi_kubernetes.rbac.v1 import PolicyRuleArgsDict
+# For the type only: scripts/verify reads these tables where only the kubernetes client is installed.
+if TYPE_CHECKING:
+    from pulumi_kubernetes.rbac.v1 import PolicyRuleArgsDict
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ def kpo_permissions(xcom: bool) -> tuple[KpoPermission, ...]:
     return tuple(p for p in KPO_PERMISSIONS if xcom or not p.xcom_only)
 
 
-def kpo_role_rules(xcom: bool) -> list[PolicyRuleArgsDict]:
+def kpo_role_rules(xcom: bool) -> "list[PolicyRuleArgsDict]":
     """The namespace Role's rules, one per table row."""
     return [
         {"api_groups": [""], "resources": [p.resource], "verbs": list(p.verbs)}

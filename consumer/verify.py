@@ -5,10 +5,12 @@ The connection's kube_config is loaded with the official `kubernetes` client's
 through five steps, stopping at its first failure with the reason and the fix:
 
   1 plugin        the kubeconfig's exec plugin is on PATH (else: the `dockerfile` output's lines)
-  2 identity      it authenticates; who the cluster says it is (SelfSubjectReview)
+  2 identity      it authenticates; who the cluster says it is (SelfSubjectReview v1, v1beta1 on
+                  1.27; before that only that it authenticates, by a SelfSubjectAccessReview)
   3 permissions   every row of the permission table allowed, every MUST_DENY_* verb denied
                   (SelfSubjectAccessReview; components/permissions.py is the one table)
-  4 admission     a KPO-shaped pod, and a GPU-shaped one when the stack has `gpuTask`, admitted
+  4 admission     a KPO-shaped pod, and a GPU-shaped one when the stack has `gpuTask`, both meeting
+                  the restricted Pod Security Standard, admitted
                   by a server-side dry run in its namespace (quota, LimitRange, Pod Security)
   5 pod security  a privileged pod is refused by Pod Security admission
 
@@ -39,12 +41,19 @@ from consumer.inputs import (InputError, Target, exec_command, run_pulumi_output
 
 STEPS = ("plugin", "identity", "permissions", "admission", "pod security")
 # KPO's own pod shape (operators/pod.py build_pod_request_obj): its labels, one `base` container,
-# restartPolicy Never, nothing the namespace's Pod Security level could refuse.
+# restartPolicy Never, and what the restricted Pod Security Standard requires, so it is admitted at
+# either podSecurity level: non-root with a uid (busybox's image user is root), the runtime's
+# seccomp profile, no privilege escalation, no capabilities.
+# https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted
 KPO_LABELS = {"kubernetes_pod_operator": "True", "airflow_kpo_in_cluster": "False",
               "dag_id": "remote_kpo_verify", "task_id": "verify"}
 VERIFY_IMAGE = "busybox:1.36"
+RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+                  "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 # Seconds per API request: a firewalled API server fails step 2 instead of hanging.
 REQUEST_TIMEOUT = 30
+UNNAMED_USER = "authenticated (unnamed: SelfSubjectReview needs Kubernetes 1.27+)"
 REFRESH_FIX = ("remote-kpo creates it: `pulumi up --refresh` for the stack restores it "
                "(a new token means a new connection: run scripts/astro-env)")
 
@@ -86,8 +95,9 @@ def resource_attributes(verb: str, resource: str, namespace: str) -> dict:
 def kpo_pod(namespace: str, name: str = "remote-kpo-verify") -> dict:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "labels": dict(KPO_LABELS)},
-            "spec": {"restartPolicy": "Never",
-                     "containers": [{"name": "base", "image": VERIFY_IMAGE, "command": ["sh", "-c", "true"]}]}}
+            "spec": {"restartPolicy": "Never", "securityContext": dict(RESTRICTED_POD),
+                     "containers": [{"name": "base", "image": VERIFY_IMAGE, "command": ["sh", "-c", "true"],
+                                     "securityContext": dict(RESTRICTED_CONTAINER)}]}}
 
 
 def gpu_pod(namespace: str, gpu_task: dict) -> dict:
@@ -194,6 +204,30 @@ def connect(target: Target):
     return client.ApiClient(configuration), errors
 
 
+def reviewed_user(api) -> tuple[bool, Optional[str]]:
+    """(whether the cluster serves SelfSubjectReview, the user it names). Served as v1 from
+    Kubernetes 1.28 and as v1beta1 in 1.27, which the client has no model for (KEP-3325); older
+    clusters answer 404 to both. Other refusals raise ApiException."""
+    try:
+        review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview(),
+                                                                            _request_timeout=REQUEST_TIMEOUT)
+        return True, review.status.user_info.username if review.status and review.status.user_info else None
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+    try:
+        data = api.call_api("/apis/authentication.k8s.io/v1beta1/selfsubjectreviews", "POST",
+                            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                            body={"apiVersion": "authentication.k8s.io/v1beta1", "kind": "SelfSubjectReview"},
+                            response_types_map={200: "object", 201: "object"}, auth_settings=["BearerToken"],
+                            _return_http_data_only=True, _request_timeout=REQUEST_TIMEOUT)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+        return False, None
+    return True, ((data or {}).get("status") or {}).get("userInfo", {}).get("username")
+
+
 def check_identity(target: Target) -> tuple[StepResult, object]:
     try:
         api, plugin_errors = connect(target)
@@ -205,8 +239,15 @@ def check_identity(target: Target) -> tuple[StepResult, object]:
                    else "the plugin's identity is not one the cluster knows: check the Deployment's identity "
                         "in the stack config and that Astro runs with it")
     try:
-        review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview(),
-                                                                            _request_timeout=REQUEST_TIMEOUT)
+        served, user = reviewed_user(api)
+        if not served:
+            # No review to name the user: an accepted access review still proves it authenticated
+            # (system:basic-user lets only authenticated users create them).
+            authz = client.AuthorizationV1Api(api)
+            authz.create_self_subject_access_review(client.V1SelfSubjectAccessReview(
+                spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=client.V1ResourceAttributes(
+                    verb="get", resource="pods", namespace=target.namespace))), _request_timeout=REQUEST_TIMEOUT)
+            return StepResult("identity", True, UNNAMED_USER), api
     except client.ApiException as error:
         detail = f"refused ({error.status}): {api_message(error)}"
         if plugin_errors:
@@ -216,7 +257,6 @@ def check_identity(target: Target) -> tuple[StepResult, object]:
         reason = connection_reason(error)
         return StepResult("identity", False, f"cannot reach {api.configuration.host}: {reason}",
                           reach_fix(api.configuration.host, reason)), None
-    user = review.status.user_info.username if review.status and review.status.user_info else None
     if not user or user == "system:anonymous":
         detail = "the cluster sees an anonymous user"
         if plugin_errors:

@@ -1,6 +1,7 @@
 """remote_kpo_smoke: one tiny pod through each remote-kpo connection, and `nvidia-smi` where the
 Deployment has GPU access. Copy this file into the Astro project's dags/ and trigger it after
-scripts/astro-env has set the connections; it needs only apache-airflow-providers-cncf-kubernetes.
+scripts/astro-env has set the connections. It needs Airflow 3 (Astro Runtime 3), whose Task SDK
+(`airflow.sdk`) it is written against, and apache-airflow-providers-cncf-kubernetes.
 
 Which connections: every AIRFLOW_CONN_KPO_* environment variable (what scripts/astro-env sets),
 read when the run starts, plus the connection ids listed in the Airflow Variable
@@ -14,6 +15,10 @@ to scale up from zero.
 
 Optional Airflow Variable `remote_kpo_smoke` (JSON): `image`, `gpu_image`, `tolerations` (added to
 every pod, e.g. for a cluster whose nodes are all tainted), `get_logs` (default true).
+
+Every pod it starts meets the restricted Pod Security Standard (a Deployment's `podSecurity:
+restricted`): non-root as uid 65534, the runtime's seccomp profile, no privilege escalation, no
+capabilities; the images run as that user.
 
 A failure says which connection and what to run next: the task log's "remote-kpo smoke:" line.
 
@@ -29,11 +34,21 @@ from datetime import datetime
 
 from airflow.exceptions import AirflowException, AirflowNotFoundException
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk import DAG, Connection, Variable, task
+
+try:
+    from airflow.sdk import DAG, Connection, Variable, task
+except ImportError as error:  # Airflow 2 has no Task SDK: say so in the DAG's import error
+    raise ImportError("remote_kpo_smoke needs Airflow 3 (Astro Runtime 3): airflow.sdk is missing") from error
 
 ENV_PREFIX = "AIRFLOW_CONN_KPO_"
 IMAGE = "busybox:1.36"
 GPU_IMAGE = "nvidia/cuda:12.4.1-base-ubuntu22.04"
+# The restricted Pod Security Standard, which baseline namespaces admit as well
+# (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted). Dicts in
+# the API's spelling: KubernetesPodOperator puts them in the pod as given.
+POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+                        "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 log = logging.getLogger(__name__)
 
 
@@ -174,9 +189,11 @@ with DAG(dag_id="remote_kpo_smoke", schedule=None, start_date=datetime(2024, 1, 
     pods = find_connections()
     KubernetesPodOperator.partial(
         task_id="smoke_pod", name="remote-kpo-smoke", cmds=["sh", "-c", "echo remote-kpo smoke ok"],
+        security_context=POD_SECURITY_CONTEXT, container_security_context=CONTAINER_SECURITY_CONTEXT,
         on_failure_callback=explain_failure, map_index_template="{{ task.kubernetes_conn_id }}",
     ).expand_kwargs(pods)
     KubernetesPodOperator.partial(
         task_id="gpu_pod", name="remote-kpo-smoke-gpu", cmds=["nvidia-smi"],
+        security_context=POD_SECURITY_CONTEXT, container_security_context=CONTAINER_SECURITY_CONTEXT,
         on_failure_callback=explain_failure, map_index_template="{{ task.kubernetes_conn_id }}",
     ).expand_kwargs(find_gpu_connections(pods))

@@ -36,7 +36,7 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
         extras = pod_security.xcom_sidecar_extras(d)
         connections[d.name] = pulumi.Output.secret(pulumi.Output.all(doc, item.namespace).apply(
             lambda args, extras=extras: kc.to_json(kc.airflow_connection(args[0], args[1], extras))))
-        deployments[d.name] = {"namespace": item.namespace, "connectionId": d.connection_id,
+        deployments[d.name] = {"namespace": item.namespace, "connectionId": d.airflow_conn_id,
                                "envVar": d.env_var, **item.details}
     outputs = {
         "cloud": cfg.cloud,

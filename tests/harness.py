@@ -1,10 +1,13 @@
 """Run the Pulumi program under mocks and collect what it registered and exported."""
 
 import base64
+import http.server
 import json
 import runpy
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from unittest import mock
 
 import pulumi
@@ -124,3 +127,29 @@ def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | No
         program()
     secret = {name: _sync_await(pulumi.Output.from_input(value).is_secret()) for name, value in exports.items()}
     return Run(mocks.resources, values, secret, options, registered_options)
+
+
+def json_api(answer: Callable[[str, dict, dict], tuple[int, dict]]) -> http.server.ThreadingHTTPServer:
+    """A stand-in for an HTTP JSON API that cannot run here, on a free local port in a thread:
+    every POST or PUT gets answer(path, headers, request body) as (status, JSON body).
+    `.server_port` is its port; `.shutdown()` stops it."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            status, body = answer(self.path, dict(self.headers), request)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_PUT = do_POST
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

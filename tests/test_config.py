@@ -47,7 +47,13 @@ def test_the_dev_stack_file_is_valid_with_one_xcom_and_one_quota_deployment():
 def test_deployment_defaults_namespace_xcom_and_connection_names():
     (d,) = config.load(VALID["existing"] | {"deployments": [{"name": "ml-training"}]}).deployments
     assert (d.namespace, d.xcom, d.ephemeral_node_pools, d.pod_security) == ("kpo-ml-training", True, False, "baseline")
-    assert (d.connection_id, d.env_var) == ("kpo_ml_training", "AIRFLOW_CONN_KPO_ML_TRAINING")
+    assert (d.airflow_conn_id, d.env_var) == ("kpo_ml_training", "AIRFLOW_CONN_KPO_ML_TRAINING")
+
+
+def test_a_deployment_may_carry_its_cluster_in_its_connection_id():
+    (d,) = config.load(VALID["existing"] | {"deployments": [{"name": "analytics",
+                                                              "connectionId": "kpo_onprem_analytics"}]}).deployments
+    assert (d.airflow_conn_id, d.env_var) == ("kpo_onprem_analytics", "AIRFLOW_CONN_KPO_ONPREM_ANALYTICS")
 
 
 def test_pools_default_per_cloud_and_gpu_pool_scales_from_zero():
@@ -123,6 +129,12 @@ BAD_INPUT = [
      "remote-kpo:deployments[2].name: duplicate of deployments[0]"),
     ("duplicate namespace", variant("existing", deployments=[{"name": "a"}, {"name": "b", "namespace": "kpo-a"}]),
      "remote-kpo:deployments[1].namespace: kpo-a is already used by deployments[0]"),
+    ("connection id of another deployment", variant("existing", deployments=[
+        {"name": "a-b"}, {"name": "c", "connectionId": "kpo_a_b"}]),
+     "remote-kpo:deployments[1].connectionId: kpo_a_b is already used by deployments[0]"),
+    ("connection id the smoke DAG would not find", variant("existing", deployments=[
+        {"name": "a", "connectionId": "gke_a"}]),
+     "remote-kpo:deployments[0].connectionId: not kpo_ then a-z, 0-9 and '_' (at most 104)"),
     ("non-DNS name", variant("existing", deployments=[{"name": "Data_Team"}]),
      "remote-kpo:deployments[0].name: not a DNS label (a-z, 0-9, '-', at most 63)"),
     ("name too long for its namespace", variant("existing", deployments=[{"name": "a" * 62}]),

@@ -125,6 +125,7 @@ def examples(tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KUBECONFIG", str(kubeconfig))
         runs["dev"] = run_program(stack_config("dev"))
+        runs["onprem"] = run_program(stack_config("onprem"), stack="onprem")
     runs["gke"] = run_program(stack_config("gke"), stack="gke", mocks=GkeMocks())
     runs["eks"] = run_program(stack_config("eks"), stack="eks", mocks=EksMocks())
     runs["aks"] = run_program(stack_config("aks"), stack="aks", mocks=AzureMocks())
@@ -137,7 +138,7 @@ def inputs_of(examples: dict, stack: str, name: str, typ: str | None = None) -> 
     return copy.deepcopy(inputs)
 
 
-@pytest.mark.parametrize("stack", ["dev", "gke", "eks", "aks"])
+@pytest.mark.parametrize("stack", ["dev", "onprem", "gke", "eks", "aks"])
 def test_every_example_stack_passes_every_rule(examples, stack):
     found = {f"{typ} {name}": bad for typ, name, inputs in examples[stack]
              if (bad := all_violations(typ, inputs, name))}

@@ -15,7 +15,7 @@ from consumer import inputs
 from consumer.inputs import InputError, Target, target_from_connection, targets_from_outputs
 from consumer.verify import (Report, StepResult, admission_fix, check_plugin, gpu_pod, kpo_pod, load_targets,
                              privileged_pod, render_json, render_table, resource_attributes)
-from harness import ROOT
+from harness import ROOT, json_api
 
 
 def connection(user: dict, namespace: str = "kpo-analytics") -> dict:
@@ -166,6 +166,7 @@ def test_gpu_pod_carries_the_gpu_task_output():
 def test_privileged_pod_differs_from_the_kpo_pod_only_by_privilege():
     pod, kpo = privileged_pod("ns"), kpo_pod("ns")
     assert pod["spec"]["containers"][0].pop("securityContext") == {"privileged": True}
+    kpo["spec"]["containers"][0].pop("securityContext")
     assert pod["spec"] == kpo["spec"]
 
 
@@ -247,6 +248,8 @@ def test_a_timeout_on_a_local_address_still_points_at_the_network():
 
     assert reach_fix("https://127.0.0.1:26443", "Read timed out. (read timeout=30)").startswith(
         "Astro must reach the API server")
+
+
 def test_a_kubeconfig_in_the_environment_is_reported_with_what_it_breaks():
     from consumer.verify import kubeconfig_env_warning
     assert kubeconfig_env_warning({"PATH": "/bin"}) is None
@@ -270,3 +273,57 @@ def test_verify_warns_on_stderr_when_kubeconfig_is_set_and_its_output_stays_the_
                           capture_output=True, text=True, timeout=120)
     assert f"verify: warning: KUBECONFIG is set in this environment ({tmp_path / 'admin.kubeconfig'})" in done.stderr
     assert json.loads(done.stdout)["deployments"][0]["name"] == "connection"
+
+
+class OldApiServer:
+    """An API server from before Kubernetes 1.28 as far as identity goes: SelfSubjectReview v1 is
+    not found, v1beta1 (1.27) is served or not, SelfSubjectAccessReview is. No Kubernetes of those
+    versions runs here, so a stand-in answers, recording the paths asked."""
+
+    def __init__(self, beta: bool):
+        self.paths: list[str] = []
+
+        def answer(path: str, headers: dict, request: dict) -> tuple[int, dict]:
+            self.paths.append(path)
+            if path.endswith("/v1beta1/selfsubjectreviews") and beta:
+                return 201, {"kind": "SelfSubjectReview", "status": {"userInfo": {"username": "old:user"}}}
+            if path.endswith("/selfsubjectaccessreviews"):
+                return 201, {"kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": {"verb": "get"}},
+                             "status": {"allowed": True}}
+            return 404, {"kind": "Status", "code": 404, "message": "the server could not find the requested resource"}
+
+        self.server = json_api(answer)
+
+    def target(self) -> Target:
+        doc = kc.kubeconfig(cluster_name="old", server=f"http://127.0.0.1:{self.server.server_port}", ca_data="",
+                            namespace="kpo-a", user_name="u", user=kc.token_user("t0ken"))
+        del doc["clusters"][0]["cluster"]["certificate-authority-data"]
+        return Target("a", "kpo-a", doc, None)
+
+
+@pytest.mark.parametrize("beta, user, asked", [
+    (True, "old:user", ["/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                        "/apis/authentication.k8s.io/v1beta1/selfsubjectreviews"]),
+    (False, "authenticated (unnamed: SelfSubjectReview needs Kubernetes 1.27+)",
+     ["/apis/authentication.k8s.io/v1/selfsubjectreviews", "/apis/authentication.k8s.io/v1beta1/selfsubjectreviews",
+      "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"]),
+])
+def test_a_cluster_without_selfsubjectreview_v1_still_passes_the_identity_step(beta, user, asked):
+    from consumer.verify import check_identity
+
+    server = OldApiServer(beta)
+    try:
+        step, api = check_identity(server.target())
+    finally:
+        server.server.shutdown()
+    assert (step.ok, step.detail) == (True, user)
+    assert server.paths == asked
+
+
+def test_verify_runs_where_only_the_kubernetes_client_is_installed():
+    # The Airflow venv is such a Python (Astro's image too): kubernetes, no pulumi.
+    airflow_python = ROOT / ".venv-airflow/bin/python"
+    assert subprocess.run([str(airflow_python), "-c", "import pulumi"], capture_output=True).returncode == 1
+    result = subprocess.run([str(airflow_python), "-m", "consumer.verify", "--connection"], input="  ", cwd=ROOT,
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (2, "verify: connection: empty (expected an Airflow connection JSON)\n")

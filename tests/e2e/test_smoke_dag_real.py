@@ -6,7 +6,9 @@ Variable scripts/astro-env sets (here for kpo_analytics only). The Variable `rem
 adapts the pods to kwok: they tolerate the fake node's taint and do not follow logs (kwok never
 ends a followed log). kwok's one node has no GPU: the GPU pod is created with the GPU shape and no
 node takes it, so it stays Pending until the task's scheduling timeout (the gpuTask's
-startupTimeoutSeconds, shortened here) fails it.
+startupTimeoutSeconds, shortened here) fails it. While it runs, the dev stack's namespaces enforce
+the restricted Pod Security Standard (a Deployment's `podSecurity: restricted`), so every pod the
+DAG starts has to meet it to be created at all.
 """
 
 import json
@@ -47,8 +49,28 @@ def smoke_env(dev_outputs, cluster_env, tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(smoke_env, tmp_path_factory) -> tuple[dict, str]:
+def restricted(kubectl, dev_outputs) -> list[str]:
+    """The dev stack's namespaces at restricted for this module, then back at the stack's baseline."""
+    namespaces = sorted(info["namespace"] for info in dev_outputs["deployments"].values())
+    for namespace in namespaces:
+        kubectl("label", "--overwrite", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    yield namespaces
+    for namespace in namespaces:
+        kubectl("label", "--overwrite", "namespace", namespace, "pod-security.kubernetes.io/enforce=baseline")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_env, restricted, tmp_path_factory) -> tuple[dict, str]:
     return run_smoke(smoke_env, tmp_path_factory.mktemp("smoke-run"))
+
+
+def test_the_namespaces_refuse_a_pod_that_does_not_meet_restricted(restricted, kubectl):
+    # What the smoke pods are measured against: busybox as KPO builds it without security contexts.
+    for namespace in restricted:
+        result = kubectl("run", "not-restricted", "--image=busybox:1.36", "--restart=Never", "-n", namespace,
+                         "--dry-run=server", check=False)
+        assert result.returncode == 1
+        assert 'violates PodSecurity "restricted:latest"' in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("index, conn_id, namespace", [(0, "kpo_analytics", "kpo-analytics"),

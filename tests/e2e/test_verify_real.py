@@ -1,6 +1,7 @@
 """scripts/verify against the real API server, on the connections the real `pulumi up` exported.
 
-The dev stack passes. A stack of its own (`verify`, Deployment `vfy-broken`) is broken out of band,
+The dev stack passes. A stack of its own (`verify`, Deployment `vfy-broken`, podSecurity restricted,
+so verify's own pods must meet the restricted standard) is broken out of band,
 so the session's dev stack stays whole for the other modules: its RoleBinding deleted, then its
 Pod Security label removed; each time verify fails at the step that names what broke, and the fix
 it prints (`pulumi up --refresh`) makes it pass again. Connections whose exec plugin is missing or
@@ -36,7 +37,8 @@ def verify_stack(pulumi_cli, dev_outputs):
     pulumi_cli.write_stack("verify", {"cloud": "existing", "clusterName": "remote-kpo-local",
                                       "deployments": [{"name": BROKEN, "xcom": False,
                                                        "podDefaults": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-                                                       "quota": {"cpu": "2", "memory": "1Gi", "gpu": 0}}]})
+                                                       "quota": {"cpu": "2", "memory": "1Gi", "gpu": 0},
+                                                       "podSecurity": "restricted"}]})
     pulumi_cli.run("stack", "init", "verify")
     pulumi_cli.run("up", "--yes", "--stack", "verify")
     yield "verify"
@@ -73,6 +75,27 @@ def test_json_output_tells_xcom_from_the_authorizer_and_the_pod_security_refusal
     assert steps["ml-training"]["permissions"] == "8 allowed, 39 denied, xcom off"
     assert steps["ml-training"]["admission"] == "KPO pod admitted (dry run)"
     assert steps["ml-training"]["pod security"] == "privileged pod refused"
+
+
+def test_a_restricted_namespace_admits_verifys_pods_and_refuses_the_privileged_one(pulumi_cli, verify_stack, kubectl):
+    namespace = f"kpo-{BROKEN}"
+    labels = json.loads(kubectl("get", "namespace", namespace, "-o", "json").stdout)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    result = run_verify(pulumi_cli, "--stack", verify_stack, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [deployment] = json.loads(result.stdout)["deployments"]
+    steps = {s["step"]: s["detail"] for s in deployment["steps"]}
+    assert (steps["admission"], steps["pod security"]) == ("KPO pod admitted (dry run)", "privileged pod refused")
+
+
+def test_verify_runs_on_a_python_with_only_the_kubernetes_client(pulumi_cli, dev_outputs):
+    # The Airflow venv has the client and no pulumi, as Astro's image: the launcher's python3 there.
+    env = {**pulumi_cli.env, "PATH": f"{ROOT / '.venv-airflow/bin'}:{pulumi_cli.env['PATH']}",
+           "AIRFLOW_CONN_KPO_ANALYTICS": dev_outputs["airflowConnections"]["analytics"]}
+    result = subprocess.run([str(ROOT / ".venv-airflow/bin/python"), "-m", "consumer.verify", "--connection-env",
+                             "AIRFLOW_CONN_KPO_ANALYTICS"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "verify: 1 of 1 Deployments pass every step"
 
 
 def test_a_deleted_rolebinding_fails_step_3_naming_the_deployment_and_the_verbs_and_the_fix_mends_it(

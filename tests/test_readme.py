@@ -40,8 +40,9 @@ def test_the_gpu_example_reads_the_variable_astro_env_sets():
     outputs = {"deployments": {"ml-training": {"envVar": "AIRFLOW_CONN_KPO_ML_TRAINING",
                                                "connectionId": "kpo_ml_training"}},
                "airflowConnections": {"ml-training": "{}"}, "gpuTask": {"resourceName": "nvidia.com/gpu"}}
-    todo, _ = astro_env.assignments(outputs, {"ml-training": "clx0"})
-    (gpu_variable,) = [a.key for a in todo if not a.secret]
+    mapping = astro_env.Mapping(stack="prod", source="--map", workspace_id=None, deployments={"ml-training": "clx0"})
+    todo, _ = astro_env.assignments(outputs, mapping)
+    (gpu_variable,) = [a.key for a in todo if a.key != "AIRFLOW_CONN_KPO_ML_TRAINING"]
     # Airflow's Variable of an AIRFLOW_VAR_<NAME> environment variable is <name>, lower case.
     name = gpu_variable.removeprefix("AIRFLOW_VAR_").lower()
     (example,) = blocks(section("GPU tasks"), "python")

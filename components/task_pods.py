@@ -24,10 +24,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.access import MANAGED_BY
-from components.permissions import TASK_SERVICE_ACCOUNT
+from components.permissions import PULL_SECRET, TASK_SERVICE_ACCOUNT
 from config import Deployment, Registry
 
-PULL_SECRET = "remote-kpo-registries"
 DEFAULT_SERVICE_ACCOUNT = "default"
 # The stack config key registries live under: secret as a whole once one value in it is.
 DEPLOYMENTS_KEY = "remote-kpo:deployments"

@@ -15,12 +15,11 @@ import yaml
 
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
+from components.permissions import DEPLOYMENT_SERVICE_ACCOUNT as SERVICE_ACCOUNT
+from components.permissions import DEPLOYMENT_TOKEN_SECRET as TOKEN_SECRET
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import ConfigError, ExistingConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
-
-SERVICE_ACCOUNT = "remote-kpo"
-TOKEN_SECRET = "remote-kpo-token"
 
 
 def _default_kubeconfig_path() -> str:

@@ -150,7 +150,10 @@ def test_task_identity_makes_the_remote_kpo_task_service_account_with_the_pull_s
 def test_a_deployment_without_registries_or_task_identity_gets_nothing_new(existing):
     namespaced = [r for r in existing.resources if r.typ.startswith("kubernetes:")
                   and r.inputs.get("metadata", {}).get("namespace") == "kpo-plain"]
-    assert sorted(r.typ.rsplit(":", 1)[-1] for r in namespaced) == ["Role", "RoleBinding", "Secret", "ServiceAccount"]
+    # What every Deployment gets (DeploymentAccess, and on existing its ServiceAccount and token).
+    assert sorted(r.typ.rsplit(":", 1)[-1] for r in namespaced) == [
+        "LimitRange", "ResourceQuota", "ResourceQuota", "ResourceQuota", "ResourceQuota", "Role", "RoleBinding",
+        "Secret", "ServiceAccount"]
     assert sorted(r.name for r in existing.resources if r.typ == "remote-kpo:index:TaskPods") == ["etl-tasks", "reports-tasks"]
 
 

@@ -11,7 +11,8 @@
   (components/<cloud>_tasks.py) with the identity it acts as.
 
 The Deployment's Role is unchanged: it can neither read the pull Secret nor mint the task
-ServiceAccount's tokens; creating a pod that runs as it needs no extra right.
+ServiceAccount's tokens; creating a pod that runs as it needs no extra right. Its admission policy
+(components/admission.py) keeps its pods from mounting the pull Secret.
 """
 
 import base64

@@ -39,6 +39,7 @@ from pulumi_kubernetes.admissionregistration.v1 import (
     VariableArgsDict,
 )
 from pulumi_kubernetes.core.v1 import ResourceQuotaSpecArgsDict
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgsDict
 from pulumi_kubernetes.rbac.v1 import SubjectArgsDict
 
 from components.gpu import GPU_LABELS, GPU_RESOURCE, GPU_TAINT
@@ -191,7 +192,7 @@ def policy_name(stack: str, namespace: str) -> str:
     return fit(f"remote-kpo-{stack_part}-{namespace}", 253)
 
 
-def namespace_selector(namespace: pulumi.Input[str]) -> dict:
+def namespace_selector(namespace: pulumi.Input[str]) -> LabelSelectorArgsDict:
     return {"match_expressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}]}
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from harness import ADMIN_KUBECONFIG, run_program, stack_config
 from test_aks_stack import run as run_aks
+from test_dev_stack import admin_kubeconfig  # noqa: F401 - a fixture
 from test_eks_stack import run_eks
 from test_gke_stack import ANALYTICS_SA, run_gke
 
@@ -81,10 +82,7 @@ def test_each_deployment_has_a_policy_bound_to_its_own_namespace_only_that_fails
     assert len(bindings) == 2
 
 
-def test_two_stacks_on_one_cluster_never_share_a_cluster_scoped_name(dev, tmp_path, monkeypatch):
-    kubeconfig = tmp_path / "admin.kubeconfig"
-    kubeconfig.write_text(ADMIN_KUBECONFIG)
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+def test_two_stacks_on_one_cluster_never_share_a_cluster_scoped_name(dev, admin_kubeconfig):
     other = run_program(stack_config("dev") | {"deployments": [{"name": "reports"}]}, stack="Team_B.prod")
     names = {r.inputs["metadata"]["name"] for r in other.resources if r.typ in (POLICY, BINDING)}
     assert names == {"remote-kpo-team-b-prod-kpo-reports"}
@@ -103,10 +101,7 @@ def test_the_policy_applies_to_requests_made_as_the_deployments_own_identity(run
         {"name": "deployment-identity", "expression": expected}]
 
 
-def test_a_task_pod_may_run_as_default_and_as_remote_kpo_task_only_where_it_is_made(tmp_path, monkeypatch):
-    kubeconfig = tmp_path / "admin.kubeconfig"
-    kubeconfig.write_text(ADMIN_KUBECONFIG)
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+def test_a_task_pod_may_run_as_default_and_as_remote_kpo_task_only_where_it_is_made(admin_kubeconfig):
     run = run_program(stack_config("dev") | {"deployments": [{"name": "plain"}, {"name": "tasks", "taskIdentity": {}}]})
     accounts = {}
     for namespace, policy in policies(run).items():

@@ -13,22 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from test_pod_security_real import dry_run_create, kpo_pod
+# kubeconfigs: the dev stack's exported kubeconfigs, as files.
+from test_pod_security_real import dry_run_create, kpo_pod, kubeconfigs  # noqa: F401 - a fixture
 
 NAMESPACES = {"analytics": "kpo-analytics", "ml-training": "kpo-ml-training"}
 # The fake node's taint (scripts/local-cluster): a pod that tolerates it runs on kwok-node-0.
 KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 WAIT = 90
-
-
-@pytest.fixture(scope="module")
-def kubeconfigs(dev_outputs, tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("tenancy-kubeconfigs")
-    paths = {}
-    for name, document in dev_outputs["kubeconfigs"].items():
-        paths[name] = folder / f"{name}.json"
-        paths[name].write_text(document)
-    return paths
 
 
 def eventually(check, what: str, limit: float = WAIT):

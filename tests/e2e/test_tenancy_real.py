@@ -167,7 +167,9 @@ def test_a_best_effort_pod_is_refused(kubectl, guarded):
 def test_finished_pods_still_count_against_the_quota(kubectl, guarded):
     """`pods` counts pods that have not finished; count/pods, every stored pod."""
     name = f"finished-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "-f", "-", kubeconfig=guarded["analytics"], stdin=json.dumps(task_pod(name)))
+    pod = task_pod(name)
+    pod["metadata"]["annotations"] = {"kwok.remote-kpo.local/sidecar-runtime": "0s"}
+    kubectl("create", "-f", "-", kubeconfig=guarded["analytics"], stdin=json.dumps(pod))
     try:
         kubectl("wait", f"pod/{name}", "-n", "kpo-analytics", "--for=jsonpath={.status.phase}=Succeeded",
                 f"--timeout={WAIT}s")
@@ -244,7 +246,9 @@ def test_kpos_already_checked_label_patch_goes_through(kubectl, guarded, running
 
 @pytest.mark.parametrize("body, kind", [
     ([{"op": "replace", "path": "/spec/containers/0/image", "value": "evil:latest"}], "json"),
-    ({"spec": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}}, "merge"),
+    # Pod validation allows adding tolerations, an image and a deadline to a running pod: only the
+    # policy stands in the way.
+    ([{"op": "add", "path": "/spec/tolerations/-", "value": GPU_TOLERATION}], "json"),
     ({"spec": {"activeDeadlineSeconds": 1}}, "merge"),
 ], ids=["image", "tolerations", "deadline"])
 def test_a_task_cannot_change_a_running_pods_spec(kubectl, guarded, running_pod, body, kind):

@@ -100,10 +100,10 @@ def test_the_admission_policy_holds_each_clouds_identity_as_its_rolebinding_name
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "placed"},
            "spec": {"nodeName": "kwok-node-0", "containers": [{"name": "base", "image": "busybox:1.36"}]}}
     deadline = time.monotonic() + 60
-    while True:  # a new policy takes a moment to load
+    while True:  # a new policy takes a moment to load, a new quota to get its status
         result = kubectl("create", "--dry-run=server", "-f", "-", kubeconfig=kubeconfig, stdin=json.dumps(pod),
                          env=env, check=False)
-        if result.returncode != 0 or time.monotonic() > deadline:
+        if "denied request" in result.stderr or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert f"ValidatingAdmissionPolicy 'remote-kpo-check-{CLOUDS[cloud][0]}'" in result.stderr, result.stderr

@@ -33,13 +33,13 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.admissionregistration.v1 import (
+    MatchResourcesArgsDict,
     ValidatingAdmissionPolicyBindingSpecArgsDict,
     ValidatingAdmissionPolicySpecArgsDict,
     ValidationArgsDict,
     VariableArgsDict,
 )
 from pulumi_kubernetes.core.v1 import ResourceQuotaSpecArgsDict
-from pulumi_kubernetes.meta.v1 import LabelSelectorArgsDict
 from pulumi_kubernetes.rbac.v1 import SubjectArgsDict
 
 from components.gpu import GPU_LABELS, GPU_RESOURCE, GPU_TAINT
@@ -192,8 +192,15 @@ def policy_name(stack: str, namespace: str) -> str:
     return fit(f"remote-kpo-{stack_part}-{namespace}", 253)
 
 
-def namespace_selector(namespace: pulumi.Input[str]) -> LabelSelectorArgsDict:
-    return {"match_expressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}]}
+def match_resources(namespace: pulumi.Input[str]) -> MatchResourcesArgsDict:
+    """The one namespace, with what the API server would default spelt out: MatchResources is an
+    atomic struct for server-side apply, so a value that differs from the stored one only by its
+    defaults conflicts with the stored one's manager when a later `up` adopts the object (after an
+    interrupted `up`, for instance). SetDefaults_MatchResources and SetDefaults_Rule in
+    k8s.io/kubernetes pkg/apis/admissionregistration/v1/defaults.go."""
+    return {"match_policy": "Equivalent", "object_selector": {},
+            "namespace_selector": {"match_expressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}]}}
 
 
 def policy_spec(deployment: Deployment, subject: SubjectArgsDict,
@@ -202,9 +209,9 @@ def policy_spec(deployment: Deployment, subject: SubjectArgsDict,
         # A rule that cannot be evaluated refuses the request.
         "failure_policy": "Fail",
         "match_constraints": {
-            "namespace_selector": namespace_selector(namespace),
+            **match_resources(namespace),
             "resource_rules": [{"api_groups": [""], "api_versions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                                "resources": ["pods"]}],
+                                "resources": ["pods"], "scope": "*"}],
         },
         "match_conditions": [{"name": "deployment-identity", "expression": identity_condition(subject)}],
         "variables": VARIABLES,
@@ -214,7 +221,7 @@ def policy_spec(deployment: Deployment, subject: SubjectArgsDict,
 
 def binding_spec(name: pulumi.Input[str], namespace: pulumi.Input[str]) -> ValidatingAdmissionPolicyBindingSpecArgsDict:
     return {"policy_name": name, "validation_actions": ["Deny"],
-            "match_resources": {"namespace_selector": namespace_selector(namespace)}}
+            "match_resources": match_resources(namespace)}
 
 
 class TenantAdmission(pulumi.ComponentResource):

@@ -73,11 +73,15 @@ def test_each_deployment_has_a_policy_bound_to_its_own_namespace_only_that_fails
         binding = bindings[name]
         assert binding["metadata"]["name"] == name
         assert binding["spec"]["validationActions"] == ["Deny"]
-        assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchExpressions": [
-            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}]}
+        # With the API server's defaults spelt out (matchPolicy, objectSelector, scope), so that a
+        # later `up` that adopts the object applies what is stored (test_faults_real.py).
+        selects = {"matchPolicy": "Equivalent", "objectSelector": {}, "namespaceSelector": {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}]}}
+        assert binding["spec"]["matchResources"] == selects
         assert policy["spec"]["failurePolicy"] == "Fail"
-        assert policy["spec"]["matchConstraints"]["resourceRules"] == [{
-            "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["pods"]}]
+        assert policy["spec"]["matchConstraints"] == {**selects, "resourceRules": [{
+            "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["pods"],
+            "scope": "*"}]}
         assert policy["metadata"]["labels"]["remote-kpo/deployment"] == namespace.removeprefix("kpo-")
     assert len(bindings) == 2
 

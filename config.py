@@ -11,6 +11,7 @@ import ipaddress
 import json
 import re
 import typing
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from pydantic import (
@@ -193,9 +194,8 @@ class EksConfig(Model):
 
     @model_validator(mode="after")
     def _auto_mode_version(self):
-        # EKS user guide, "Create a cluster with Amazon EKS Auto Mode".
-        if self.version is not None and int(self.version.split(".")[1]) < 29:
-            raise _at("version", f"{self.version} is too old: EKS Auto Mode needs Kubernetes 1.29 or newer")
+        if self.version is not None and _minor(self.version) < MIN_KUBERNETES_MINOR:
+            raise _at("version", f"{self.version} is too old: {TOO_OLD}")
         return self
 
     @model_validator(mode="after")
@@ -207,6 +207,17 @@ class EksConfig(Model):
         if self.subnet_ids is None and self.vpc_cidr is None:
             self.vpc_cidr = "10.0.0.0/16"
         return self
+
+
+# ValidatingAdmissionPolicy, which keeps tenants apart (components/admission.py), is GA (on by
+# default) from Kubernetes 1.30; EKS Auto Mode itself needs 1.29 (EKS user guide, "Create a cluster
+# with Amazon EKS Auto Mode").
+MIN_KUBERNETES_MINOR = 30
+TOO_OLD = "the tenant admission policies need Kubernetes 1.30 or newer (ValidatingAdmissionPolicy)"
+
+
+def _minor(version: str) -> int:
+    return int(version.split(".")[1])
 
 
 class AksConfig(Model):
@@ -224,6 +235,12 @@ class AksConfig(Model):
     acr_ids: list[AcrId] = []
     # Pulumi `protect` on the cluster: `destroy` stops before deleting anything (README, aks).
     deletion_protection: bool = True
+
+    @model_validator(mode="after")
+    def _version_with_admission_policies(self):
+        if self.kubernetes_version is not None and _minor(self.kubernetes_version) < MIN_KUBERNETES_MINOR:
+            raise _at("kubernetesVersion", f"{self.kubernetes_version} is too old: {TOO_OLD}")
+        return self
 
     @model_validator(mode="after")
     def _distinct_acr_ids(self):
@@ -316,21 +333,79 @@ class Identity(Model):
 IDENTITY_KEY = {"gke": "gcpServiceAccount", "eks": "awsRoleArn", "aks": "azure"}
 
 
-class ResourceList(Model):
-    cpu: Optional[Quantity] = None
-    memory: Optional[Quantity] = None
+_QUANTITY_SUFFIX = {"m": "0.001", "": "1", "k": "1e3", "M": "1e6", "G": "1e9", "T": "1e12",
+                    "Ki": "1024", "Mi": "1048576", "Gi": "1073741824", "Ti": "1099511627776"}
+
+
+def quantity_value(quantity: str) -> Decimal:
+    """The number a Quantity (as the Quantity type above admits it) stands for, to compare two."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([a-zA-Z]*)", quantity)
+    if match is None or match.group(2) not in _QUANTITY_SUFFIX:
+        raise ValueError(f"not a quantity: {quantity!r}")
+    return Decimal(match.group(1)) * Decimal(_QUANTITY_SUFFIX[match.group(2)])
+
+
+# What every Deployment gets unless it says otherwise (issue 20): containers that set no resources
+# get requests and limits (so no task runs BestEffort, unaccounted for on a shared node), none may
+# exceed `max`, and the namespace's quota bounds the whole, with no GPU unless given.
+class PodRequests(Model):
+    cpu: Quantity = "100m"
+    memory: Quantity = "256Mi"
+
+
+class PodLimits(Model):
+    cpu: Quantity = "1"
+    memory: Quantity = "1Gi"
+
+
+class PodMax(Model):
+    cpu: Quantity = "4"
+    memory: Quantity = "16Gi"
 
 
 class PodDefaults(Model):
-    requests: Optional[ResourceList] = None
-    limits: Optional[ResourceList] = None
+    """The namespace's LimitRange, per container: default requests and limits for what a
+    container leaves unset, and the most a container may request or be limited to."""
+
+    requests: PodRequests = PodRequests()
+    limits: PodLimits = PodLimits()
+    max: PodMax = PodMax()
+
+    @model_validator(mode="after")
+    def _requests_within_limits_within_max(self):
+        # The API server refuses such a LimitRange (default request <= default limit <= max);
+        # said here, before anything is created.
+        for resource in ("cpu", "memory"):
+            steps = [("requests", getattr(self.requests, resource)), ("limits", getattr(self.limits, resource)),
+                     ("max", getattr(self.max, resource))]
+            for (low_key, low), (high_key, high) in zip(steps, steps[1:]):
+                if quantity_value(low) > quantity_value(high):
+                    raise _at(f"{low_key}.{resource}", f"{low} is above {high_key}.{resource} {high}")
+        return self
+
+
+# Finished pods the namespace may keep per running pod, when totalPods is not given.
+FINISHED_PODS_PER_POD = 3
 
 
 class Quota(Model):
-    cpu: Optional[Quantity] = None
-    memory: Optional[Quantity] = None
-    gpu: Optional[int] = Field(default=None, ge=0)
-    pods: Optional[int] = Field(default=None, ge=0)
+    """The namespace's ResourceQuota. `pods` counts pods that have not finished (Kubernetes'
+    `pods`); `totalPods` counts every stored pod, finished ones too (`count/pods`): those that
+    KPO's on_finish_action `keep_pod` or `delete_succeeded_pod` leaves behind."""
+
+    cpu: Quantity = "8"
+    memory: Quantity = "32Gi"
+    gpu: int = Field(default=0, ge=0)
+    pods: int = Field(default=50, ge=0)
+    total_pods: Optional[int] = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _total_pods(self):
+        if self.total_pods is None:
+            self.total_pods = self.pods * (1 + FINISHED_PODS_PER_POD)
+        elif self.total_pods < self.pods:
+            raise _at("totalPods", f"{self.total_pods} is below pods {self.pods}: totalPods counts running pods too")
+        return self
 
 
 class Registry(Model):
@@ -397,8 +472,8 @@ class Deployment(Model):
     xcom: bool = True
     identity: Optional[Identity] = None
     ephemeral_node_pools: bool = False
-    pod_defaults: Optional[PodDefaults] = None
-    quota: Optional[Quota] = None
+    pod_defaults: PodDefaults = PodDefaults()
+    quota: Quota = Quota()
     # The Pod Security Standard enforced on its namespace: baseline stops privileged, hostPath,
     # hostNetwork and similar node takeovers; restricted also requires non-root, no privilege
     # escalation, dropped capabilities and a seccomp profile.
@@ -439,27 +514,6 @@ class Deployment(Model):
             if len(default) > 63:
                 raise _at("name", f"too long for the default namespace {default}; set namespace")
             self.namespace = default
-        return self
-
-    @model_validator(mode="after")
-    def _quota_needs_default_requests(self):
-        # A cpu or memory quota makes quota admission refuse every pod that does not request
-        # that resource, and a KPO task sets no requests unless its author does: the LimitRange
-        # from podDefaults fills them in (a default limit doubles as the default request).
-        # https://kubernetes.io/docs/concepts/policy/resource-quotas/#requests-vs-limits
-        quota = self.quota
-        quotaed = [r for r in ("cpu", "memory") if quota is not None and getattr(quota, r) is not None]
-        if not quotaed:
-            return self
-        if self.pod_defaults is None:
-            raise _at("podDefaults", "required with a cpu or memory quota: Kubernetes refuses "
-                      "every pod that sets no requests, as KPO tasks do by default")
-        for resource in quotaed:
-            defaults = [getattr(part, resource) for part in (self.pod_defaults.requests, self.pod_defaults.limits)
-                        if part is not None]
-            if not any(defaults):
-                raise _at(f"podDefaults.requests.{resource}", f"required with quota.{resource}: "
-                          f"Kubernetes refuses every pod that sets no {resource} request")
         return self
 
     @property

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 import config as stack_config  # noqa: E402  (the program's own modules, pure functions only)
 from components.access import (  # noqa: E402
-    MANAGED_BY, ROLE_NAME, XCOM_LABEL, limit_range_spec, pod_security_labels, rbac_subject, resource_quota_hard)
+    ROLE_NAME, XCOM_LABEL, limit_range_spec, pod_security_labels, rbac_subject, resource_quota_hard)
+from components.metadata import MANAGED_BY  # noqa: E402
 from components.permissions import kpo_role_rules  # noqa: E402
 from stacks.existing import SERVICE_ACCOUNT, TOKEN_SECRET  # noqa: E402
 

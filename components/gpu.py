@@ -11,7 +11,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.access import MANAGED_BY, stack_annotations
+from components.metadata import MANAGED_BY, stack_annotations
 from config import GpuPool
 
 GPU_RESOURCE = "nvidia.com/gpu"

@@ -19,7 +19,7 @@ Every object the program makes carries STACK_ANNOTATION (components/access.py), 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from components.access import MANAGED_BY, STACK_ANNOTATION
+from components.metadata import MANAGED_BY, STACK_ANNOTATION
 from config import NAMESPACE, ConfigError, Deployment
 
 

@@ -166,6 +166,11 @@ MUST_DENY_CLUSTER_WIDE: tuple[tuple[str, str], ...] = (
 # allowed to whoever may create pods), and none to read its tokens (the Role has no secrets or
 # serviceaccounts/token).
 TASK_SERVICE_ACCOUNT = "remote-kpo-task"
+# The registries pull Secret on the ServiceAccounts task pods run as (components/task_pods.py).
+PULL_SECRET = "remote-kpo-registries"
+# On existing: the Deployment's own ServiceAccount and its token Secret (stacks/existing.py).
+DEPLOYMENT_SERVICE_ACCOUNT = "remote-kpo"
+DEPLOYMENT_TOKEN_SECRET = "remote-kpo-token"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@
   (components/<cloud>_tasks.py) with the identity it acts as.
 
 The Deployment's Role is unchanged: it can neither read the pull Secret nor mint the task
-ServiceAccount's tokens; creating a pod that runs as it needs no extra right.
+ServiceAccount's tokens; creating a pod that runs as it needs no extra right. Its admission policy
+(components/admission.py) keeps its pods from mounting the pull Secret.
 """
 
 import base64
@@ -23,11 +24,10 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.access import object_metadata
-from components.permissions import TASK_SERVICE_ACCOUNT
+from components.metadata import object_metadata
+from components.permissions import PULL_SECRET, TASK_SERVICE_ACCOUNT
 from config import Deployment, Registry
 
-PULL_SECRET = "remote-kpo-registries"
 DEFAULT_SERVICE_ACCOUNT = "default"
 # The stack config key registries live under: secret as a whole once one value in it is.
 DEPLOYMENTS_KEY = "remote-kpo:deployments"

@@ -157,6 +157,8 @@ def admission_fix(message: str) -> str:
         return "a ResourceQuota needs requests the pod does not set: give the Deployment podDefaults"
     if "exceeded quota" in message:
         return "the namespace's ResourceQuota is used up or too small: raise the Deployment's quota"
+    if "denied request: remote-kpo: " in message:
+        return "the Deployment's admission policy refuses this pod: its message says what to change (README: Tenants)"
     if "forbidden" in message.lower():
         return "create pods is denied: the Deployment's Role or RoleBinding; " + REFRESH_FIX
     return "read the API server's message above"

@@ -4,7 +4,7 @@ Only assembles the pack; the rules and their descriptions are in rules.py (see R
 Every rule is mandatory: a violation stops the preview or update.
 """
 
-from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationPolicy
+from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationPolicy, StackValidationPolicy
 
 from rules import RULES
 
@@ -12,7 +12,8 @@ PolicyPack(
     "remote-kpo",
     enforcement_level=EnforcementLevel.MANDATORY,
     policies=[
-        ResourceValidationPolicy(name=rule.name, description=rule.description, validate=rule.validate)
+        (StackValidationPolicy if rule.stack else ResourceValidationPolicy)(
+            name=rule.name, description=rule.description, validate=rule.validate)
         for rule in RULES
     ],
 )

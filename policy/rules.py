@@ -561,6 +561,129 @@ def validate_task_identity_one_service_account(args, report_violation) -> None:
                              "naming it")
 
 
+# ---- tenancy (issue 20): a stack rule ---------------------------------------------------------
+
+# Mirrors components/admission.py and components/access.py (the tests check they agree).
+SYSTEM_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
+USAGE_QUOTA_KEYS = ("requests.cpu", "requests.memory", "requests.nvidia.com/gpu", "pods", "count/pods")
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+_K8S_KIND = re.compile(r"kubernetes:(?P<group>[\w.]*)/v\w+:(?P<kind>\w+)")
+
+
+def _kind(resource) -> Optional[str]:
+    match = _K8S_KIND.fullmatch(resource.resource_type)
+    return match.group("kind") if match else None
+
+
+def _allows(values: Any, wanted: str) -> bool:
+    return any(value in (wanted, "*") for value in _strings(values))
+
+
+def _pod_namespaces(resources) -> set:
+    """Namespaces where a Role of the stack lets someone create pods: a Deployment's."""
+    namespaces = set()
+    for resource in resources:
+        for kind, role in _rbac_objects(resource):
+            if kind != "Role":
+                continue
+            creates_pods = any(
+                _allows(_get(rule, "resources"), "pods") and _allows(_get(rule, "verbs"), "create")
+                and (not _strings(_get(rule, "apiGroups")) or _allows(_get(rule, "apiGroups"), ""))
+                for rule in _items(_get(role, "rules")))
+            namespace = _path(role, "metadata", "namespace")
+            if creates_pods and isinstance(namespace, str):
+                namespaces.add(namespace)
+    return namespaces
+
+
+def _zero_pods(spec: Any) -> bool:
+    pods = _path(spec, "hard", "pods")
+    return pods is UNKNOWN or str(pods) == "0"
+
+
+def _scope_selects(spec: Any, scope: str, values: tuple = ()) -> bool:
+    for expression in _items(_path(spec, "scopeSelector", "matchExpressions")):
+        if expression is UNKNOWN:
+            return True
+        if _get(expression, "scopeName") != scope:
+            continue
+        operator = _get(expression, "operator")
+        if not values and operator == "Exists":
+            return True
+        if values and operator == "In" and set(values) <= set(_strings(_get(expression, "values"))):
+            return True
+    return False
+
+
+def _selects_namespace(binding: Any, namespace: str) -> bool:
+    selector = _path(binding, "spec", "matchResources", "namespaceSelector")
+    if selector is UNKNOWN:
+        return True
+    if selector is None:  # no selector: every namespace
+        return _path(binding, "spec", "matchResources", "objectSelector") is None
+    labels = _get(selector, "matchLabels")
+    expressions = _items(_get(selector, "matchExpressions"))
+    if labels is UNKNOWN or UNKNOWN in expressions:
+        return True
+    if labels and _get(labels, NAMESPACE_NAME_LABEL) != namespace:
+        return False
+    for expression in expressions:
+        if _get(expression, "key") != NAMESPACE_NAME_LABEL or _get(expression, "operator") != "In":
+            return False
+        if namespace not in _strings(_get(expression, "values")):
+            return False
+    return True
+
+
+def _tenant_guards(resources, namespace: str) -> list[str]:
+    """What the namespace lacks of what keeps its Deployment from hurting others."""
+    quotas = [_get(r.props, "spec") for r in resources
+              if _kind(r) == "ResourceQuota" and _path(r.props, "metadata", "namespace") in (namespace, UNKNOWN)]
+    missing = []
+    if not any(_zero_pods(q) and _scope_selects(q, "PriorityClass", SYSTEM_PRIORITY_CLASSES) for q in quotas):
+        missing.append("a ResourceQuota admitting no pods of PriorityClass " + " or ".join(SYSTEM_PRIORITY_CLASSES)
+                       + " (they preempt other tenants' tasks)")
+    if not any(_zero_pods(q) and _scope_selects(q, "CrossNamespacePodAffinity") for q in quotas):
+        missing.append("a ResourceQuota admitting no pods with CrossNamespacePodAffinity (they keep other "
+                       "tenants' pods off nodes)")
+    if not any(_zero_pods(q) and "BestEffort" in _strings(_get(q, "scopes")) for q in quotas):
+        missing.append("a ResourceQuota admitting no BestEffort pods (no quota counts what they use)")
+    usage = [q for q in quotas if q is UNKNOWN or (_get(q, "scopes") is None and _get(q, "scopeSelector") is None)]
+    if not any(q is UNKNOWN or _get(q, "hard") is UNKNOWN or all(_get(_get(q, "hard"), key) is not None
+                                                                   for key in USAGE_QUOTA_KEYS) for q in usage):
+        missing.append("a ResourceQuota bounding " + ", ".join(USAGE_QUOTA_KEYS))
+    limit_ranges = [_get(r.props, "spec") for r in resources
+                    if _kind(r) == "LimitRange" and _path(r.props, "metadata", "namespace") in (namespace, UNKNOWN)]
+    if not any(item is UNKNOWN or (_get(item, "type") == "Container" and all(
+            _path(item, part, resource) is not None for part in ("defaultRequest", "max") for resource in ("cpu", "memory")))
+            for spec in limit_ranges for item in _items(_get(spec, "limits"))):
+        missing.append("a LimitRange giving containers default cpu and memory requests and a max")
+    policies = {_path(r.props, "metadata", "name"): r.props for r in resources if _kind(r) == "ValidatingAdmissionPolicy"}
+    bound = False
+    for binding in (r.props for r in resources if _kind(r) == "ValidatingAdmissionPolicyBinding"):
+        name = _path(binding, "spec", "policyName")
+        policy = UNKNOWN if name is UNKNOWN or UNKNOWN in policies else policies.get(name)
+        actions = _get(_get(binding, "spec"), "validationActions")
+        if policy is None or not _selects_namespace(binding, namespace):
+            continue
+        if actions is not UNKNOWN and "Deny" not in _strings(actions):
+            continue
+        if policy is UNKNOWN or (_path(policy, "spec", "failurePolicy") != "Ignore"
+                                 and _items(_path(policy, "spec", "validations"))):
+            bound = True
+    if not bound:
+        missing.append("a ValidatingAdmissionPolicy of the stack bound to it with Deny (remote-kpo's pod rules)")
+    return missing
+
+
+def validate_tenant_guards(args, report_violation) -> None:
+    """A stack rule: `args.resources` is every resource of the stack."""
+    resources = list(args.resources)
+    for namespace in sorted(_pod_namespaces(resources)):
+        for what in _tenant_guards(resources, namespace):
+            report_violation(f"namespace {namespace}: a Role lets pods be created there, but the stack gives it no {what}")
+
+
 # ---- the pack -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -568,6 +691,8 @@ class Rule:
     name: str
     description: str
     validate: Callable[[Any, Callable[..., None]], None]
+    # A stack rule sees every resource at once (`args.resources`); the others one at a time.
+    stack: bool = False
 
 
 RULES: tuple[Rule, ...] = (
@@ -628,4 +753,11 @@ RULES: tuple[Rule, ...] = (
          "AKS clusters have disableLocalAccounts true, managed Entra ID (aadProfile.managed true) "
          "and Kubernetes RBAC on.",
          validate_aks_local_accounts_off),
+    Rule("tenant-guards",
+         "Every namespace where a Role lets pods be created gets, in the same stack, ResourceQuotas "
+         "admitting no pods of the system PriorityClasses, with cross-namespace (anti-)affinity, or "
+         "BestEffort; a ResourceQuota bounding requests.cpu, requests.memory, requests.nvidia.com/gpu, "
+         "pods and count/pods; a LimitRange with default requests and a max; and a "
+         "ValidatingAdmissionPolicy bound to it with Deny.",
+         validate_tenant_guards, stack=True),
 )

@@ -16,14 +16,15 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import kubeconfig as kc
-from components.access import DeploymentAccess, object_metadata, rbac_subject, stack_id
+from components.access import DeploymentAccess, rbac_subject
+from components.metadata import object_metadata, stack_id
 from components.ownership import LiveNamespace, claim_namespaces
+from components.permissions import DEPLOYMENT_SERVICE_ACCOUNT as SERVICE_ACCOUNT
+from components.permissions import DEPLOYMENT_TOKEN_SECRET as TOKEN_SECRET
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import ConfigError, Deployment, ExistingConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
-SERVICE_ACCOUNT = "remote-kpo"
-TOKEN_SECRET = "remote-kpo-token"
 # The one stack meant for the local cluster (Pulumi.dev.yaml, `make dev`).
 LOCAL_STACK = "dev"
 

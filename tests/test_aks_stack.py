@@ -455,8 +455,9 @@ def test_minimal_stack_provider_uses_workload_identity_login(minimal):
 
 def test_every_kubernetes_object_goes_through_the_aks_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
-    # 2 x (Namespace, Role, RoleBinding, LimitRange) + ResourceQuota + the device plugin
-    assert len(objects) == 10
+    # 2 x (Namespace, Role, RoleBinding, LimitRange, 4 ResourceQuotas, ValidatingAdmissionPolicy and
+    # its binding) + the device plugin
+    assert len(objects) == 21
     assert {r.provider.rsplit("$", 1)[-1] for r in objects} == {
         "pulumi:providers:kubernetes::aks-cluster::aks-cluster-id"}
     assert not [r for r in example.resources if "ClusterRole" in r.typ]

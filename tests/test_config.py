@@ -40,8 +40,9 @@ def test_a_minimal_stack_of_every_cloud_is_valid(cloud):
 def test_the_dev_stack_file_is_valid_with_one_xcom_and_one_quota_deployment():
     cfg = config.load(stack_config("dev"))
     assert cfg.cloud == "existing"
-    assert [(d.name, d.xcom, d.quota is not None) for d in cfg.deployments] == [
-        ("analytics", True, False), ("ml-training", False, True)]
+    # analytics sets no quota and gets the default one, with no GPU.
+    assert [(d.name, d.xcom, d.quota.pods, d.quota.gpu) for d in cfg.deployments] == [
+        ("analytics", True, 50, 0), ("ml-training", False, 20, 2)]
 
 
 def test_deployment_defaults_namespace_xcom_and_connection_names():
@@ -89,13 +90,20 @@ def test_eks_without_network_config_gets_a_new_vpc_block():
     assert config.load(VALID["eks"]).eks.vpc_cidr == "10.0.0.0/16"
 
 
-@pytest.mark.parametrize("quota, pod_defaults", [
-    ({"gpu": 2, "pods": 10}, None),  # no cpu or memory quota: nothing to default
-    ({"cpu": "8", "memory": "16Gi"}, {"limits": {"cpu": "1", "memory": "1Gi"}}),  # a limit defaults the request too
-])
-def test_a_quota_is_valid_when_every_quotaed_resource_has_a_default(quota, pod_defaults):
-    deployment = {"name": "a", "quota": quota} | ({"podDefaults": pod_defaults} if pod_defaults else {})
-    assert config.load(variant("existing", deployments=[deployment])).deployments[0].quota is not None
+def test_a_partial_quota_and_pod_defaults_keep_the_defaults_of_what_they_leave_unset():
+    deployment = {"name": "a", "quota": {"gpu": 2, "pods": 10}, "podDefaults": {"limits": {"memory": "2Gi"}}}
+    (d,) = config.load(variant("existing", deployments=[deployment])).deployments
+    # Nothing unbounded: cpu and memory keep their default quota, every container its defaults and max.
+    assert (d.quota.cpu, d.quota.memory, d.quota.gpu, d.quota.pods, d.quota.total_pods) == ("8", "32Gi", 2, 10, 40)
+    assert d.pod_defaults.model_dump() == {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                           "limits": {"cpu": "1", "memory": "2Gi"},
+                                           "max": {"cpu": "4", "memory": "16Gi"}}
+
+
+def test_quantities_compare_by_value_across_suffixes():
+    assert config.quantity_value("1500m") > config.quantity_value("1")
+    assert config.quantity_value("1Gi") > config.quantity_value("1G") > config.quantity_value("953Mi")
+    assert config.quantity_value("0.5") == config.quantity_value("500m")
 
 
 def test_cluster_name_defaults_to_the_stack():
@@ -216,14 +224,19 @@ BAD_INPUT = [
     ("xcom sidecar image without xcom", variant("existing", deployments=[
         {"name": "a", "xcom": False, "xcomSidecarImage": "registry.example.com/mirror/alpine:3.24.2"}]),
      "remote-kpo:deployments[0].xcomSidecarImage: only with xcom: true (without pods/exec no task reads an XCom sidecar)"),
-    ("cpu quota without pod defaults", variant("existing", deployments=[{"name": "a", "quota": {"cpu": "8", "pods": 3}}]),
-     "remote-kpo:deployments[0].podDefaults: required with a cpu or memory quota: Kubernetes refuses "
-     "every pod that sets no requests, as KPO tasks do by default"),
-    ("memory quota, pod defaults for cpu only", variant("existing", deployments=[
-        {"name": "a"}, {"name": "b", "quota": {"cpu": "8", "memory": "16Gi"},
-                        "podDefaults": {"requests": {"cpu": "250m"}, "limits": {"cpu": "1"}}}]),
-     "remote-kpo:deployments[1].podDefaults.requests.memory: required with quota.memory: "
-     "Kubernetes refuses every pod that sets no memory request"),
+    # The API server would refuse such a LimitRange at `up`; a request above the default limit
+    # would also make every container that sets only a request invalid.
+    ("default request above the default limit", variant("existing", deployments=[
+        {"name": "a"}, {"name": "b", "podDefaults": {"requests": {"cpu": "1500m"}}}]),
+     "remote-kpo:deployments[1].podDefaults.requests.cpu: 1500m is above limits.cpu 1"),
+    ("default limit above the max", variant("existing", deployments=[
+        {"name": "a", "podDefaults": {"limits": {"memory": "20Gi"}}}]),
+     "remote-kpo:deployments[0].podDefaults.limits.memory: 20Gi is above max.memory 16Gi"),
+    ("fewer pods in all than running", variant("existing", deployments=[
+        {"name": "a", "quota": {"pods": 10, "totalPods": 5}}]),
+     "remote-kpo:deployments[0].quota.totalPods: 5 is below pods 10: totalPods counts running pods too"),
+    ("negative gpu quota", variant("existing", deployments=[{"name": "a", "quota": {"gpu": -1}}]),
+     "remote-kpo:deployments[0].quota.gpu: Input should be greater than or equal to 0"),
     ("gpu pool on existing", variant("existing", gpuPool={"enabled": True}),
      "remote-kpo:gpuPool.enabled: node pools are not managed on an existing cluster"),
     ("system pool size on eks", variant("eks", systemPool={"minNodes": 2}),
@@ -237,7 +250,11 @@ BAD_INPUT = [
     ("gpu minimum on eks", variant("eks", gpuPool={"enabled": True, "minNodes": 1}),
      "remote-kpo:gpuPool.minNodes: must be 0 on eks: an EKS Auto Mode NodePool starts GPU nodes only for pending tasks"),
     ("eks version before auto mode", variant("eks", eks={"region": "us-east-1", "version": "1.28"}),
-     "remote-kpo:eks.version: 1.28 is too old: EKS Auto Mode needs Kubernetes 1.29 or newer"),
+     "remote-kpo:eks.version: 1.28 is too old: the tenant admission policies need Kubernetes 1.30 or newer "
+     "(ValidatingAdmissionPolicy)"),
+    ("eks version without admission policies", variant("eks", eks={"region": "us-east-1", "version": "1.29"}),
+     "remote-kpo:eks.version: 1.29 is too old: the tenant admission policies need Kubernetes 1.30 or newer "
+     "(ValidatingAdmissionPolicy)"),
     ("gke gpu pool with a count but no type", variant("gke", gpuPool={"enabled": True, "accelerator": {"count": 2}}),
      "remote-kpo:gpuPool.accelerator.type: required for a GKE GPU pool"),
     ("gpu zones off gke", variant("aks", gpuPool={"enabled": True, "zones": ["westeurope-1"]}),

@@ -56,15 +56,25 @@ def test_token_secret_is_a_service_account_token_for_that_account(dev):
     assert dev.named("analytics-serviceaccount").inputs["automountServiceAccountToken"] is False
 
 
-def test_quota_and_pod_defaults_only_where_configured(dev):
-    quotas = dev.of_type("kubernetes:core/v1:ResourceQuota")
-    assert [q.inputs["metadata"]["namespace"] for q in quotas] == ["kpo-ml-training"]
-    assert quotas[0].inputs["spec"]["hard"] == {
-        "requests.cpu": "8", "requests.memory": "16Gi", "requests.nvidia.com/gpu": "2", "pods": "20"}
-    (limit_range,) = dev.of_type("kubernetes:core/v1:LimitRange")
-    assert limit_range.inputs["spec"]["limits"] == [{
-        "type": "Container", "defaultRequest": {"cpu": "250m", "memory": "256Mi"},
-        "default": {"cpu": "1", "memory": "1Gi"}}]
+def test_every_namespace_gets_a_quota_and_pod_defaults_with_maximums_given_or_not(dev):
+    quotas = {q.inputs["metadata"]["namespace"]: q.inputs["spec"]["hard"]
+              for q in dev.of_type("kubernetes:core/v1:ResourceQuota") if q.inputs["metadata"]["name"] == "remote-kpo-quota"}
+    # ml-training's own quota, with 3 finished pods kept per running one; analytics sets none and
+    # gets the defaults, with no GPU.
+    assert quotas == {
+        "kpo-ml-training": {"requests.cpu": "8", "requests.memory": "16Gi", "requests.nvidia.com/gpu": "2",
+                            "pods": "20", "count/pods": "80"},
+        "kpo-analytics": {"requests.cpu": "8", "requests.memory": "32Gi", "requests.nvidia.com/gpu": "0",
+                          "pods": "50", "count/pods": "200"},
+    }
+    limits = {r.inputs["metadata"]["namespace"]: r.inputs["spec"]["limits"]
+              for r in dev.of_type("kubernetes:core/v1:LimitRange")}
+    assert limits == {
+        "kpo-ml-training": [{"type": "Container", "defaultRequest": {"cpu": "250m", "memory": "256Mi"},
+                             "default": {"cpu": "1", "memory": "1Gi"}, "max": {"cpu": "4", "memory": "16Gi"}}],
+        "kpo-analytics": [{"type": "Container", "defaultRequest": {"cpu": "100m", "memory": "256Mi"},
+                           "default": {"cpu": "1", "memory": "1Gi"}, "max": {"cpu": "4", "memory": "16Gi"}}],
+    }
 
 
 def test_provider_uses_the_admin_kubeconfig_and_a_cluster_identifier(dev, admin_kubeconfig):
@@ -75,8 +85,9 @@ def test_provider_uses_the_admin_kubeconfig_and_a_cluster_identifier(dev, admin_
 
 def test_every_kubernetes_object_goes_through_the_existing_cluster_provider(dev):
     objects = [r for r in dev.resources if r.typ.startswith("kubernetes:")]
-    # 2 x (Namespace, Role, RoleBinding, ServiceAccount, Secret) + LimitRange + ResourceQuota
-    assert len(objects) == 12
+    # 2 x (Namespace, Role, RoleBinding, ServiceAccount, Secret, LimitRange, 4 ResourceQuotas,
+    # ValidatingAdmissionPolicy and its binding)
+    assert len(objects) == 24
     assert {r.provider.rsplit("$", 1)[-1] for r in objects} == {
         "pulumi:providers:kubernetes::existing-cluster::existing-cluster-id"}
 

@@ -539,8 +539,9 @@ def test_program_provider_uses_the_creators_identity(example):
 
 def test_every_kubernetes_object_goes_through_the_eks_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
-    # 2 x (Namespace, Role, RoleBinding, ResourceQuota) + analytics' LimitRange + the GPU NodePool
-    assert len(objects) == 10
+    # 2 x (Namespace, Role, RoleBinding, LimitRange, 4 ResourceQuotas, ValidatingAdmissionPolicy and
+    # its binding) + the GPU NodePool
+    assert len(objects) == 21
     assert {r.provider.rsplit("$", 1)[-1] for r in objects} == {
         "pulumi:providers:kubernetes::eks-cluster::eks-cluster-id"}
 

@@ -491,8 +491,9 @@ def test_gke_login_adc_makes_the_programs_plugin_use_application_default_credent
 
 def test_every_kubernetes_object_goes_through_the_gke_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
-    # 2 x (Namespace, Role, RoleBinding) + analytics' LimitRange and ResourceQuota
-    assert len(objects) == 8
+    # 2 x (Namespace, Role, RoleBinding, LimitRange, 4 ResourceQuotas, ValidatingAdmissionPolicy and
+    # its binding)
+    assert len(objects) == 20
     assert {r.provider.rsplit("$", 1)[-1] for r in objects} == {
         "pulumi:providers:kubernetes::gke-cluster::gke-cluster-id"}
 

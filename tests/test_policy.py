@@ -18,7 +18,8 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-from components import access
+import config
+from components import access, metadata
 from harness import ROOT, run_program, stack_config
 from policy import rules
 from test_aks_stack import AzureMocks
@@ -29,7 +30,9 @@ from policy_task_cases import TASK_IDENTITY_VIOLATIONS
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:gcp\.compute\.\w+ has been deprecated:DeprecationWarning")
 
-RULES = {rule.name: rule for rule in rules.RULES}
+# Rules that see one resource at a time; STACK_RULES see every resource of a stack at once.
+RULES = {rule.name: rule for rule in rules.RULES if not rule.stack}
+STACK_RULES = {rule.name: rule for rule in rules.RULES if rule.stack}
 ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
 CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
 ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
@@ -109,6 +112,17 @@ def violations(rule_name: str, typ: str, props: dict, name: str = "resource") ->
     return found
 
 
+def stack_violations(resources: list[tuple[str, str, dict]]) -> dict[str, list[str]]:
+    """What each stack rule reports on a stack of (type, name, inputs)."""
+    args = SimpleNamespace(resources=[
+        SimpleNamespace(resource_type=typ, props=engine_props(inputs), name=name,
+                        urn=f"urn:pulumi:test::remote-kpo::{typ}::{name}") for typ, name, inputs in resources])
+    found: dict[str, list[str]] = {}
+    for rule_name, rule in STACK_RULES.items():
+        rule.validate(args, lambda message, urn=None, rule_name=rule_name: found.setdefault(rule_name, []).append(message))
+    return found
+
+
 def all_violations(typ: str, props: dict, name: str = "resource") -> dict[str, list[str]]:
     found = {rule: violations(rule, typ, props, name) for rule in RULES}
     return {rule: messages for rule, messages in found.items() if messages}
@@ -143,6 +157,7 @@ def test_every_example_stack_passes_every_rule(examples, stack):
     found = {f"{typ} {name}": bad for typ, name, inputs in examples[stack]
              if (bad := all_violations(typ, inputs, name))}
     assert found == {}
+    assert stack_violations(examples[stack]) == {}
     assert len(examples[stack]) > 5
 
 
@@ -151,7 +166,7 @@ def test_each_deployment_role_says_whether_its_deployment_has_xcom(examples):
     assert {name: label[rules.XCOM_LABEL] for name, label in labels.items()} == {
         "analytics-role": "true", "ml-training-role": "false"}
     assert labels["analytics-role"][rules.MANAGED_BY_LABEL] == "remote-kpo"
-    assert (rules.XCOM_LABEL, rules.MANAGED_BY_LABEL) == (access.XCOM_LABEL, *access.MANAGED_BY)
+    assert (rules.XCOM_LABEL, rules.MANAGED_BY_LABEL) == (access.XCOM_LABEL, *metadata.MANAGED_BY)
 
 
 # ---- violating resources: one builder per case, each from an example resource --------------
@@ -478,6 +493,78 @@ def test_every_rule_has_violation_cases_and_fires_only_for_its_own_concern(examp
                 rule_name, case, fired)
 
 
+# ---- the stack rule: every Deployment namespace keeps its guards ---------------------------
+
+QUOTA = "kubernetes:core/v1:ResourceQuota"
+LIMIT_RANGE = "kubernetes:core/v1:LimitRange"
+POLICY = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"
+POLICY_BINDING = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding"
+
+
+def _without(name):
+    return lambda resources: [r for r in resources if r[1] != name]
+
+
+def _changed(name, change):
+    def build(resources):
+        resources = copy.deepcopy(resources)
+        for typ, resource_name, inputs in resources:
+            if resource_name == name:
+                change(inputs)
+        return resources
+    return build
+
+
+def _pod_role_in_a_bare_namespace(resources):
+    role = copy.deepcopy(next(i for t, n, i in resources if n == "analytics-role"))
+    role["metadata"]["namespace"] = "hand-made"
+    return resources + [(ROLE, "hand-made-role", role)]
+
+
+STACK_VIOLATIONS = {
+    "no-priority-quota": (_without("analytics-admission-no-system-priority"), "PriorityClass system-node-critical"),
+    "priority-quota-one-class": (_changed("analytics-admission-no-system-priority", lambda q: q["spec"]["scopeSelector"][
+        "matchExpressions"][0].update(values=["system-node-critical"])), "PriorityClass system-node-critical"),
+    "no-affinity-quota": (_without("ml-training-admission-no-cross-namespace-affinity"), "CrossNamespacePodAffinity"),
+    "best-effort-quota-allows-pods": (_changed("analytics-admission-no-best-effort",
+                                               lambda q: q["spec"]["hard"].update(pods="10")), "BestEffort"),
+    "usage-quota-without-count-pods": (_changed("analytics-quota", lambda q: q["spec"]["hard"].pop("count/pods")),
+                                       "count/pods"),
+    "limit-range-without-max": (_changed("analytics-limitrange", lambda r: r["spec"]["limits"][0].pop("max")),
+                                "LimitRange"),
+    "no-policy-binding": (_without("analytics-admission-policy-binding"), "ValidatingAdmissionPolicy"),
+    "binding-warns-only": (_changed("analytics-admission-policy-binding",
+                                    lambda b: b["spec"].update(validationActions=["Warn"])), "ValidatingAdmissionPolicy"),
+    "binding-to-another-namespace": (_changed("analytics-admission-policy-binding", lambda b: b["spec"]["matchResources"][
+        "namespaceSelector"]["matchExpressions"][0].update(values=["kpo-ml-training"])), "ValidatingAdmissionPolicy"),
+    "policy-fails-open": (_changed("analytics-admission-policy", lambda p: p["spec"].update(failurePolicy="Ignore")),
+                          "ValidatingAdmissionPolicy"),
+    "hand-made-pod-namespace": (_pod_role_in_a_bare_namespace, "namespace hand-made:"),
+}
+
+
+@pytest.mark.parametrize("case", list(STACK_VIOLATIONS))
+def test_a_deployment_namespace_missing_a_guard_is_a_stack_violation(examples, case):
+    build, said = STACK_VIOLATIONS[case]
+    found = stack_violations(build(examples["dev"]))
+    assert list(found) == ["tenant-guards"]
+    assert any(said in message for message in found["tenant-guards"]), found
+
+
+def test_a_namespace_where_no_role_creates_pods_needs_no_guards(examples):
+    stack = [(t, n, i) for t, n, i in examples["dev"] if not (t == ROLE and n == "analytics-role")]
+    stack = [r for r in stack if "analytics-admission" not in r[1] and r[1] not in ("analytics-quota", "analytics-limitrange")]
+    assert stack_violations(stack) == {}
+
+
+def test_the_pack_and_the_components_agree_on_the_guards():
+    from components import access, admission
+
+    assert rules.SYSTEM_PRIORITY_CLASSES == admission.SYSTEM_PRIORITY_CLASSES
+    assert set(rules.USAGE_QUOTA_KEYS) == set(access.resource_quota_hard(config.load(
+        {"cloud": "existing", "deployments": [{"name": "a"}]}).deployments[0]))
+
+
 # ---- preview: values not known yet --------------------------------------------------------
 
 def preview_cases(examples) -> list[tuple[str, dict]]:
@@ -503,9 +590,22 @@ def preview_cases(examples) -> list[tuple[str, dict]]:
             (ROLE_ASSIGNMENT, assignment)]
 
 
+def preview_stack(examples) -> list:
+    """The dev stack as a preview may see it: where the guards go not known yet."""
+    def unknown_namespace(inputs):
+        inputs["metadata"]["namespace"] = UNKNOWN_STRING
+    stack = examples["dev"]
+    for name in ("analytics-quota", "analytics-limitrange", "analytics-admission-no-system-priority",
+                 "analytics-admission-no-cross-namespace-affinity", "analytics-admission-no-best-effort"):
+        stack = _changed(name, unknown_namespace)(stack)
+    return _changed("analytics-admission-policy-binding",
+                    lambda b: b["spec"]["matchResources"].update(namespaceSelector=UNKNOWN_OBJECT))(stack)
+
+
 def test_values_unknown_during_preview_are_not_violations(examples):
     for typ, props in preview_cases(examples):
         assert all_violations(typ, props) == {}, typ
+    assert stack_violations(preview_stack(examples)) == {}
 
 
 # ---- documentation and the real pack ------------------------------------------------------
@@ -521,7 +621,7 @@ def test_every_rule_is_documented_in_the_pack_readme():
     for rule in rules.RULES:
         assert f"| `{rule.name}` |" in readme, rule.name
         assert len(rule.description) > 40
-    assert len(RULES) == len(rules.RULES)
+    assert len(RULES) + len(STACK_RULES) == len(rules.RULES)
 
 
 PACK_RUNNER = r"""
@@ -539,7 +639,20 @@ runpy.run_path(sys.argv[1], run_name="__main__")
 results = []
 for case in json.load(sys.stdin):
     found = []
+    if "stack" in case:
+        resources = [pulumi_policy.policy.PolicyResource(
+            r["type"], unknown_checking_proxy(deserialize_properties(r["inputs"])),
+            "urn:pulumi:test::remote-kpo::" + r["type"] + "::" + r["name"], r["name"], None, None, None, [], {})
+            for r in case["stack"]]
+        for policy in pack["policies"]:
+            if isinstance(policy, pulumi_policy.StackValidationPolicy):
+                policy.validate(pulumi_policy.StackValidationArgs(resources),
+                                lambda message, urn=None, name=policy.name: found.append(name))
+        results.append(sorted(set(found)))
+        continue
     for policy in pack["policies"]:
+        if isinstance(policy, pulumi_policy.StackValidationPolicy):
+            continue
         args = pulumi_policy.ResourceValidationArgs(
             case["type"], unknown_checking_proxy(deserialize_properties(case["inputs"])),
             "urn:pulumi:test::remote-kpo::" + case["type"] + "::" + case["name"], case["name"], None, None)
@@ -559,6 +672,10 @@ def test_the_real_pack_is_mandatory_and_agrees_with_the_rules_on_every_case(exam
             cases_in.append({"type": typ, "name": case, "inputs": props,
                              "expect": sorted(all_violations(typ, props))})
     cases_in += [{"type": t, "name": "preview", "inputs": p, "expect": []} for t, p in preview_cases(examples)]
+    stacks = [examples[stack] for stack in examples] + [build(examples["dev"]) for build, _ in STACK_VIOLATIONS.values()]
+    stacks.append(preview_stack(examples))
+    cases_in += [{"stack": [{"type": t, "name": n, "inputs": i} for t, n, i in resources],
+                  "expect": sorted(stack_violations(resources))} for resources in stacks]
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     done = subprocess.run([str(POLICY_PYTHON), "-c", PACK_RUNNER, str(ROOT / "policy")],
                           input=json.dumps(cases_in), capture_output=True, text=True, env=env, timeout=120)

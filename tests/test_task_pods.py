@@ -11,6 +11,7 @@ from pulumi.runtime import rpc
 
 import config
 from components import access, aks_tasks, eks_tasks, gke_tasks, permissions, task_pods
+from components import metadata as metadata_module
 from harness import run_program
 from test_aks_stack import MINIMAL as AKS_MINIMAL
 from test_aks_stack import SUBSCRIPTION, AzureMocks
@@ -36,7 +37,7 @@ PASSWORD = "ghp_s3cr3t-registry-password"
 
 def cloud_annotations(metadata: dict) -> dict:
     """A ServiceAccount's annotations but the stack's own (tests/test_ownership.py)."""
-    return {key: value for key, value in metadata["annotations"].items() if key != access.STACK_ANNOTATION}
+    return {key: value for key, value in metadata["annotations"].items() if key != metadata_module.STACK_ANNOTATION}
 
 REGISTRIES = [{"server": "ghcr.io", "username": "acme-bot", "password": PASSWORD},
               {"server": "registry.acme.example:5000", "username": "kpo", "password": "second-pass"}]
@@ -156,7 +157,10 @@ def test_task_identity_makes_the_remote_kpo_task_service_account_with_the_pull_s
 def test_a_deployment_without_registries_or_task_identity_gets_nothing_new(existing):
     namespaced = [r for r in existing.resources if r.typ.startswith("kubernetes:")
                   and r.inputs.get("metadata", {}).get("namespace") == "kpo-plain"]
-    assert sorted(r.typ.rsplit(":", 1)[-1] for r in namespaced) == ["Role", "RoleBinding", "Secret", "ServiceAccount"]
+    # What every Deployment gets (DeploymentAccess, and on existing its ServiceAccount and token).
+    assert sorted(r.typ.rsplit(":", 1)[-1] for r in namespaced) == [
+        "LimitRange", "ResourceQuota", "ResourceQuota", "ResourceQuota", "ResourceQuota", "Role", "RoleBinding",
+        "Secret", "ServiceAccount"]
     assert sorted(r.name for r in existing.resources if r.typ == "remote-kpo:index:TaskPods") == ["etl-tasks", "reports-tasks"]
 
 

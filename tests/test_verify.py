@@ -174,6 +174,8 @@ def test_privileged_pod_differs_from_the_kpo_pod_only_by_privilege():
     ('pods "x" is forbidden: violates PodSecurity "baseline:latest": privileged', "Pod Security level"),
     ('pods "x" is forbidden: failed quota: remote-kpo-quota: must specify requests.cpu', "podDefaults"),
     ('pods "x" is forbidden: exceeded quota: remote-kpo-quota', "raise the Deployment's quota"),
+    ("pods \"x\" is forbidden: ValidatingAdmissionPolicy 'remote-kpo-dev-kpo-a' with binding 'remote-kpo-dev-kpo-a' "
+     "denied request: remote-kpo: spec.nodeName is not allowed", "admission policy refuses this pod"),
 ])
 def test_admission_refusals_get_the_matching_fix(message, fix):
     assert fix in admission_fix(message)

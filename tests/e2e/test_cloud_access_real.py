@@ -8,6 +8,7 @@ the matching identity of the local API server's token file, and the authorizer a
 import base64
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,24 @@ def test_cloud_kubeconfig_shape_reaches_exactly_the_permission_table(applied, st
     assert namespace_grants(kubectl, kubeconfig, namespace, env) == table_grants(xcom)
     # kubectl ran the kubeconfig's exec plugin with exactly the exported arguments.
     assert (folder / f"{plugin}.args").read_text().splitlines() == CLOUDS[cloud][-1]["exec"]["args"]
+
+
+@pytest.mark.parametrize("cloud", sorted(CLOUDS))
+def test_the_admission_policy_holds_each_clouds_identity_as_its_rolebinding_names_it(applied, stand_ins, kubectl,
+                                                                                     local_cluster_dir, cloud):
+    """The policy's match condition (a User's username, an EKS Group) matches the identity the
+    authorizer sees, so the Deployment's own requests meet its rules (test_tenancy_real.py has
+    them all, for the ServiceAccount of `existing`)."""
+    env, folder = stand_ins
+    kubeconfig = cloud_kubeconfig(cloud, local_cluster_dir, folder)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "placed"},
+           "spec": {"nodeName": "kwok-node-0", "containers": [{"name": "base", "image": "busybox:1.36"}]}}
+    deadline = time.monotonic() + 60
+    while True:  # a new policy takes a moment to load, a new quota to get its status
+        result = kubectl("create", "--dry-run=server", "-f", "-", kubeconfig=kubeconfig, stdin=json.dumps(pod),
+                         env=env, check=False)
+        if "denied request" in result.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert f"ValidatingAdmissionPolicy 'remote-kpo-check-{CLOUDS[cloud][0]}'" in result.stderr, result.stderr
+    assert "remote-kpo: spec.nodeName is not allowed" in result.stderr

@@ -197,13 +197,14 @@ def baseline(faults) -> dict:
     faults.pulumi("up", "--yes")
     clean = faults.snapshot()
     clean["outputs"] = faults.cli.outputs(STACK)
-    # The clean up is complete: per Deployment a namespace and four objects, two more for every
-    # second one (LimitRange, ResourceQuota); in the state also the stack, the provider and one
-    # component per Deployment.
-    objects = DEPLOYMENTS * 4 + (DEPLOYMENTS // 2) * 2
+    # The clean up is complete: per Deployment a namespace and nine objects in it (Role,
+    # RoleBinding, ServiceAccount, token Secret, LimitRange, four ResourceQuotas); in the state
+    # also the stack, the provider, and per Deployment two components and the cluster-scoped
+    # admission policy and its binding.
+    objects = DEPLOYMENTS * 9
     assert len(clean["namespaces"]) == DEPLOYMENTS
     assert len(clean["objects"]) == objects
-    assert len(clean["resources"]) == 2 + DEPLOYMENTS * 2 + objects
+    assert len(clean["resources"]) == 2 + DEPLOYMENTS * 5 + objects
     assert clean["pending"] == []
     return clean
 
@@ -256,13 +257,16 @@ def test_a_namespace_deleted_out_of_band_comes_back_with_new_credentials(faults,
     # Without --refresh Pulumi trusts its state and sees nothing to do: hence `make dev`'s --refresh.
     faults.pulumi("preview", "--expect-no-changes")
     result = faults.pulumi("up", "--refresh", "--yes")
-    # The up says what it found missing: that Deployment's seven objects, made again, and no other.
+    # The up says what it found missing: that Deployment's namespaced objects, made again, and no
+    # other (its admission policy and binding are cluster-scoped: they stayed).
     created = set(re.findall(r"^ \+  (kubernetes:\S+ \S+) created", result.stdout, re.MULTILINE))
     assert created == {f"kubernetes:core/v1:Namespace {victim}-namespace", f"kubernetes:core/v1:ServiceAccount {victim}-serviceaccount",
                        f"kubernetes:core/v1:Secret {victim}-token", f"kubernetes:rbac.authorization.k8s.io/v1:Role {victim}-role",
                        f"kubernetes:rbac.authorization.k8s.io/v1:RoleBinding {victim}-rolebinding",
-                       f"kubernetes:core/v1:LimitRange {victim}-limitrange", f"kubernetes:core/v1:ResourceQuota {victim}-quota"}
-    assert re.search(r"\+ 7 created\n +135 unchanged", result.stdout), result.stdout
+                       f"kubernetes:core/v1:LimitRange {victim}-limitrange", f"kubernetes:core/v1:ResourceQuota {victim}-quota",
+                       *(f"kubernetes:core/v1:ResourceQuota {victim}-admission-{guard}"
+                         for guard in ("no-system-priority", "no-cross-namespace-affinity", "no-best-effort"))}
+    assert re.search(r"\+ 10 created\n +272 unchanged", result.stdout), result.stdout
 
     outputs = assert_converged(faults, baseline)
     after = kubeconfig_file(outputs, victim, tmp_path / "after.json")

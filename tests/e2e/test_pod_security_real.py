@@ -95,7 +95,8 @@ def test_a_kpo_pod_without_requests_gets_the_pod_defaults_under_a_cpu_and_memory
 
 
 def test_without_pod_defaults_a_cpu_and_memory_quota_refuses_every_pod_that_sets_no_requests(kubectl):
-    """Why config refuses a cpu/memory quota without podDefaults: the same quota, no LimitRange."""
+    """Why every Deployment namespace gets a LimitRange with default requests: the same quota
+    without one."""
     namespace = f"quota-only-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", namespace)
     try:

@@ -2,7 +2,8 @@
 connections the real `pulumi up` exported, on the local cluster.
 
 As on Astro, the connections are AIRFLOW_CONN_KPO_* variables and the GPU task shape is the
-Variable scripts/astro-env sets (here for kpo_analytics only). The Variable `remote_kpo_smoke`
+Variable scripts/astro-env sets (here for kpo_ml_training only: the Deployment whose quota has
+GPUs). The Variable `remote_kpo_smoke`
 adapts the pods to kwok: they tolerate the fake node's taint and do not follow logs (kwok never
 ends a followed log). kwok's one node has no GPU: the GPU pod is created with the GPU shape and no
 node takes it, so it stays Pending until the task's scheduling timeout (the gpuTask's
@@ -44,7 +45,7 @@ def smoke_env(dev_outputs, cluster_env, tmp_path_factory) -> dict:
         dev_outputs, list(dev_outputs["deployments"]), cluster_env["PATH"], tmp_path_factory.mktemp("smoke-airflow-home"),
         dags_folder=ROOT / "dags",
         AIRFLOW_VAR_REMOTE_KPO_SMOKE=json.dumps({"get_logs": False, "tolerations": [KWOK_TOLERATION]}),
-        AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_ANALYTICS=json.dumps(
+        AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_ML_TRAINING=json.dumps(
             {**gpu_task("gke", GpuPool(enabled=True)), "startupTimeoutSeconds": GPU_STARTUP_SECONDS}))
 
 
@@ -91,24 +92,24 @@ def test_the_smoke_dag_runs_one_pod_through_each_connection_it_finds(smoke_run, 
 def test_the_gpu_pod_goes_only_where_the_deployment_has_gpu_access_and_on_kwok_finds_no_gpu_node(
         smoke_run, kubectl):
     run, log = smoke_run
-    # Only kpo_analytics has a GPU task shape, so one GPU pod, and it fails the run.
+    # Only kpo_ml_training has a GPU task shape, so one GPU pod, and it fails the run.
     assert sorted(key for key in run["tasks"] if key.startswith("gpu_pod")) == ["gpu_pod[0]"]
     assert run["tasks"]["gpu_pod[0]"]["state"] == "failed"
     assert run["state"] == "failed"
     pod = run["tasks"]["gpu_pod[0]"]["xcom"]["pod_name"]
     # The scheduler saw the GPU shape: the pool's node selector, which kwok's node does not match.
-    events = pod_events(kubectl, pod, "kpo-analytics")
+    events = pod_events(kubectl, pod, "kpo-ml-training")
     assert any(e.startswith("FailedScheduling:") and "didn't match Pod's node affinity/selector" in e
                for e in events), events
     assert not any(e.startswith("Scheduled:") for e in events), events
     # One line: KPO's wrapper, then the cause it buries under the pod's dump.
-    assert (f"remote-kpo smoke: gpu_pod through connection kpo_analytics failed: Pod {pod} returned a failure. "
+    assert (f"remote-kpo smoke: gpu_pod through connection kpo_ml_training failed: Pod {pod} returned a failure. "
             f"Caused by: Pod took too long to be scheduled on the cluster, giving up. More than "
             f"{GPU_STARTUP_SECONDS}s. Check the pod events in kubernetes. A GPU pod waits for a GPU node") in log
     # The pod was made, so the connection works: the line points at nodes and quotas, not at verify.
     (line,) = [line for line in log.splitlines() if "remote-kpo smoke: gpu_pod" in line]
     assert "scripts/verify" not in line
-    assert pod_is_gone(kubectl, pod, "kpo-analytics")
+    assert pod_is_gone(kubectl, pod, "kpo-ml-training")
 
 
 def test_a_connection_that_is_not_remote_kpo_fails_the_smoke_dag_naming_it(smoke_env, tmp_path):

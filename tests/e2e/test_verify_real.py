@@ -126,8 +126,9 @@ def test_a_namespace_without_pod_security_fails_step_5_and_the_fix_mends_it(pulu
 
 def test_a_gpu_task_shape_is_admitted_by_dry_run_unless_the_quota_has_no_gpu(pulumi_cli, dev_outputs, verify_stack):
     task = gpu_task("aks", GpuPool(enabled=True, spot=True))
-    analytics = target_from_connection(dev_outputs["airflowConnections"]["analytics"], "analytics", task)
-    report = verify(analytics)
+    # ml-training's quota has GPUs (analytics has the default, none).
+    training = target_from_connection(dev_outputs["airflowConnections"]["ml-training"], "ml-training", task)
+    report = verify(training)
     assert report.ok, report
     assert report.steps[3].detail == "KPO pod and GPU pod admitted (dry run)"
     # vfy-broken's quota allows no GPU: the API server's quota admission refuses the GPU pod.

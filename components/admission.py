@@ -242,7 +242,8 @@ class TenantAdmission(pulumi.ComponentResource):
         ]
         cluster_name = policy_name(pulumi.get_stack(), deployment.namespace_name)
         # Cluster-scoped: the namespaced metadata's labels and stack annotation, not its namespace.
-        cluster_metadata: ObjectMetaArgsDict = {key: value for key, value in metadata.items() if key != "namespace"}
+        cluster_metadata: ObjectMetaArgsDict = {"labels": metadata.get("labels", {}),
+                                                "annotations": metadata.get("annotations", {})}
         self.policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
             f"{name}-policy",
             metadata={**cluster_metadata, "name": cluster_name},

@@ -8,7 +8,6 @@ import pytest
 
 from harness import ADMIN_KUBECONFIG, run_program, stack_config
 from test_aks_stack import run as run_aks
-from test_dev_stack import admin_kubeconfig  # noqa: F401 - a fixture
 from test_eks_stack import run_eks
 from test_gke_stack import ANALYTICS_SA, run_gke
 

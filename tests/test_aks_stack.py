@@ -512,9 +512,9 @@ def test_an_endpoint_open_to_any_address_is_warned_about_and_an_authorized_one_i
     # The example's only warning is the ephemeralNodePools one (below).
     assert not [w for w in warnings_of(stack_config("aks"), "aks") if "authorizedIpRanges" in w]
     stale = stack_config("aks")
-    stale["aks"] = stale["aks"] | {"kubernetesVersion": "1.29"}
+    stale["aks"] = stale["aks"] | {"kubernetesVersion": "1.30"}
     assert [w for w in warnings_of(stale, "aks") if "kubernetesVersion" in w] == [
-        "remote-kpo:aks.kubernetesVersion: Kubernetes 1.29 left AKS standard support on 2025-03-31 "
+        "remote-kpo:aks.kubernetesVersion: Kubernetes 1.30 left AKS standard support on 2025-08-22 "
         "(https://learn.microsoft.com/azure/aks/supported-kubernetes-versions#aks-kubernetes-release-calendar): "
         "set a newer version, or unset it for the cloud's default"]
 

@@ -288,11 +288,11 @@ def test_deletion_protection_also_protects_the_cluster_in_pulumi_so_destroy_stop
 
 def test_a_configured_version_past_standard_support_is_warned_about():
     raw = stack_config("eks")
-    raw["eks"] = raw["eks"] | {"version": "1.29"}
+    raw["eks"] = raw["eks"] | {"version": "1.30"}
     with mock.patch.object(pulumi.log, "warn") as warn:
         run_eks(raw)
     assert [c.args[0] for c in warn.call_args_list if "eks.version" in c.args[0]] == [
-        "remote-kpo:eks.version: Kubernetes 1.29 left EKS standard support on 2025-03-23 "
+        "remote-kpo:eks.version: Kubernetes 1.30 left EKS standard support on 2025-07-23 "
         f"({versions.EKS_CALENDAR}): set a newer version, or unset it for the cloud's default"]
 
 

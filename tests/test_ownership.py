@@ -29,7 +29,8 @@ def test_every_kubernetes_object_names_the_stack_that_made_it(admin_kubeconfig):
     run = run_program(raw, stack="prod")
     objects = [r for r in run.resources if r.typ.startswith("kubernetes:") and not r.typ.endswith("Patch")]
     kinds = {r.typ.rsplit(":", 1)[1] for r in objects}
-    assert kinds == {"Namespace", "Role", "RoleBinding", "LimitRange", "ResourceQuota", "ServiceAccount", "Secret"}
+    assert kinds == {"Namespace", "Role", "RoleBinding", "LimitRange", "ResourceQuota", "ServiceAccount", "Secret",
+                     "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     assert {r.name: r.inputs["metadata"]["annotations"][STACK] for r in objects} == {r.name: PROD for r in objects}
     assert all(r.inputs["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "remote-kpo" for r in objects)
 

@@ -13,6 +13,7 @@ from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.aks import AksCluster, AksDeploymentIdentity, provider_user
 from components.aks_tasks import AksAcrPull, AksTaskIdentity
+from components.kube_client import client_settings
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import AksConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
@@ -46,6 +47,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
         kubeconfig=program_kubeconfig,
         # A changed kubeconfig must not replace every namespaced object.
         cluster_identifier=cluster_name,
+        kube_client_settings=client_settings(cfg.kube_client),
     )
 
     if cfg.gpu_pool.enabled:

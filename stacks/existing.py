@@ -15,6 +15,7 @@ import yaml
 
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
+from components.kube_client import client_settings
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import ConfigError, ExistingConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
@@ -79,6 +80,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
         # A changed kubeconfig (new path, rotated admin credential) must not replace every
         # namespaced object: the cluster is identified by name.
         cluster_identifier=cluster_name,
+        kube_client_settings=client_settings(cfg.kube_client),
     )
     endpoints = []
     for deployment in cfg.deployments:

@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.gke_tasks import GkeTaskIdentity
+from components.kube_client import client_settings
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from components.gke import (
     PODS_RANGE,
@@ -69,6 +70,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
             lambda args: provider_kubeconfig(cluster_name, args[0], args[1], gke.login)),
         # A changed endpoint or CA must not replace every namespaced object.
         cluster_identifier=cluster_name,
+        kube_client_settings=client_settings(cfg.kube_client),
     )
 
     roles = DeploymentRoles(

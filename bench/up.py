@@ -221,24 +221,26 @@ def table(results: dict[int, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def per_resource(results: dict[int, list[dict]], count: int, key: str) -> float:
+    """Milliseconds of `key` (median of the rounds) per pulumi resource in the state, or per
+    object for kubectl."""
+    rounds = results[count]
+    unit = "objects" if key.startswith("k_") else "resources"
+    return statistics.median(r[key] for r in rounds) / rounds[0][unit] * 1000
+
+
 def growth(results: dict[int, list[dict]]) -> str:
-    """Each operation's cost per resource at every size: pulumi per resource in its state,
-    kubectl per object; and that cost as a multiple of the smallest size's."""
+    """Each operation's cost per resource at every size, and its multiple of the smallest size's."""
     sizes = list(results)
-
-    def per_resource(count: int, key: str) -> float:
-        rounds = results[count]
-        unit = "objects" if key.startswith("k_") else "resources"
-        return statistics.median(r[key] for r in rounds) / rounds[0][unit] * 1000
-
     header = " | ".join(f"{count} ({int(results[count][0]['resources'])} resources)" for count in sizes)
     lines = [f"| operation | tool | {header} |", "| --- | --- |" + " ---: |" * len(sizes)]
     rows = [(label, pkey, f"`{pcmd}`") for label, pkey, pcmd, _, _ in ROWS]
     rows += [(label, kkey, f"kubectl `{kcmd}`") for label, _, _, kkey, kcmd in ROWS
              if label in ("create (cold)", "no change", "preview", "delete")]
     for label, key, command in rows:
-        base = per_resource(sizes[0], key)
-        cells = " | ".join(f"{per_resource(count, key):.1f} ({per_resource(count, key) / base:.2f}×)" for count in sizes)
+        base = per_resource(results, sizes[0], key)
+        cells = " | ".join(f"{per_resource(results, count, key):.1f} ({per_resource(results, count, key) / base:.2f}×)"
+                           for count in sizes)
         lines.append(f"| {label} | {command} | {cells} |")
     return "\n".join(lines)
 
@@ -251,10 +253,8 @@ def growth_targets(results: dict[int, list[dict]]) -> str:
     sizes = list(results)
     lines = []
     for what, key, limit in GROWTH_TARGETS:
-        def per_resource(count: int) -> float:
-            return statistics.median(r[key] for r in results[count]) / results[count][0]["resources"]
         for count in sizes[1:]:
-            multiple = per_resource(count) / per_resource(sizes[0])
+            multiple = per_resource(results, count, key) / per_resource(results, sizes[0], key)
             verdict = "met" if multiple <= limit else "NOT met"
             lines.append(f"- {what} at {count} Deployments: {multiple:.2f}× the cost per resource at "
                          f"{sizes[0]} (target at most {limit}×: {verdict})")

@@ -258,6 +258,15 @@ class ExistingConfig(Model):
     server: Optional[HttpsUrl] = None
 
 
+class KubeClient(Model):
+    """The client-side rate limit of this program's own Kubernetes providers (client-go's token
+    bucket: `burst` requests at once, then `qps` a second). The defaults and why they are safe:
+    README, "Config reference"; how they were measured: bench/README.md."""
+
+    qps: float = Field(default=200, gt=0)
+    burst: int = Field(default=400, ge=1)
+
+
 class NodePool(Model):
     machine_type: Optional[str] = None
     min_nodes: int = Field(default=1, ge=0)
@@ -549,6 +558,7 @@ class StackConfig(Model):
     existing: Optional[ExistingConfig] = None
     system_pool: NodePool = NodePool()
     gpu_pool: GpuPool = GpuPool()
+    kube_client: KubeClient = KubeClient()
     deployments: list[Deployment] = Field(min_length=1)
 
     @model_validator(mode="after")

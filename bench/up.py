@@ -2,8 +2,8 @@
 """Benchmark: `pulumi up` / `preview` of the dev stack shape beside `kubectl apply` of the same
 objects, on a private local control plane that this script starts and stops.
 
-    .venv/bin/python bench/up.py                  # 1, 10 and 50 Deployments, 3 runs each
-    .venv/bin/python bench/up.py --sizes 1 10 --runs 1
+    .venv/bin/python bench/up.py                  # 10, 100 and 300 Deployments, 1 run each
+    .venv/bin/python bench/up.py --sizes 1 10 --runs 3
 
 Not a test (nothing is asserted about time); it prints a table. See bench/README.md for what
 each row measures.
@@ -142,13 +142,14 @@ class Runner:
     def wait_until_empty(self) -> None:
         """No namespace of ours left (the namespace controller finalizes them after a delete)."""
         selector = "app.kubernetes.io/managed-by=remote-kpo"
-        for _ in range(600):
+        deadline = time.monotonic() + 600  # 300 namespaces take the namespace controller a while
+        while time.monotonic() < deadline:
             out = subprocess.run(["kubectl", "get", "namespaces", "-l", selector, "-o", "name"],
                                  env=self.env, capture_output=True, text=True, check=True).stdout
             if not out.strip():
                 return
-            time.sleep(0.2)
-        raise SystemExit("namespaces still terminating after 120 s")
+            time.sleep(0.5)
+        raise SystemExit("namespaces still terminating after 600 s")
 
 
 def measure(runner: Runner, work: Path, count: int, run: int) -> dict[str, float]:
@@ -166,7 +167,7 @@ def measure(runner: Runner, work: Path, count: int, run: int) -> dict[str, float
     # then wait until the token controller has filled each token Secret (pulumi's outputs need them).
     runner.wait_until_empty()
     t["k_create"] = runner.kubectl(*apply) + runner.kubectl(
-        "wait", "--for=jsonpath={.data.token}", "--timeout=120s", "-f", str(secrets_file))
+        "wait", "--for=jsonpath={.data.token}", "--timeout=600s", "-f", str(secrets_file))
     t["k_noop"] = runner.kubectl(*apply)
     t["k_diff"] = runner.kubectl("diff", "--server-side", "--field-manager=bench", "-f", str(manifest_file))
     t["k_delete"] = runner.kubectl("delete", "--wait=true", "--ignore-not-found", "-f", str(manifest_file))
@@ -221,6 +222,46 @@ def table(results: dict[int, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def per_resource(results: dict[int, list[dict]], count: int, key: str) -> float:
+    """Milliseconds of `key` (median of the rounds) per pulumi resource in the state, or per
+    object for kubectl."""
+    rounds = results[count]
+    unit = "objects" if key.startswith("k_") else "resources"
+    return statistics.median(r[key] for r in rounds) / rounds[0][unit] * 1000
+
+
+def growth(results: dict[int, list[dict]]) -> str:
+    """Each operation's cost per resource at every size, and its multiple of the smallest size's."""
+    sizes = list(results)
+    header = " | ".join(f"{count} ({int(results[count][0]['resources'])} resources)" for count in sizes)
+    lines = [f"| operation | tool | {header} |", "| --- | --- |" + " ---: |" * len(sizes)]
+    rows = [(label, pkey, f"`{pcmd}`") for label, pkey, pcmd, _, _ in ROWS]
+    rows += [(label, kkey, f"kubectl `{kcmd}`") for label, _, _, kkey, kcmd in ROWS
+             if label in ("create (cold)", "no change", "preview", "delete")]
+    for label, key, command in rows:
+        base = per_resource(results, sizes[0], key)
+        cells = " | ".join(f"{per_resource(results, count, key):.1f} ({per_resource(results, count, key) / base:.2f}×)"
+                           for count in sizes)
+        lines.append(f"| {label} | {command} | {cells} |")
+    return "\n".join(lines)
+
+
+# The targets of issue 25: per resource, at most this multiple of the cost at the smallest size.
+GROWTH_TARGETS = (("`up --refresh --skip-preview`", "p_refresh", 1.5), ("cold create", "p_cold", 1.5))
+
+
+def growth_targets(results: dict[int, list[dict]]) -> str:
+    sizes = list(results)
+    lines = []
+    for what, key, limit in GROWTH_TARGETS:
+        for count in sizes[1:]:
+            multiple = per_resource(results, count, key) / per_resource(results, sizes[0], key)
+            verdict = "met" if multiple <= limit else "NOT met"
+            lines.append(f"- {what} at {count} Deployments: {multiple:.2f}× the cost per resource at "
+                         f"{sizes[0]} (target at most {limit}×: {verdict})")
+    return "\n".join(lines)
+
+
 # The targets of issue 15, as ratios of this run: (what, pulumi key, kubectl key, at most).
 TARGETS = (("no-op `up --skip-preview` (a CI or dev loop with --yes)", "p_noop_skip", "k_noop", 5.0),
            ("no-op `up` (with its preview)", "p_noop", "k_noop", None))
@@ -238,8 +279,9 @@ def targets(results: dict[int, list[dict]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
-    parser.add_argument("--runs", type=int, default=3, help="rounds per size; the table shows medians")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 300],
+                        help="Deployments per stack, smallest first (the growth table compares with it)")
+    parser.add_argument("--runs", type=int, default=1, help="rounds per size; the tables show medians")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (state, manifests)")
     parser.add_argument("--mock-sizes", type=int, nargs="*", default=[100],
                         help="Deployments for bench/mocks.py's comparison, run after the table (none: skip it)")
@@ -254,6 +296,7 @@ def main() -> None:
     local_cluster = [str(ROOT / "scripts/local-cluster")]
     subprocess.run(local_cluster + ["up"], env=base, check=True, stdout=subprocess.DEVNULL)
     results: dict[int, list[dict]] = {}
+    load = [os.getloadavg()[0]]
     try:
         runner = Runner(project, script_env(base))
         for count in args.sizes:
@@ -261,6 +304,7 @@ def main() -> None:
             for run in range(args.runs):
                 round_ = measure(runner, work, count, run)
                 results[count].append(round_)
+                load.append(os.getloadavg()[0])
                 print(f"# {count} Deployments, round {run + 1}: "
                       + ", ".join(f"{k} {v:.1f}" for k, v in round_.items() if k.startswith(("p_", "k_"))),
                       file=sys.stderr, flush=True)
@@ -276,7 +320,11 @@ def main() -> None:
     print(table(results))
     print("\nPulumi resources per stack: " + ", ".join(
         f"{count} Deployments → {int(rounds[0]['resources'])}" for count, rounds in results.items()))
-    print(f"\nRatios (load average {os.getloadavg()[0]:.1f} at the end):\n" + targets(results))
+    print(f"\nLoad average (1 min) at the start and after each round: {', '.join(f'{x:.1f}' for x in load)}")
+    print(f"\nPer resource, milliseconds (× the cost per resource at {args.sizes[0]} Deployments):\n")
+    print(growth(results))
+    print("\n" + growth_targets(results))
+    print("\nRatios:\n" + targets(results))
     if args.mock_sizes:
         # The program's own CPU time under mocks, beside a naive flat program (bench/mocks.py).
         print("\nUnder mocks (bench/mocks.py), target ours/naive at most 1.00 at 100 Deployments:", flush=True)

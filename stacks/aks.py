@@ -14,6 +14,7 @@ from components.access import DeploymentAccess, rbac_subject
 from components.on_cluster import on_cluster
 from components.aks import AksCluster, AksDeploymentIdentity, provider_user
 from components.aks_tasks import AksAcrPull, AksTaskIdentity
+from components.kube_client import client_settings
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from config import AksConfig, StackConfig, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
@@ -60,6 +61,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
         kubeconfig=program_kubeconfig,
         # The name, as before: the objects on the cluster are replaced with it (on_cluster).
         cluster_identifier=cluster_name,
+        kube_client_settings=client_settings(cfg.kube_client),
     )
 
     if cfg.gpu_pool.enabled or any(d.ephemeral_node_pools for d in cfg.deployments):

@@ -17,8 +17,9 @@ from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.on_cluster import on_cluster
 from components.eks_tasks import EksTaskIdentity, EksTaskIdentityArgs
+from components.kube_client import client_settings
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
-from config import EksConfig, StackConfig, check_task_role_accounts, present
+from config import EksConfig, KubeClient, StackConfig, check_task_role_accounts, present
 from stacks.outputs import DeploymentEndpoint, stack_outputs
 
 def _warn_public_endpoint(config: EksConfig) -> None:
@@ -27,7 +28,7 @@ def _warn_public_endpoint(config: EksConfig) -> None:
                         "accepts connections from any address (requests still need AWS credentials)")
 
 
-def _admin_provider(cluster: eks.EksCluster, region: str, cluster_name: str) -> k8s.Provider:
+def _admin_provider(cluster: eks.EksCluster, region: str, cluster_name: str, client: KubeClient) -> k8s.Provider:
     """The program's own Kubernetes provider, acting as the cluster creator (its bootstrap admin)."""
     admin_kubeconfig = pulumi.Output.all(cluster.endpoint, cluster.ca_data).apply(
         lambda args: kc.to_json(kc.kubeconfig(
@@ -38,6 +39,7 @@ def _admin_provider(cluster: eks.EksCluster, region: str, cluster_name: str) -> 
         kubeconfig=admin_kubeconfig,
         # The name, as before: the objects on the cluster are replaced with it (on_cluster).
         cluster_identifier=cluster_name,
+        kube_client_settings=client_settings(client),
     )
 
 
@@ -78,7 +80,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
         node_groups = eks.EksNodeGroupSupport(cluster_name, eks.EksNodeGroupSupportArgs(
             cluster=cluster.cluster, cluster_name=cluster_name, partition=partition), opts=in_region)
 
-    provider = _admin_provider(cluster, region, cluster_name)
+    provider = _admin_provider(cluster, region, cluster_name, cfg.kube_client)
     if cfg.gpu_pool.enabled:
         gpu.GpuNodePool(
             f"{cluster_name}-gpu", cfg.gpu_pool, gpu.EKS_NODE_CLASS_REF, cfg.gpu_pool.gpus_per_node,

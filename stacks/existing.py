@@ -17,6 +17,7 @@ import yaml
 
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
+from components.kube_client import client_settings
 from components.metadata import object_metadata, stack_id
 from components.ownership import LiveNamespace, claim_namespaces
 from components.permissions import DEPLOYMENT_SERVICE_ACCOUNT as SERVICE_ACCOUNT
@@ -181,6 +182,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
         # A changed kubeconfig (new path, rotated admin credential) must not replace every
         # namespaced object: the cluster is identified by name.
         cluster_identifier=cluster_name,
+        kube_client_settings=client_settings(cfg.kube_client),
     )
     endpoints = []
     for deployment in cfg.deployments:

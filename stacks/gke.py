@@ -11,6 +11,7 @@ from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.on_cluster import on_cluster
 from components.gke_tasks import GkeTaskIdentity
+from components.kube_client import client_settings
 from components.task_pods import TaskPods, TaskPodsArgs, task_details, has_task_pods
 from components.gke import (
     PODS_RANGE,
@@ -86,6 +87,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
             lambda args: provider_kubeconfig(cluster_name, args[0], args[1], gke.login)),
         # The name, as before: the objects on the cluster are replaced with it (on_cluster).
         cluster_identifier=cluster_name,
+        kube_client_settings=client_settings(cfg.kube_client),
     )
 
     roles = DeploymentRoles(

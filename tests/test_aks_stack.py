@@ -453,6 +453,14 @@ def test_minimal_stack_provider_uses_workload_identity_login(minimal):
     assert args[:3] == ["get-token", "--login", "workloadidentity"]
 
 
+def test_provider_client_rate_limit_defaults_to_large_stack_values_and_follows_kube_client(example):
+    (provider,) = example.of_type("pulumi:providers:kubernetes")
+    assert json.loads(provider.inputs["kubeClientSettings"]) == {"qps": 200, "burst": 400}
+    configured, _ = run(stack_config("aks") | {"kubeClient": {"qps": 25.5, "burst": 60}}, "aks")
+    (provider,) = configured.of_type("pulumi:providers:kubernetes")
+    assert json.loads(provider.inputs["kubeClientSettings"]) == {"qps": 25.5, "burst": 60}
+
+
 def test_every_kubernetes_object_goes_through_the_aks_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
     # 2 x (Namespace, Role, RoleBinding, LimitRange, 4 ResourceQuotas, ValidatingAdmissionPolicy and

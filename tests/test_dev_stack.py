@@ -83,6 +83,14 @@ def test_provider_uses_the_admin_kubeconfig_and_a_cluster_identifier(dev, admin_
     assert provider.inputs["clusterIdentifier"] == "remote-kpo-local"
 
 
+def test_provider_client_rate_limit_defaults_to_large_stack_values_and_follows_kube_client(dev, admin_kubeconfig):
+    (provider,) = dev.of_type("pulumi:providers:kubernetes")
+    assert json.loads(provider.inputs["kubeClientSettings"]) == {"qps": 200, "burst": 400}
+    run = run_program(stack_config("dev") | {"kubeClient": {"qps": 25.5, "burst": 60}})
+    (provider,) = run.of_type("pulumi:providers:kubernetes")
+    assert json.loads(provider.inputs["kubeClientSettings"]) == {"qps": 25.5, "burst": 60}
+
+
 def test_every_kubernetes_object_goes_through_the_existing_cluster_provider(dev):
     objects = [r for r in dev.resources if r.typ.startswith("kubernetes:")]
     # 2 x (Namespace, Role, RoleBinding, ServiceAccount, Secret, LimitRange, 4 ResourceQuotas,

@@ -537,6 +537,14 @@ def test_program_provider_uses_the_creators_identity(example):
     assert user["user"]["exec"]["args"] == ["--region", "us-east-1", "eks", "get-token", "--cluster-name", "kpo-gpu"]
 
 
+def test_provider_client_rate_limit_defaults_to_large_stack_values_and_follows_kube_client(example):
+    (provider,) = example.of_type("pulumi:providers:kubernetes")
+    assert json.loads(provider.inputs["kubeClientSettings"]) == {"qps": 200, "burst": 400}
+    run, _ = run_eks(stack_config("eks") | {"kubeClient": {"qps": 25.5, "burst": 60}})
+    (provider,) = run.of_type("pulumi:providers:kubernetes")
+    assert json.loads(provider.inputs["kubeClientSettings"]) == {"qps": 25.5, "burst": 60}
+
+
 def test_every_kubernetes_object_goes_through_the_eks_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
     # 2 x (Namespace, Role, RoleBinding, LimitRange, 4 ResourceQuotas, ValidatingAdmissionPolicy and

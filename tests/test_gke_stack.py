@@ -489,6 +489,14 @@ def test_gke_login_adc_makes_the_programs_plugin_use_application_default_credent
     assert json.loads(run.outputs["kubeconfig"])["users"][0]["user"] == GKE_EXEC_USER
 
 
+def test_provider_client_rate_limit_defaults_to_large_stack_values_and_follows_kube_client(example):
+    (provider,) = example.of_type("pulumi:providers:kubernetes")
+    assert json.loads(provider.inputs["kubeClientSettings"]) == {"qps": 200, "burst": 400}
+    run = run_gke(stack_config("gke") | {"kubeClient": {"qps": 25.5, "burst": 60}})
+    (provider,) = run.of_type("pulumi:providers:kubernetes")
+    assert json.loads(provider.inputs["kubeClientSettings"]) == {"qps": 25.5, "burst": 60}
+
+
 def test_every_kubernetes_object_goes_through_the_gke_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
     # 2 x (Namespace, Role, RoleBinding, LimitRange, 4 ResourceQuotas, ValidatingAdmissionPolicy and

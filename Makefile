@@ -53,5 +53,7 @@ down: ## destroy the dev stack, stop and wipe the local cluster
 	scripts/local-cluster down
 
 # scripts/verify on a stack's outputs (STACK, default dev), with the project's pulumi and state.
+# KUBECONFIG (env.sh's admin kubeconfig) is unset for verify itself: it reads the connections from
+# the stack's outputs, and would otherwise warn about a KUBECONFIG meant for where Airflow runs.
 verify: venv ## scripts/verify on a stack's outputs (STACK=, default dev)
-	source scripts/env.sh && scripts/verify --stack $(or $(STACK),dev)
+	source scripts/env.sh && env -u KUBECONFIG scripts/verify --stack $(or $(STACK),dev)

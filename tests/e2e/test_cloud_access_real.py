@@ -6,6 +6,7 @@ the matching identity of the local API server's token file, and the authorizer a
 """
 
 import base64
+import json
 import os
 import stat
 import time

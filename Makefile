@@ -48,7 +48,7 @@ dev: venv ## toolchain, local cluster, then `pulumi up` of the dev stack
 	  && scripts/stale-lock dev \
 	  && pulumi up --refresh --skip-preview --yes --stack dev --non-interactive
 
-down: ## destroy the dev stack, stop and wipe the local cluster
+down: ## destroy the dev stack, stop and wipe the local cluster (naming other stacks still on it)
 	-source scripts/env.sh && pulumi destroy --yes --stack dev --non-interactive
 	scripts/local-cluster down
 

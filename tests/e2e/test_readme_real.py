@@ -91,7 +91,8 @@ def variables(call: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def newcomer(tmp_path_factory):
-    """A checkout and a shell; `make down` at the end stops its cluster whatever happened."""
+    """A checkout and a shell; `make down` at the end stops its cluster whatever happened (the
+    test's own last step, unless it failed before)."""
     folder = checkout(tmp_path_factory.mktemp("checkout"))
     bin_folder = tmp_path_factory.mktemp("bin")
     (bin_folder / "astro").write_text(ASTRO)
@@ -181,3 +182,10 @@ def test_the_readmes_quick_start_own_stack_and_hand_off_blocks_run_as_written(ne
     # -r: the connection's JSON object itself, not a quoted string of it.
     assert json.loads(value) == json.loads(prod["airflowConnections"]["analytics"])
     assert json.loads(value)["conn_type"] == "kubernetes"
+
+    # `make down` destroys dev and wipes the cluster, naming the stacks still on it (issue 19).
+    down = sh(folder, env, "make down")
+    assert ("  organization/remote-kpo/onprem: onprem-analytics, onprem-ml-training\n"
+            "  organization/remote-kpo/prod: prod-analytics, prod-ml-training\n") in down
+    assert "remote-kpo/dev" not in down
+    assert not (folder / ".toolchain/cluster").exists()

@@ -11,21 +11,29 @@ help:
 	@echo "make TARGET   (state: .pulumi-state/, cluster: .toolchain/cluster/; README.md, scripts/README.md)"
 	@sed -n 's/^\([a-z-]*\):.*## \(.*\)/  \1\t\2/p' $(MAKEFILE_LIST) | expand -t 14
 
+# pip_install VENV ARGS: pip install -q into VENV (quiet: no page of lines), between a line that
+# says what runs while it is silent and one with the time it took.
+define pip_install
+@echo "make: pip install $(2) into $(1): once, a minute or more, quiet until done"
+@start=$$(date +%s); $(1)/bin/pip install -q --disable-pip-version-check $(2) \
+  && echo "make: $(1) ready in $$(( $$(date +%s) - start ))s"
+endef
+
 venv: $(VENV)/.installed ## the program's venv (.venv, requirements.txt)
 # What the tests use beside the program: Airflow itself and the policy pack's own venv.
 test-venvs: .venv-airflow/.installed policy/venv/.installed ## Airflow's and the policy pack's venvs, for the tests
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(call pip_install,$(VENV),-r requirements.txt)
 	touch $@
 # The policy pack pins protobuf 5.29, so it has its own venv, as Pulumi runs packs.
 policy/venv/.installed: policy/requirements.txt
 	python3 -m venv policy/venv
-	policy/venv/bin/pip install -q --disable-pip-version-check -r policy/requirements.txt
+	$(call pip_install,policy/venv,-r policy/requirements.txt)
 	touch $@
 .venv-airflow/.installed: requirements-airflow.txt constraints-airflow.txt
 	python3 -m venv .venv-airflow
-	.venv-airflow/bin/pip install -q --disable-pip-version-check -r requirements-airflow.txt -c constraints-airflow.txt
+	$(call pip_install,.venv-airflow,-r requirements-airflow.txt -c constraints-airflow.txt)
 	touch $@
 
 unit: venv test-venvs ## unit tests only (Pulumi mocks, pyright): 1 to 2 minutes
@@ -48,7 +56,7 @@ dev: venv ## toolchain, local cluster, then `pulumi up` of the dev stack
 	  && scripts/stale-lock dev \
 	  && pulumi up --refresh --skip-preview --yes --stack dev --non-interactive
 
-down: ## destroy the dev stack, stop and wipe the local cluster
+down: ## destroy the dev stack, stop and wipe the local cluster (naming other stacks still on it)
 	-source scripts/env.sh && pulumi destroy --yes --stack dev --non-interactive
 	scripts/local-cluster down
 

@@ -577,8 +577,14 @@ class StackConfig(Model):
     def _pool_defaults(self):
         self._check_pools_per_cloud()
         if self.cloud == "existing":
-            if self.gpu_pool.enabled:
-                raise _at("gpuPool.enabled", "node pools are not managed on an existing cluster")
+            # The program makes no nodes there: `enabled` alone says the cluster's own GPU nodes
+            # carry the pool's label and taint (components/gpu.py), so `gpuTask` can name them.
+            given = [to_camel(key) for key in GpuPool.model_fields
+                     if key != "enabled" and key in self.gpu_pool.model_fields_set]
+            if given:
+                raise _at(f"gpuPool.{given[0]}", "not used on existing: the program makes no nodes there; "
+                          "`gpuPool: {enabled: true}` says the cluster's GPU nodes carry the label "
+                          "remote-kpo/gpu=true and the taint nvidia.com/gpu=present:NoSchedule")
             return self
         # AKS keeps cluster add-ons on the System pool, which cannot scale to zero.
         if self.cloud == "aks" and self.system_pool.min_nodes < 1:

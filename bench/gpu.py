@@ -1,5 +1,5 @@
-"""Benchmark: a GPU KPO task on a pool at zero, from submission to its pod Running, and from the
-task's end to its node's removal.
+"""Benchmark and the local GPU demo: a GPU KPO task on a pool at zero, from submission to its pod
+Running, and from the task's end to its node's removal.
 
     .venv/bin/python bench/gpu.py [--repeat 3] [--consolidate-after 5s]
 
@@ -9,8 +9,8 @@ REMOTE_KPO_APISERVER_PORT, REMOTE_KPO_ETCD_PORT, REMOTE_KPO_ETCD_PEER_PORT, defa
 program of test_gpu_real.py (tests/e2e/gpu_program: the components' NodePool and device plugin for
 Pulumi.eks.yaml's gpuPool) with the real Pulumi engine, then runs the README's GPU task (`gpuTask`
 shape) in Airflow (`dag.test()`) through the ml-training Deployment's exported connection, --repeat
-times, each on a pool back at zero. Prints a table; stops and wipes the cluster at the end. Not part
-of `make test`.
+times, each on a pool back at zero. Prints each step as it starts (stderr), then a table; stops and
+wipes the cluster at the end. Not part of `make test`.
 
 The intervals that set these numbers, shortened locally (the cloud's are in brackets):
   Karpenter BATCH_IDLE_DURATION 1s, BATCH_MAX_DURATION 2s (scripts/local-cluster) [1s, 10s]
@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +49,12 @@ LIMIT = 300
 # Below the ephemeral range and apart from every other cluster's (tests/test_ports.py); Karpenter
 # and kwok take the API server's port + 1 to + 4.
 PORTS = (27443, 27379, 27380)
+STARTED = time.monotonic()
+
+
+def say(step: str) -> None:
+    """A progress line on stderr (the table goes to stdout): the run takes minutes."""
+    print(f"bench/gpu.py: {step} ({time.monotonic() - STARTED:.0f}s)", file=sys.stderr, flush=True)
 
 
 def one_run(runner: Runner, barrier: str, pods: Watch, nodes: Watch) -> dict:
@@ -83,15 +90,21 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def bench(env: dict, work: Path, repeat: int, consolidate_after: str) -> list[list[str]]:
+    say("pulumi up: the dev stack")
     outputs = dev_stack_outputs(env, work)
+    say("pulumi up: the GPU program (Karpenter NodePool, device plugin)")
     up_gpu_program(env, work, consolidate_after)
+    say("Airflow: a migrated database, then a warm-up task")
     namespace = outputs["deployments"][DEPLOYMENT]["namespace"]
     airflow = migrated_airflow_env(outputs, [DEPLOYMENT], env["PATH"], work / "airflow",
                                    REMOTE_KPO_E2E_GPU_TASK=json.dumps(gpu_task("eks", eks_gpu_pool())))
     steps = ["kpo_warmup"] + [s for i in range(repeat) for s in (f"@run{i}", GPU_DAG)]
     runner = Runner(airflow, work, steps)
     with Watch(env, "pods", "-n", namespace) as pods, Watch(env, "nodes") as nodes:
-        timings = [one_run(runner, f"run{i}", pods, nodes) for i in range(repeat)]
+        timings = []
+        for i in range(repeat):
+            say(f"run {i + 1} of {repeat}: a GPU task on the pool at zero, until its node is removed")
+            timings.append(one_run(runner, f"run{i}", pods, nodes))
         runs = [run for run in runner.finish() if run["dag_id"] == GPU_DAG]
     # Airflow's own record of each task: when it started (submission) and ended.
     tasks = {run["tasks"]["run_pod"]["xcom"]["pod_name"]: run["tasks"]["run_pod"] for run in runs}
@@ -114,11 +127,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
     (work / "airflow").mkdir()
     base = bench_cluster_base(work, PORTS, REMOTE_KPO_KARPENTER="1")
+    say(f"toolchain, then a local cluster with Karpenter in {work}")
     subprocess.run([str(ROOT / "scripts/toolchain")], check=True, stdout=subprocess.DEVNULL)
     subprocess.run([str(ROOT / "scripts/local-cluster"), "up"], env=base, check=True, stdout=subprocess.DEVNULL)
     try:
         rows = bench(script_env(base), work, args.repeat, args.consolidate_after)
     finally:
+        say("stopping and wiping the cluster")
         subprocess.run([str(ROOT / "scripts/local-cluster"), "down"], env=base, check=True,
                        stdout=subprocess.DEVNULL)
     print(f"GPU KPO task on a pool at zero (Karpenter v1.15.0 kwok provider); {os.cpu_count()} cores")

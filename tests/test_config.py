@@ -243,8 +243,10 @@ BAD_INPUT = [
      "remote-kpo:deployments[0].quota.totalPods: 5 is below pods 10: totalPods counts running pods too"),
     ("negative gpu quota", variant("existing", deployments=[{"name": "a", "quota": {"gpu": -1}}]),
      "remote-kpo:deployments[0].quota.gpu: Input should be greater than or equal to 0"),
-    ("gpu pool on existing", variant("existing", gpuPool={"enabled": True}),
-     "remote-kpo:gpuPool.enabled: node pools are not managed on an existing cluster"),
+    ("gpu pool size on existing", variant("existing", gpuPool={"enabled": True, "maxNodes": 4}),
+     "remote-kpo:gpuPool.maxNodes: not used on existing: the program makes no nodes there; `gpuPool: {enabled: "
+     "true}` says the cluster's GPU nodes carry the label remote-kpo/gpu=true and the taint "
+     "nvidia.com/gpu=present:NoSchedule"),
     ("system pool size on eks", variant("eks", systemPool={"minNodes": 2}),
      "remote-kpo:systemPool.minNodes: not used on eks: EKS Auto Mode runs cluster add-ons on its built-in system pool, which sizes itself"),
     ("system pool machine type on eks", variant("eks", systemPool={"machineType": "m6i.large", "maxNodes": 4}),

@@ -113,6 +113,33 @@ def test_outputs_describe_the_cluster_and_each_deployment(dev):
     }
 
 
+def test_an_existing_cluster_with_gpu_nodes_exports_a_gpu_task_that_names_them_and_makes_no_nodes(dev, admin_kubeconfig):
+    gpu = run_program(stack_config("dev") | {"gpuPool": {"enabled": True}})
+    # The README's label and taint, which the cluster's operators put on its GPU nodes.
+    assert gpu.outputs["gpuTask"] == {
+        "nodeSelector": {"remote-kpo/gpu": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "resourceName": "nvidia.com/gpu",
+        "annotations": {"karpenter.sh/do-not-disrupt": "true",
+                        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+        "startupTimeoutSeconds": 900,
+    }
+    assert gpu.secret["gpuTask"] is False
+    assert sorted(r.typ for r in gpu.resources) == sorted(r.typ for r in dev.resources)
+    assert "gpuTask" not in dev.outputs
+
+
+def test_the_existing_gpu_pool_error_names_the_label_and_taint_gpu_tasks_select(admin_kubeconfig):
+    from components.gpu import GPU_LABELS, GPU_TAINT
+    from config import ConfigError, load
+
+    with pytest.raises(ConfigError) as refused:
+        load(stack_config("dev") | {"gpuPool": {"enabled": True, "spot": True}})
+    ((label, value),) = GPU_LABELS.items()
+    assert f"label {label}={value} and the taint {GPU_TAINT['key']}={GPU_TAINT['value']}:{GPU_TAINT['effect']}" \
+        in str(refused.value)
+
+
 def test_credentials_are_secret_and_descriptions_are_not(dev):
     assert dev.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,

@@ -31,6 +31,7 @@ def fixed_ports() -> dict[str, list[int]]:
         "e2e session": cluster(realenv.API_PORT, realenv.ETCD_PORT, realenv.ETCD_PEER_PORT),
         "e2e faults": cluster(realenv.FAULTS_API_PORT, realenv.FAULTS_ETCD_PORT, realenv.FAULTS_ETCD_PEER_PORT),
         "e2e other checkout": cluster(realenv.OTHER_API_PORT, realenv.OTHER_ETCD_PORT, realenv.OTHER_ETCD_PEER_PORT),
+        "e2e README checkout": cluster(realenv.README_API_PORT, realenv.README_ETCD_PORT, realenv.README_ETCD_PEER_PORT),
         "e2e tokens": cluster(realenv.TOKENS_API_PORT, realenv.TOKENS_ETCD_PORT, realenv.TOKENS_ETCD_PEER_PORT),
         "bench/tokens.py": cluster(*_defaults("bench/tokens.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),
         "bench/kpo.py": cluster(*_defaults("bench/kpo.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),

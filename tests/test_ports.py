@@ -53,3 +53,9 @@ def test_no_two_clusters_share_a_port():
         for port in found:
             assert port not in seen, f"{name} and {seen[port]} both use {port}"
             seen[port] = name
+
+
+def test_an_e2e_port_base_spans_less_than_2000_so_bases_2000_apart_never_meet():
+    # The README tells two checkouts to run `make test` on port bases 2000 apart.
+    e2e = [port for name, found in fixed_ports().items() if name.startswith("e2e") for port in found]
+    assert realenv.PORT_BASE <= min(e2e) and max(e2e) < realenv.PORT_BASE + 2000, sorted(e2e)

@@ -25,7 +25,7 @@ NEIGHBOUR_PORTS = (1, 2, 3, 4)
 # The README test's own checkout's cluster (test_readme_real.py), as a second checkout's `make dev`.
 README_API_PORT, README_ETCD_PORT, README_ETCD_PEER_PORT = PORT_BASE + 843, PORT_BASE + 779, PORT_BASE + 780
 # The token-expiry test's cluster, with a JWT authenticator (test_token_expiry_airflow.py).
-TOKENS_API_PORT, TOKENS_ETCD_PORT, TOKENS_ETCD_PEER_PORT = PORT_BASE + 3443, PORT_BASE + 3379, PORT_BASE + 3380
+TOKENS_API_PORT, TOKENS_ETCD_PORT, TOKENS_ETCD_PEER_PORT = PORT_BASE + 1643, PORT_BASE + 1579, PORT_BASE + 1580
 API_URL = f"https://127.0.0.1:{API_PORT}"
 PROJECT_FILES = ("__main__.py", "config.py", "components", "stacks", "Pulumi.yaml", "Pulumi.dev.yaml")
 

@@ -267,6 +267,23 @@ class KubeClient(Model):
     burst: int = Field(default=400, ge=1)
 
 
+# A Go duration as Karpenter's NodePool CRD accepts it (pkg/apis/v1/nodepool.go: the pattern of
+# terminationGracePeriod and expireAfter, without expireAfter's `Never`).
+KarpenterDuration = Annotated[str, _matching(r"([0-9]+(s|m|h))+", "a duration like 24h or 90m (h, m, s)")]
+_DURATION_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
+AUTO_MODE_MAX_NODE_SECONDS = 21 * 24 * 3600
+
+
+def karpenter_seconds(duration: str) -> int:
+    return sum(int(n) * _DURATION_UNIT_SECONDS[unit] for n, unit in re.findall(r"([0-9]+)([smh])", duration))
+
+
+def _at_most_21_days(value: str) -> str:
+    if karpenter_seconds(value) > AUTO_MODE_MAX_NODE_SECONDS:
+        raise PydanticCustomError("range", "above 504h: EKS Auto Mode replaces a node after 21 days at most")
+    return value
+
+
 class NodePool(Model):
     machine_type: Optional[str] = None
     min_nodes: int = Field(default=1, ge=0)
@@ -297,6 +314,12 @@ class GpuPool(NodePool):
     spot: bool = False
     # GKE: the zones of the cluster's region where the accelerator is offered.
     zones: Optional[list[GcpZone]] = Field(default=None, min_length=1)
+    # EKS (the Karpenter NodePool): how long a task may keep a drifted or expired node before
+    # it is deleted, and a node's lifetime. 24h and 336h are EKS Auto Mode's own general-purpose
+    # pool values; Auto Mode nodes live at most 21 days (EKS user guide, "Create a Node Pool for
+    # EKS Auto Mode"). Never unbounded: a stuck task must not hold a GPU node forever.
+    termination_grace_period: KarpenterDuration = "24h"
+    expire_after: Annotated[KarpenterDuration, AfterValidator(_at_most_21_days)] = "336h"
 
     @property
     def gpus_per_node(self) -> int:

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import re
 import typing
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Optional, TypeVar
 
@@ -142,6 +143,57 @@ def _slash_28(value: str) -> str:
     return value
 
 
+# GKE's maintenance times: RFC3339 in UTC, as GKE returns them (terraform-provider-google's
+# maintenance_policy doc: another form "will return values in UTC, causing a permanent diff").
+ZuluTime = Annotated[str, _matching(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "a UTC time like 2025-01-04T00:00:00Z")]
+RRule = Annotated[str, _matching(r"FREQ=(DAILY|WEEKLY|MONTHLY)(;[A-Z]+=[-+A-Z0-9,]+)*",
+                                 "an RFC 5545 RRULE like FREQ=WEEKLY;BYDAY=SA,SU")]
+# GKE counts only windows of at least four contiguous hours ("Configure maintenance windows and
+# exclusions": at least 48 hours in a 32-day rolling window, which GKE itself checks).
+MIN_GKE_WINDOW_SECONDS = 4 * 3600
+
+
+def _zulu_seconds(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class GkeMaintenanceWindow(Model):
+    # The first window's start and end (its length); `recurrence` repeats it, days in UTC.
+    start: ZuluTime
+    end: ZuluTime
+    recurrence: RRule
+
+    @model_validator(mode="after")
+    def _at_least_four_hours(self):
+        if _zulu_seconds(self.end) - _zulu_seconds(self.start) < MIN_GKE_WINDOW_SECONDS:
+            raise _at("end", "at least 4 hours after start: GKE counts no shorter window")
+        return self
+
+
+class GkeMaintenanceExclusion(Model):
+    name: str = Field(min_length=1, max_length=63)
+    start: ZuluTime
+    end: ZuluTime
+    # NO_MINOR_OR_NODE_UPGRADES: no node is upgraded (drained) under running tasks; control
+    # plane patches still apply.
+    scope: Literal["NO_UPGRADES", "NO_MINOR_UPGRADES", "NO_MINOR_OR_NODE_UPGRADES"] = "NO_MINOR_OR_NODE_UPGRADES"
+
+    @model_validator(mode="after")
+    def _end_after_start(self):
+        if _zulu_seconds(self.end) <= _zulu_seconds(self.start):
+            raise _at("end", "must be after start")
+        return self
+
+
+# Saturdays and Sundays (UTC), all day: node upgrades, which drain nodes whatever a task's
+# annotations say, happen at weekends only. 2025-01-04 is a Saturday.
+DEFAULT_GKE_MAINTENANCE_WINDOW = {"start": "2025-01-04T00:00:00Z", "end": "2025-01-05T00:00:00Z",
+                                  "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"}
+# terraform-provider-google, google_container_cluster maintenance_policy: "up to 20 maintenance
+# exclusions at a time".
+MAX_GKE_MAINTENANCE_EXCLUSIONS = 20
+
+
 class GkeConfig(Model):
     project: GcpProject
     location: GcpLocation
@@ -158,6 +210,16 @@ class GkeConfig(Model):
     # gcloud (a person's `gcloud auth login`) or adc (application default credentials, e.g.
     # CI with GOOGLE_APPLICATION_CREDENTIALS and no gcloud login).
     login: Literal["gcloud", "adc"] = "gcloud"
+    maintenance_window: GkeMaintenanceWindow = GkeMaintenanceWindow.model_validate(DEFAULT_GKE_MAINTENANCE_WINDOW)
+    maintenance_exclusions: list[GkeMaintenanceExclusion] = Field(default=[], max_length=MAX_GKE_MAINTENANCE_EXCLUSIONS)
+
+    @model_validator(mode="after")
+    def _distinct_exclusion_names(self):
+        names = [e.name for e in self.maintenance_exclusions]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _at(f"maintenanceExclusions[{i}].name", f"duplicate of maintenanceExclusions[{names.index(name)}]")
+        return self
 
     @model_validator(mode="after")
     def _subnetwork_needs_network(self):

@@ -498,7 +498,7 @@ def test_outputs_describe_the_cluster_and_keep_credentials_secret(example):
     assert example.named("ml-training-azure-identity").inputs["resourceName"] == "kpo-gpu-weu-ml-training"
     assert example.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
-        "deployments": False, "dockerfile": False, "gpuTask": False,
+        "deployments": False, "dockerfile": False, "gpuTask": False, "task": False,
         "kubeconfigs": True, "airflowConnections": True, "kubeconfig": True,
     }
 

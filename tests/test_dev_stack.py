@@ -116,7 +116,7 @@ def test_outputs_describe_the_cluster_and_each_deployment(dev):
 def test_credentials_are_secret_and_descriptions_are_not(dev):
     assert dev.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
-        "deployments": False, "dockerfile": False,
+        "deployments": False, "dockerfile": False, "task": False,
         "kubeconfigs": True, "airflowConnections": True, "kubeconfig": True,
     }
 

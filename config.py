@@ -282,6 +282,31 @@ def _minor(version: str) -> int:
     return int(version.split(".")[1])
 
 
+AzureDate = Annotated[str, _matching(r"\d{4}-\d{2}-\d{2}", "a date like 2025-12-24")]
+
+
+class AksDateSpan(Model):
+    start: AzureDate
+    end: AzureDate
+
+    @model_validator(mode="after")
+    def _end_not_before_start(self):
+        if self.end < self.start:
+            raise _at("end", "must not be before start")
+        return self
+
+
+class AksMaintenanceWindow(Model):
+    # Weekly, in UTC. AKS's MaintenanceWindow (the REST API's, as pulumi_azure_native's
+    # containerservice.MaintenanceWindowArgs documents it): startTime '00:00' to '23:59',
+    # durationHours 4 to 24.
+    day_of_week: Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"] = "Saturday"
+    start_time: Annotated[str, _matching(r"([01]\d|2[0-3]):[0-5]\d", "a time like 00:00 (UTC)")] = "00:00"
+    duration_hours: int = Field(default=24, ge=4, le=24)
+    # Days on which neither cluster nor node OS upgrades start, whatever the window says.
+    not_allowed_dates: list[AksDateSpan] = []
+
+
 class AksConfig(Model):
     location: AzureRegion
     resource_group: Optional[ResourceGroupName] = None
@@ -297,6 +322,9 @@ class AksConfig(Model):
     acr_ids: list[AcrId] = []
     # Pulumi `protect` on the cluster: `destroy` stops before deleting anything (README, aks).
     deletion_protection: bool = True
+    # When AKS may upgrade the cluster (patch channel) and reimage nodes (NodeImage channel):
+    # both drain nodes whatever a task's annotations say. All of Saturday, UTC, by default.
+    maintenance_window: AksMaintenanceWindow = AksMaintenanceWindow()
 
     @model_validator(mode="after")
     def _version_with_admission_policies(self):

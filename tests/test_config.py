@@ -186,6 +186,13 @@ BAD_INPUT = [
     ("gke exclusion scope", variant("gke", gke={**GKE_BASE, "maintenanceExclusions": [
         {"name": "x", "start": "2025-03-25T00:00:00Z", "end": "2025-03-26T00:00:00Z", "scope": "NO_NODE_UPGRADES"}]}),
      "remote-kpo:gke.maintenanceExclusions[0].scope: must be one of 'NO_UPGRADES', 'NO_MINOR_UPGRADES' or 'NO_MINOR_OR_NODE_UPGRADES'"),
+    ("aks window shorter than 4 hours", variant("aks", aks={**VALID["aks"]["aks"], "maintenanceWindow": {"durationHours": 3}}),
+     "remote-kpo:aks.maintenanceWindow.durationHours: Input should be greater than or equal to 4"),
+    ("aks window start", variant("aks", aks={**VALID["aks"]["aks"], "maintenanceWindow": {"startTime": "24:00"}}),
+     "remote-kpo:aks.maintenanceWindow.startTime: not a time like 00:00 (UTC)"),
+    ("aks blocked dates backwards", variant("aks", aks={**VALID["aks"]["aks"], "maintenanceWindow": {
+        "notAllowedDates": [{"start": "2026-01-04", "end": "2025-12-20"}]}}),
+     "remote-kpo:aks.maintenanceWindow.notAllowedDates[0].end: must not be before start"),
     ("gke gpu pool without accelerator", variant("gke", gpuPool={"enabled": True}),
      "remote-kpo:gpuPool.accelerator.type: required for a GKE GPU pool"),
     ("malformed role ARN", variant("eks", deployments=[{"name": "a", "identity": {"awsRoleArn": "arn:aws:iam::12:user/x"}}]),

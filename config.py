@@ -405,9 +405,9 @@ class GpuPool(NodePool):
     # GKE: the zones of the cluster's region where the accelerator is offered.
     zones: Optional[list[GcpZone]] = Field(default=None, min_length=1)
     # EKS (the Karpenter NodePool): how long a task may keep a drifted or expired node before
-    # it is deleted, and a node's lifetime. 24h and 336h are EKS Auto Mode's own general-purpose
-    # pool values; Auto Mode nodes live at most 21 days (EKS user guide, "Create a Node Pool for
-    # EKS Auto Mode"). Never unbounded: a stuck task must not hold a GPU node forever.
+    # it is deleted (a day), and a node's lifetime: 336h is Auto Mode's default, 21 days its
+    # most (EKS user guide, "Create a Node Pool for EKS Auto Mode"). Never unbounded: a stuck
+    # task must not hold a GPU node forever.
     termination_grace_period: KarpenterDuration = "24h"
     expire_after: Annotated[KarpenterDuration, AfterValidator(_at_most_21_days)] = "336h"
 

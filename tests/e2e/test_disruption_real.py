@@ -170,21 +170,28 @@ def both_on_one_node(story: Story, protected: str, unprotected: str) -> str:
     return node
 
 
-def test_drift_evicts_an_unprotected_task_at_once_and_a_protected_one_after_the_grace_period(story):
-    node = both_on_one_node(story, "drift-protected", "drift-unprotected")
-    claim = story.claim_of(node)
-    assert any(c["type"] == "Drifted" and c["status"] == "True"
+def drifted(claim: list[Event]) -> bool:
+    return any(c["type"] == "Drifted" and c["status"] == "True"
                for e in claim for c in e.object.get("status", {}).get("conditions", []))
+
+
+def evicted_at_once_and_after_the_grace_period(story: Story, prefix: str, node: str, claim: list[Event]) -> None:
     started = deletion_started(claim)
-    assert started is not None
-    unprotected = deletion_started(story.pod("drift-unprotected"))
-    protected = deletion_started(story.pod("drift-protected"))
-    assert unprotected is not None and protected is not None
-    # The pods' deletionTimestamp is when the API server deletes them (now + their grace).
+    unprotected = deletion_started(story.pod(f"{prefix}-unprotected"))
+    protected = deletion_started(story.pod(f"{prefix}-protected"))
+    assert started is not None and unprotected is not None and protected is not None
+    # A pod's deletionTimestamp is when the API server removes it (the delete call + its grace).
     assert unprotected - started <= POD_GRACE + 10
     # Karpenter deletes a blocking pod so that its own grace ends with the node's.
     assert GRACE - 1 <= protected - started <= GRACE + 15
     assert story.node(node)[-1].type == "DELETED"
+
+
+def test_drift_evicts_an_unprotected_task_at_once_and_a_protected_one_after_the_grace_period(story):
+    node = both_on_one_node(story, "drift-protected", "drift-unprotected")
+    claim = story.claim_of(node)
+    assert drifted(claim)
+    evicted_at_once_and_after_the_grace_period(story, "drift", node, claim)
 
 
 def test_expiry_evicts_an_unprotected_task_at_once_and_a_protected_one_after_the_grace_period(story):
@@ -192,13 +199,6 @@ def test_expiry_evicts_an_unprotected_task_at_once_and_a_protected_one_after_the
     claim = story.claim_of(node)
     created = seconds(claim[0].object["metadata"]["creationTimestamp"])
     started = deletion_started(claim)
-    assert started is not None
-    assert EXPIRE_AFTER <= started - created <= EXPIRE_AFTER + 15
-    assert not any(c["type"] == "Drifted" and c["status"] == "True"
-                   for e in claim for c in e.object.get("status", {}).get("conditions", []))
-    unprotected = deletion_started(story.pod("expiry-unprotected"))
-    protected = deletion_started(story.pod("expiry-protected"))
-    assert unprotected is not None and protected is not None
-    assert unprotected - started <= POD_GRACE + 10
-    assert GRACE - 1 <= protected - started <= GRACE + 15
-    assert story.node(node)[-1].type == "DELETED"
+    assert started is not None and EXPIRE_AFTER <= started - created <= EXPIRE_AFTER + 15
+    assert not drifted(claim)
+    evicted_at_once_and_after_the_grace_period(story, "expiry", node, claim)

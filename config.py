@@ -11,6 +11,7 @@ import ipaddress
 import json
 import re
 import typing
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Optional, TypeVar
 
@@ -142,6 +143,57 @@ def _slash_28(value: str) -> str:
     return value
 
 
+# GKE's maintenance times: RFC3339 in UTC, as GKE returns them (terraform-provider-google's
+# maintenance_policy doc: another form "will return values in UTC, causing a permanent diff").
+ZuluTime = Annotated[str, _matching(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "a UTC time like 2025-01-04T00:00:00Z")]
+RRule = Annotated[str, _matching(r"FREQ=(DAILY|WEEKLY|MONTHLY)(;[A-Z]+=[-+A-Z0-9,]+)*",
+                                 "an RFC 5545 RRULE like FREQ=WEEKLY;BYDAY=SA,SU")]
+# GKE counts only windows of at least four contiguous hours ("Configure maintenance windows and
+# exclusions": at least 48 hours in a 32-day rolling window, which GKE itself checks).
+MIN_GKE_WINDOW_SECONDS = 4 * 3600
+
+
+def _zulu_seconds(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class GkeMaintenanceWindow(Model):
+    # The first window's start and end (its length); `recurrence` repeats it, days in UTC.
+    start: ZuluTime
+    end: ZuluTime
+    recurrence: RRule
+
+    @model_validator(mode="after")
+    def _at_least_four_hours(self):
+        if _zulu_seconds(self.end) - _zulu_seconds(self.start) < MIN_GKE_WINDOW_SECONDS:
+            raise _at("end", "at least 4 hours after start: GKE counts no shorter window")
+        return self
+
+
+class GkeMaintenanceExclusion(Model):
+    name: str = Field(min_length=1, max_length=63)
+    start: ZuluTime
+    end: ZuluTime
+    # NO_MINOR_OR_NODE_UPGRADES: no node is upgraded (drained) under running tasks; control
+    # plane patches still apply.
+    scope: Literal["NO_UPGRADES", "NO_MINOR_UPGRADES", "NO_MINOR_OR_NODE_UPGRADES"] = "NO_MINOR_OR_NODE_UPGRADES"
+
+    @model_validator(mode="after")
+    def _end_after_start(self):
+        if _zulu_seconds(self.end) <= _zulu_seconds(self.start):
+            raise _at("end", "must be after start")
+        return self
+
+
+# Saturdays and Sundays (UTC), all day: node upgrades, which drain nodes whatever a task's
+# annotations say, happen at weekends only. 2025-01-04 is a Saturday.
+DEFAULT_GKE_MAINTENANCE_WINDOW = {"start": "2025-01-04T00:00:00Z", "end": "2025-01-05T00:00:00Z",
+                                  "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"}
+# terraform-provider-google, google_container_cluster maintenance_policy: "up to 20 maintenance
+# exclusions at a time".
+MAX_GKE_MAINTENANCE_EXCLUSIONS = 20
+
+
 class GkeConfig(Model):
     project: GcpProject
     location: GcpLocation
@@ -158,6 +210,16 @@ class GkeConfig(Model):
     # gcloud (a person's `gcloud auth login`) or adc (application default credentials, e.g.
     # CI with GOOGLE_APPLICATION_CREDENTIALS and no gcloud login).
     login: Literal["gcloud", "adc"] = "gcloud"
+    maintenance_window: GkeMaintenanceWindow = GkeMaintenanceWindow.model_validate(DEFAULT_GKE_MAINTENANCE_WINDOW)
+    maintenance_exclusions: list[GkeMaintenanceExclusion] = Field(default=[], max_length=MAX_GKE_MAINTENANCE_EXCLUSIONS)
+
+    @model_validator(mode="after")
+    def _distinct_exclusion_names(self):
+        names = [e.name for e in self.maintenance_exclusions]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _at(f"maintenanceExclusions[{i}].name", f"duplicate of maintenanceExclusions[{names.index(name)}]")
+        return self
 
     @model_validator(mode="after")
     def _subnetwork_needs_network(self):
@@ -220,6 +282,31 @@ def _minor(version: str) -> int:
     return int(version.split(".")[1])
 
 
+AzureDate = Annotated[str, _matching(r"\d{4}-\d{2}-\d{2}", "a date like 2025-12-24")]
+
+
+class AksDateSpan(Model):
+    start: AzureDate
+    end: AzureDate
+
+    @model_validator(mode="after")
+    def _end_not_before_start(self):
+        if self.end < self.start:
+            raise _at("end", "must not be before start")
+        return self
+
+
+class AksMaintenanceWindow(Model):
+    # Weekly, in UTC. AKS's MaintenanceWindow (the REST API's, as pulumi_azure_native's
+    # containerservice.MaintenanceWindowArgs documents it): startTime '00:00' to '23:59',
+    # durationHours 4 to 24.
+    day_of_week: Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"] = "Saturday"
+    start_time: Annotated[str, _matching(r"([01]\d|2[0-3]):[0-5]\d", "a time like 00:00 (UTC)")] = "00:00"
+    duration_hours: int = Field(default=24, ge=4, le=24)
+    # Days on which neither cluster nor node OS upgrades start, whatever the window says.
+    not_allowed_dates: list[AksDateSpan] = []
+
+
 class AksConfig(Model):
     location: AzureRegion
     resource_group: Optional[ResourceGroupName] = None
@@ -235,6 +322,9 @@ class AksConfig(Model):
     acr_ids: list[AcrId] = []
     # Pulumi `protect` on the cluster: `destroy` stops before deleting anything (README, aks).
     deletion_protection: bool = True
+    # When AKS may upgrade the cluster (patch channel) and reimage nodes (NodeImage channel):
+    # both drain nodes whatever a task's annotations say. All of Saturday, UTC, by default.
+    maintenance_window: AksMaintenanceWindow = AksMaintenanceWindow()
 
     @model_validator(mode="after")
     def _version_with_admission_policies(self):
@@ -267,6 +357,23 @@ class KubeClient(Model):
     burst: int = Field(default=400, ge=1)
 
 
+# A Go duration as Karpenter's NodePool CRD accepts it (pkg/apis/v1/nodepool.go: the pattern of
+# terminationGracePeriod and expireAfter, without expireAfter's `Never`).
+KarpenterDuration = Annotated[str, _matching(r"([0-9]+(s|m|h))+", "a duration like 24h or 90m (h, m, s)")]
+_DURATION_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
+AUTO_MODE_MAX_NODE_SECONDS = 21 * 24 * 3600
+
+
+def karpenter_seconds(duration: str) -> int:
+    return sum(int(n) * _DURATION_UNIT_SECONDS[unit] for n, unit in re.findall(r"([0-9]+)([smh])", duration))
+
+
+def _at_most_21_days(value: str) -> str:
+    if karpenter_seconds(value) > AUTO_MODE_MAX_NODE_SECONDS:
+        raise PydanticCustomError("range", "above 504h: EKS Auto Mode replaces a node after 21 days at most")
+    return value
+
+
 class NodePool(Model):
     machine_type: Optional[str] = None
     min_nodes: int = Field(default=1, ge=0)
@@ -297,6 +404,12 @@ class GpuPool(NodePool):
     spot: bool = False
     # GKE: the zones of the cluster's region where the accelerator is offered.
     zones: Optional[list[GcpZone]] = Field(default=None, min_length=1)
+    # EKS (the Karpenter NodePool): how long a task may keep a drifted or expired node before
+    # it is deleted (a day), and a node's lifetime: 336h is Auto Mode's default, 21 days its
+    # most (EKS user guide, "Create a Node Pool for EKS Auto Mode"). Never unbounded: a stuck
+    # task must not hold a GPU node forever.
+    termination_grace_period: KarpenterDuration = "24h"
+    expire_after: Annotated[KarpenterDuration, AfterValidator(_at_most_21_days)] = "336h"
 
     @property
     def gpus_per_node(self) -> int:

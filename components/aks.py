@@ -139,6 +139,25 @@ def server_and_ca(user_kubeconfig_b64: str) -> tuple[str, str]:
     return kc.cluster_of(yaml.safe_load(base64.b64decode(user_kubeconfig_b64)), None)
 
 
+# The names AKS binds to the auto-upgrade channels (`upgrade_channel` and
+# `node_os_upgrade_channel` above); a configuration under any other name gates nothing (azure-cli,
+# acs/maintenanceconfiguration.py: --config-name must be one of default,
+# aksManagedAutoUpgradeSchedule or aksManagedNodeOSUpgradeSchedule).
+MAINTENANCE_CONFIGURATIONS = ("aksManagedAutoUpgradeSchedule", "aksManagedNodeOSUpgradeSchedule")
+
+
+def maintenance_window(aks: AksConfig) -> containerservice.MaintenanceWindowArgsDict:
+    """The weekly window of `aks.maintenanceWindow`, in UTC."""
+    window = aks.maintenance_window
+    return {
+        "schedule": {"weekly": {"day_of_week": window.day_of_week, "interval_weeks": 1}},
+        "start_time": window.start_time,
+        "duration_hours": window.duration_hours,
+        "utc_offset": "+00:00",
+        "not_allowed_dates": [{"start": span.start, "end": span.end} for span in window.not_allowed_dates],
+    }
+
+
 class AksCluster(pulumi.ComponentResource):
     """Resource group, managed cluster with its system pool, optional GPU pool, and the custom
     role for Deployments that manage their own agent pools."""
@@ -178,6 +197,14 @@ class AksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"],
                                         protect=aks.deletion_protection),
         )
+        for config_name in MAINTENANCE_CONFIGURATIONS:
+            containerservice.MaintenanceConfiguration(
+                f"{name}-{config_name}",
+                resource_group_name=self.resource_group.name,
+                resource_name_=self.cluster.name,
+                config_name=config_name,
+                maintenance_window=maintenance_window(aks),
+                opts=child)
         if gpu_pool.enabled:
             containerservice.AgentPool(
                 f"{name}-gpu-pool",

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_gcp as gcp
 from pulumi_gcp.container import (
     ClusterIpAllocationPolicyArgsDict,
+    ClusterMaintenancePolicyArgsDict,
     ClusterMasterAuthorizedNetworksConfigArgsDict,
     ClusterPrivateClusterConfigArgsDict,
     NodePoolAutoscalingArgsDict,
@@ -131,6 +132,20 @@ def custom_role_permissions(purpose: str) -> list[str]:
 
 # What an empty masterAuthorizedNetworks sends: every address, said explicitly.
 ANY_ADDRESS = "0.0.0.0/0"
+
+
+def maintenance_policy(gke: GkeConfig) -> ClusterMaintenancePolicyArgsDict:
+    """When GKE may upgrade the cluster: node upgrades drain nodes whatever a task's
+    safe-to-evict says, so they wait for the window and skip the exclusions (README, Tasks that
+    outlive their node's plans)."""
+    window = gke.maintenance_window
+    return {
+        "recurring_window": {"start_time": window.start, "end_time": window.end, "recurrence": window.recurrence},
+        "maintenance_exclusions": [
+            {"exclusion_name": e.name, "start_time": e.start, "end_time": e.end,
+             "exclusion_options": {"scope": e.scope}}
+            for e in gke.maintenance_exclusions],
+    }
 
 
 def master_authorized_networks(cidrs: list[str]) -> ClusterMasterAuthorizedNetworksConfigArgsDict:
@@ -341,6 +356,7 @@ class GkeCluster(pulumi.ComponentResource):
             # default account (often an Editor).
             node_config=node_config(args.system_pool, args.node_service_account),
             release_channel={"channel": gke.release_channel},
+            maintenance_policy=maintenance_policy(gke),
             workload_identity_config={"workload_pool": workload_pool(gke.project)},
             private_cluster_config=private_cluster_config(gke.private_nodes, gke.control_plane_cidr),
             master_authorized_networks_config=master_authorized_networks(gke.master_authorized_networks),

@@ -11,6 +11,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.disruption import karpenter_disruption, task_shape
 from components.metadata import MANAGED_BY, stack_annotations
 from config import GpuPool
 
@@ -26,12 +27,6 @@ AKS_ACCELERATOR_LABEL = {"kubernetes.azure.com/accelerator": "nvidia"}
 # GKE's API spells taint effects in upper snake case.
 GKE_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 
-# Keep a running task's node: cluster-autoscaler (GKE, AKS) honours safe-to-evict, Karpenter
-# (EKS Auto Mode) do-not-disrupt. Both are set so one task shape works on every cloud.
-NO_EVICTION_ANNOTATIONS = {
-    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
-    "karpenter.sh/do-not-disrupt": "true",
-}
 # KPO's default startup_timeout_seconds (120) is shorter than a GPU node's boot from zero
 # (provisioning, driver install, image pull): 15 minutes covers a cold pool.
 GPU_STARTUP_TIMEOUT_SECONDS = 900
@@ -62,12 +57,13 @@ def gpu_tolerations(cloud: str, spot: bool) -> list[dict]:
 
 
 def gpu_task(cloud: str, pool: GpuPool) -> dict:
-    """The `gpuTask` output: what a GPU KubernetesPodOperator task passes (README)."""
+    """The `gpuTask` output: what a GPU KubernetesPodOperator task passes (README), the `task`
+    shape (its annotations) included."""
     return {
+        **task_shape(),
         "nodeSelector": dict(GPU_LABELS),
         "tolerations": gpu_tolerations(cloud, pool.spot),
         "resourceName": GPU_RESOURCE,
-        "annotations": dict(NO_EVICTION_ANNOTATIONS),
         "startupTimeoutSeconds": GPU_STARTUP_TIMEOUT_SECONDS,
     }
 
@@ -85,7 +81,9 @@ CONSOLIDATE_AFTER = "1m"
 def karpenter_node_pool(pool: GpuPool, node_class_ref: dict, gpus_per_node: int) -> dict:
     """A `karpenter.sh/v1` NodePool for the GPU pool: one instance type, spot or on-demand,
     the pool's label and taint, capped at `maxNodes` nodes' worth of GPUs, emptied nodes
-    removed after CONSOLIDATE_AFTER. Scales from zero by design (Karpenter has no minimum)."""
+    removed after CONSOLIDATE_AFTER, nodes replaced after `expireAfter`, and a task that
+    blocks a drifted or expired node's drain deleted after `terminationGracePeriod`
+    (components/disruption.py). Scales from zero by design (Karpenter has no minimum)."""
     return {
         "apiVersion": "karpenter.sh/v1",
         "kind": "NodePool",
@@ -96,6 +94,11 @@ def karpenter_node_pool(pool: GpuPool, node_class_ref: dict, gpus_per_node: int)
                 "spec": {
                     "nodeClassRef": dict(node_class_ref),
                     "taints": [dict(GPU_TAINT)],
+                    # Bounds a do-not-disrupt task on a node that drift or expiry removes: Karpenter
+                    # waits for it this long, then deletes it (pkg/apis/v1/nodepool.go, and
+                    # EventualDisruptionClass in pkg/controllers/disruption/types.go).
+                    "terminationGracePeriod": pool.termination_grace_period,
+                    "expireAfter": pool.expire_after,
                     "requirements": [
                         {"key": "node.kubernetes.io/instance-type", "operator": "In",
                          "values": [pool.machine_type]},
@@ -105,7 +108,7 @@ def karpenter_node_pool(pool: GpuPool, node_class_ref: dict, gpus_per_node: int)
                 },
             },
             "limits": {GPU_RESOURCE: str(pool.max_nodes * gpus_per_node)},
-            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": CONSOLIDATE_AFTER},
+            "disruption": karpenter_disruption(CONSOLIDATE_AFTER),
         },
     }
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components import gpu
+from components import disruption, gpu
 from components import kubeconfig as kc
 from components import pod_security
 from config import Deployment, StackConfig
@@ -48,6 +48,9 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
         "airflowConnections": pulumi.Output.secret(connections),
         "kubeconfig": kubeconfigs[cfg.deployments[0].name],
         "dockerfile": kc.DOCKERFILE[cfg.cloud],
+        # Public: what every task passes to keep its node while it runs (README, Tasks that
+        # outlive their node's plans).
+        "task": disruption.task_shape(),
     }
     if cfg.gpu_pool.enabled:
         # Public: what a GPU task passes to KubernetesPodOperator (README, GPU tasks).

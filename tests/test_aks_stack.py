@@ -498,7 +498,7 @@ def test_outputs_describe_the_cluster_and_keep_credentials_secret(example):
     assert example.named("ml-training-azure-identity").inputs["resourceName"] == "kpo-gpu-weu-ml-training"
     assert example.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
-        "deployments": False, "dockerfile": False, "gpuTask": False,
+        "deployments": False, "dockerfile": False, "gpuTask": False, "task": False,
         "kubeconfigs": True, "airflowConnections": True, "kubeconfig": True,
     }
 
@@ -542,3 +542,28 @@ def test_a_system_pool_that_scales_to_zero_stops_before_any_resource():
         run_program(MINIMAL | {"systemPool": {"minNodes": 0}}, stack="staging", mocks=mocks)
     assert str(caught.value) == "remote-kpo:systemPool.minNodes: an AKS system pool needs at least 1 node"
     assert mocks.resources == []
+
+
+MAINTENANCE = "azure-native:containerservice:MaintenanceConfiguration"
+
+
+def test_cluster_upgrades_and_node_image_upgrades_wait_for_saturday_by_default(example):
+    configs = {r.inputs["configName"]: r.inputs for r in example.of_type(MAINTENANCE)}
+    # The two names AKS binds to the patch and NodeImage channels; all of Saturday, UTC.
+    assert sorted(configs) == ["aksManagedAutoUpgradeSchedule", "aksManagedNodeOSUpgradeSchedule"]
+    for inputs in configs.values():
+        assert inputs["resourceName"] == only(example, CLUSTER)["resourceName"] == "kpo-gpu-weu"
+        assert inputs["maintenanceWindow"] == {
+            "schedule": {"weekly": {"dayOfWeek": "Saturday", "intervalWeeks": 1}},
+            "startTime": "00:00", "durationHours": 24, "utcOffset": "+00:00", "notAllowedDates": []}
+
+
+def test_a_configured_window_and_blocked_dates_reach_both_schedules():
+    raw = MINIMAL | {"aks": MINIMAL["aks"] | {"maintenanceWindow": {
+        "dayOfWeek": "Sunday", "startTime": "22:00", "durationHours": 6,
+        "notAllowedDates": [{"start": "2025-12-20", "end": "2026-01-04"}]}}}
+    for resource in run(raw, "staging")[0].of_type(MAINTENANCE):
+        assert resource.inputs["maintenanceWindow"] == {
+            "schedule": {"weekly": {"dayOfWeek": "Sunday", "intervalWeeks": 1}},
+            "startTime": "22:00", "durationHours": 6, "utcOffset": "+00:00",
+            "notAllowedDates": [{"start": "2025-12-20", "end": "2026-01-04"}]}

@@ -9,9 +9,11 @@ AZURE = {"issuer": "https://oidc.astronomer.example/abc", "subject": "system:ser
 TENANT = "99999999-8888-7777-6666-555555555555"
 GROUP = "11111111-2222-3333-4444-555555555555"
 
+GKE_BASE = {"project": "my-project", "location": "us-central1"}
+
 VALID = {
     "existing": {"cloud": "existing", "deployments": [{"name": "a"}]},
-    "gke": {"cloud": "gke", "gke": {"project": "my-project", "location": "us-central1"},
+    "gke": {"cloud": "gke", "gke": GKE_BASE,
             "deployments": [{"name": "a", "identity": {"gcpServiceAccount": GSA}}]},
     "eks": {"cloud": "eks", "eks": {"region": "us-east-1"},
             "deployments": [{"name": "a", "identity": {"awsRoleArn": ROLE}}]},
@@ -159,6 +161,38 @@ BAD_INPUT = [
      "remote-kpo:kubeClient.burst: Input should be greater than or equal to 1"),
     ("client setting misspelled", variant("existing", kubeClient={"QPS": 100}),
      "remote-kpo:kubeClient.QPS: unknown key"),
+    ("unbounded grace period", variant("eks", gpuPool={"enabled": True, "terminationGracePeriod": "Never"}),
+     "remote-kpo:gpuPool.terminationGracePeriod: not a duration like 24h or 90m (h, m, s)"),
+    ("grace period in days", variant("eks", gpuPool={"enabled": True, "terminationGracePeriod": "2d"}),
+     "remote-kpo:gpuPool.terminationGracePeriod: not a duration like 24h or 90m (h, m, s)"),
+    ("node lifetime past auto mode's", variant("eks", gpuPool={"enabled": True, "expireAfter": "504h1s"}),
+     "remote-kpo:gpuPool.expireAfter: above 504h: EKS Auto Mode replaces a node after 21 days at most"),
+    ("gke window shorter than 4 hours", variant("gke", gke={**GKE_BASE, "maintenanceWindow": {
+        "start": "2025-01-04T00:00:00Z", "end": "2025-01-04T03:59:59Z", "recurrence": "FREQ=DAILY"}}),
+     "remote-kpo:gke.maintenanceWindow.end: at least 4 hours after start: GKE counts no shorter window"),
+    ("gke window in local time", variant("gke", gke={**GKE_BASE, "maintenanceWindow": {
+        "start": "2025-01-04T00:00:00+01:00", "end": "2025-01-05T00:00:00Z", "recurrence": "FREQ=DAILY"}}),
+     "remote-kpo:gke.maintenanceWindow.start: not a UTC time like 2025-01-04T00:00:00Z"),
+    ("gke window without a rule", variant("gke", gke={**GKE_BASE, "maintenanceWindow": {
+        "start": "2025-01-04T00:00:00Z", "end": "2025-01-05T00:00:00Z", "recurrence": "weekends"}}),
+     "remote-kpo:gke.maintenanceWindow.recurrence: not an RFC 5545 RRULE like FREQ=WEEKLY;BYDAY=SA,SU"),
+    ("gke exclusion ending first", variant("gke", gke={**GKE_BASE, "maintenanceExclusions": [
+        {"name": "x", "start": "2025-03-25T00:00:00Z", "end": "2025-03-24T00:00:00Z"}]}),
+     "remote-kpo:gke.maintenanceExclusions[0].end: must be after start"),
+    ("gke exclusion twice", variant("gke", gke={**GKE_BASE, "maintenanceExclusions": [
+        {"name": "x", "start": "2025-03-25T00:00:00Z", "end": "2025-03-26T00:00:00Z"},
+        {"name": "x", "start": "2025-04-25T00:00:00Z", "end": "2025-04-26T00:00:00Z"}]}),
+     "remote-kpo:gke.maintenanceExclusions[1].name: duplicate of maintenanceExclusions[0]"),
+    ("gke exclusion scope", variant("gke", gke={**GKE_BASE, "maintenanceExclusions": [
+        {"name": "x", "start": "2025-03-25T00:00:00Z", "end": "2025-03-26T00:00:00Z", "scope": "NO_NODE_UPGRADES"}]}),
+     "remote-kpo:gke.maintenanceExclusions[0].scope: must be one of 'NO_UPGRADES', 'NO_MINOR_UPGRADES' or 'NO_MINOR_OR_NODE_UPGRADES'"),
+    ("aks window shorter than 4 hours", variant("aks", aks={**VALID["aks"]["aks"], "maintenanceWindow": {"durationHours": 3}}),
+     "remote-kpo:aks.maintenanceWindow.durationHours: Input should be greater than or equal to 4"),
+    ("aks window start", variant("aks", aks={**VALID["aks"]["aks"], "maintenanceWindow": {"startTime": "24:00"}}),
+     "remote-kpo:aks.maintenanceWindow.startTime: not a time like 00:00 (UTC)"),
+    ("aks blocked dates backwards", variant("aks", aks={**VALID["aks"]["aks"], "maintenanceWindow": {
+        "notAllowedDates": [{"start": "2026-01-04", "end": "2025-12-20"}]}}),
+     "remote-kpo:aks.maintenanceWindow.notAllowedDates[0].end: must not be before start"),
     ("gke gpu pool without accelerator", variant("gke", gpuPool={"enabled": True}),
      "remote-kpo:gpuPool.accelerator.type: required for a GKE GPU pool"),
     ("malformed role ARN", variant("eks", deployments=[{"name": "a", "identity": {"awsRoleArn": "arn:aws:iam::12:user/x"}}]),

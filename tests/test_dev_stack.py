@@ -143,7 +143,7 @@ def test_the_existing_gpu_pool_error_names_the_label_and_taint_gpu_tasks_select(
 def test_credentials_are_secret_and_descriptions_are_not(dev):
     assert dev.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
-        "deployments": False, "dockerfile": False,
+        "deployments": False, "dockerfile": False, "task": False,
         "kubeconfigs": True, "airflowConnections": True, "kubeconfig": True,
     }
 

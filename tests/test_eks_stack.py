@@ -338,7 +338,24 @@ def test_gpu_pool_is_a_nodepool_on_the_auto_mode_default_node_class(example):
 def test_gpu_nodepool_caps_gpus_at_max_nodes_and_removes_empty_nodes_soon(example):
     spec = one(example, NODE_POOL, "kpo-gpu-gpu-nodepool").inputs["spec"]
     assert spec["limits"] == {"nvidia.com/gpu": "4"}
-    assert spec["disruption"] == {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "1m"}
+    assert spec["disruption"]["consolidationPolicy"] == "WhenEmpty"
+    assert spec["disruption"]["consolidateAfter"] == "1m"
+
+
+def test_gpu_nodepool_drifts_one_node_at_a_time_and_bounds_a_stuck_task_by_default(example):
+    spec = one(example, NODE_POOL, "kpo-gpu-gpu-nodepool").inputs["spec"]
+    assert spec["disruption"]["budgets"] == [{"nodes": "1", "reasons": ["Drifted"]}]
+    # EKS Auto Mode's general-purpose pool: a day's grace, nodes replaced after two weeks.
+    assert spec["template"]["spec"]["terminationGracePeriod"] == "24h"
+    assert spec["template"]["spec"]["expireAfter"] == "336h"
+
+
+def test_every_stack_exports_the_public_task_shape_that_keeps_a_tasks_node(example, existing_subnets):
+    annotations = {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false", "karpenter.sh/do-not-disrupt": "true"}
+    for stack in (example, existing_subnets):
+        assert stack.outputs["task"] == {"annotations": annotations}
+        assert stack.secret["task"] is False
+    assert example.outputs["gpuTask"]["annotations"] == annotations
 
 
 def test_gpu_nodepool_is_on_demand_unless_spot_and_counts_gpus_per_node(gov_two_zones):

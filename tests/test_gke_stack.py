@@ -191,6 +191,30 @@ def test_cluster_has_shielded_nodes_deletion_protection_and_no_client_certificat
     assert cluster.inputs["masterAuth"] == {"clientCertificateConfig": {"issueClientCertificate": False}}
 
 
+def test_gke_upgrades_wait_for_a_weekend_window_by_default(example):
+    (cluster,) = example.of_type(CLUSTER)
+    # 2025-01-04 is a Saturday: all of every Saturday and Sunday, UTC.
+    assert cluster.inputs["maintenancePolicy"] == {
+        "recurringWindow": {"startTime": "2025-01-04T00:00:00Z", "endTime": "2025-01-05T00:00:00Z",
+                            "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"},
+        "maintenanceExclusions": []}
+
+
+def test_a_configured_window_and_exclusion_reach_the_cluster():
+    raw = stack_config("gke") | {"gke": stack_config("gke")["gke"] | {
+        "maintenanceWindow": {"start": "2025-01-06T22:00:00Z", "end": "2025-01-07T04:00:00Z",
+                              "recurrence": "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH"},
+        "maintenanceExclusions": [{"name": "quarter-end", "start": "2025-03-25T00:00:00Z",
+                                   "end": "2025-04-02T00:00:00Z"}]}}
+    (cluster,) = run_gke(raw).of_type(CLUSTER)
+    assert cluster.inputs["maintenancePolicy"] == {
+        "recurringWindow": {"startTime": "2025-01-06T22:00:00Z", "endTime": "2025-01-07T04:00:00Z",
+                            "recurrence": "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH"},
+        "maintenanceExclusions": [{"exclusionName": "quarter-end", "startTime": "2025-03-25T00:00:00Z",
+                                   "endTime": "2025-04-02T00:00:00Z",
+                                   "exclusionOptions": {"scope": "NO_MINOR_OR_NODE_UPGRADES"}}]}
+
+
 def test_zonal_public_cluster_without_protection_follows_its_config(plain):
     (cluster,) = plain.of_type(CLUSTER)
     assert cluster.inputs["location"] == "europe-west4-b"
@@ -521,7 +545,7 @@ def test_outputs_describe_the_cluster_and_each_deployment(example):
     }
     assert example.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,
-        "deployments": False, "dockerfile": False, "gpuTask": False,
+        "deployments": False, "dockerfile": False, "gpuTask": False, "task": False,
         "nodeServiceAccount": False, "project": False, "location": False,
         "kubeconfigs": True, "airflowConnections": True, "kubeconfig": True,
     }

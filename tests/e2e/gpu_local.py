@@ -5,6 +5,7 @@ by the real engine (gpu_program/) to a local cluster running Karpenter's kwok pr
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -28,15 +29,22 @@ def eks_gpu_pool() -> GpuPool:
     return GpuPool.model_validate(eks_gpu_pool_config())
 
 
-def up_gpu_program(env: dict, work: Path, consolidate_after: str) -> Pulumi:
-    """`pulumi up` of gpu_program/ (stack `gpu`, its own state in `work`), ready to destroy."""
+def start_karpenter(cluster_env: dict) -> None:
+    """Karpenter on the session cluster (opt-in: the other tests run without it)."""
+    subprocess.run([str(ROOT / "scripts/local-cluster"), "up"], env={**cluster_env, "REMOTE_KPO_KARPENTER": "1"},
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def up_gpu_program(env: dict, work: Path, consolidate_after: str, pool_overrides: dict | None = None) -> Pulumi:
+    """`pulumi up` of gpu_program/ (stack `gpu`, its own state in `work`), ready to destroy; the
+    gpuPool of Pulumi.eks.yaml with `pool_overrides` (camelCase keys) on top."""
     project = work / "gpu-program"
     shutil.copytree(ROOT / "tests/e2e/gpu_program", project)
     (project / ".venv").symlink_to(ROOT / ".venv")
     (work / "gpu-state").mkdir()
     cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": f"file://{work / 'gpu-state'}", "REMOTE_KPO_ROOT": str(ROOT)})
     (project / "Pulumi.gpu.yaml").write_text(json.dumps({"config": {
-        f"{PROGRAM_NAMESPACE}:gpuPool": eks_gpu_pool_config(),
+        f"{PROGRAM_NAMESPACE}:gpuPool": {**eks_gpu_pool_config(), **(pool_overrides or {})},
         f"{PROGRAM_NAMESPACE}:nodeClassRef": KWOK_NODE_CLASS_REF,
         f"{PROGRAM_NAMESPACE}:consolidateAfter": consolidate_after}}))
     cli.run("stack", "init", "gpu")

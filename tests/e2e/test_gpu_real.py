@@ -20,7 +20,6 @@ task and a GPU task without the pool's toleration and selector.
 """
 
 import json
-import subprocess
 from dataclasses import dataclass
 
 import pytest
@@ -28,8 +27,8 @@ import pytest
 from airflow_runner import Runner, migrated_airflow_env
 from components.gpu import (DEVICE_PLUGIN_NAME, GPU_LABELS, GPU_RESOURCE, GPU_TAINT, NODE_POOL_NAME,
                             gpu_task, karpenter_node_pool)
-from gpu_local import KWOK_NODE_CLASS_REF, POOL_LABEL, eks_gpu_pool, is_pool_node, pod_phase, up_gpu_program
-from realenv import ROOT
+from gpu_local import (KWOK_NODE_CLASS_REF, POOL_LABEL, eks_gpu_pool, is_pool_node, pod_phase, start_karpenter,
+                       up_gpu_program)
 from watch import Event, Watch
 
 CONSOLIDATE_AFTER = "5s"
@@ -46,9 +45,7 @@ def pod_unschedulable(pod: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def karpenter(cluster_env):
-    """Karpenter on the session cluster (opt-in: the other tests run without it)."""
-    subprocess.run([str(ROOT / "scripts/local-cluster"), "up"], env={**cluster_env, "REMOTE_KPO_KARPENTER": "1"},
-                   check=True, stdout=subprocess.DEVNULL)
+    start_karpenter(cluster_env)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 import typing
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Optional, TypeVar
 
@@ -42,6 +42,20 @@ def _matching(regex: str, what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not compiled.fullmatch(value):
             raise PydanticCustomError("format", "not {what}", {"what": what})
+        return value
+
+    return AfterValidator(check)
+
+
+def _parsing(parse: typing.Callable[[str], object], what: str) -> AfterValidator:
+    """After `_matching`: a string of the right shape must also name a real date or time
+    (2025-02-30 fits the pattern); else fails with `not <what>`, at its key."""
+
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise PydanticCustomError("format", "not {what}", {"what": what}) from None
         return value
 
     return AfterValidator(check)
@@ -143,18 +157,19 @@ def _slash_28(value: str) -> str:
     return value
 
 
+def _zulu_seconds(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 # GKE's maintenance times: RFC3339 in UTC, as GKE returns them (terraform-provider-google's
 # maintenance_policy doc: another form "will return values in UTC, causing a permanent diff").
-ZuluTime = Annotated[str, _matching(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "a UTC time like 2025-01-04T00:00:00Z")]
+_ZULU = "a UTC time like 2025-01-04T00:00:00Z"
+ZuluTime = Annotated[str, _matching(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", _ZULU), _parsing(_zulu_seconds, _ZULU)]
 RRule = Annotated[str, _matching(r"FREQ=(DAILY|WEEKLY|MONTHLY)(;[A-Z]+=[-+A-Z0-9,]+)*",
                                  "an RFC 5545 RRULE like FREQ=WEEKLY;BYDAY=SA,SU")]
 # GKE counts only windows of at least four contiguous hours ("Configure maintenance windows and
 # exclusions": at least 48 hours in a 32-day rolling window, which GKE itself checks).
 MIN_GKE_WINDOW_SECONDS = 4 * 3600
-
-
-def _zulu_seconds(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 class GkeMaintenanceWindow(Model):
@@ -282,7 +297,8 @@ def _minor(version: str) -> int:
     return int(version.split(".")[1])
 
 
-AzureDate = Annotated[str, _matching(r"\d{4}-\d{2}-\d{2}", "a date like 2025-12-24")]
+_AZURE_DATE = "a date like 2025-12-24"
+AzureDate = Annotated[str, _matching(r"\d{4}-\d{2}-\d{2}", _AZURE_DATE), _parsing(date.fromisoformat, _AZURE_DATE)]
 
 
 class AksDateSpan(Model):

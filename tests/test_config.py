@@ -173,6 +173,12 @@ BAD_INPUT = [
     ("gke window in local time", variant("gke", gke={**GKE_BASE, "maintenanceWindow": {
         "start": "2025-01-04T00:00:00+01:00", "end": "2025-01-05T00:00:00Z", "recurrence": "FREQ=DAILY"}}),
      "remote-kpo:gke.maintenanceWindow.start: not a UTC time like 2025-01-04T00:00:00Z"),
+    ("gke window on a day no month has", variant("gke", gke={**GKE_BASE, "maintenanceWindow": {
+        "start": "2025-02-30T00:00:00Z", "end": "2025-03-02T00:00:00Z", "recurrence": "FREQ=DAILY"}}),
+     "remote-kpo:gke.maintenanceWindow.start: not a UTC time like 2025-01-04T00:00:00Z"),
+    ("gke exclusion at hour 25", variant("gke", gke={**GKE_BASE, "maintenanceExclusions": [
+        {"name": "x", "start": "2025-03-25T00:00:00Z", "end": "2025-03-26T25:00:00Z"}]}),
+     "remote-kpo:gke.maintenanceExclusions[0].end: not a UTC time like 2025-01-04T00:00:00Z"),
     ("gke window without a rule", variant("gke", gke={**GKE_BASE, "maintenanceWindow": {
         "start": "2025-01-04T00:00:00Z", "end": "2025-01-05T00:00:00Z", "recurrence": "weekends"}}),
      "remote-kpo:gke.maintenanceWindow.recurrence: not an RFC 5545 RRULE like FREQ=WEEKLY;BYDAY=SA,SU"),
@@ -193,6 +199,9 @@ BAD_INPUT = [
     ("aks blocked dates backwards", variant("aks", aks={**VALID["aks"]["aks"], "maintenanceWindow": {
         "notAllowedDates": [{"start": "2026-01-04", "end": "2025-12-20"}]}}),
      "remote-kpo:aks.maintenanceWindow.notAllowedDates[0].end: must not be before start"),
+    ("aks blocked date in month 13", variant("aks", aks={**VALID["aks"]["aks"], "maintenanceWindow": {
+        "notAllowedDates": [{"start": "2025-12-20", "end": "2025-13-04"}]}}),
+     "remote-kpo:aks.maintenanceWindow.notAllowedDates[0].end: not a date like 2025-12-24"),
     ("gke gpu pool without accelerator", variant("gke", gpuPool={"enabled": True}),
      "remote-kpo:gpuPool.accelerator.type: required for a GKE GPU pool"),
     ("malformed role ARN", variant("eks", deployments=[{"name": "a", "identity": {"awsRoleArn": "arn:aws:iam::12:user/x"}}]),

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help dev down test unit venv test-venvs verify
+.PHONY: help dev down test unit venv test-venvs verify smoke
 
 # `make` alone: what the targets do (the `##` comments below).
 help:
@@ -65,3 +65,8 @@ down: ## destroy the dev stack, stop and wipe the local cluster (naming other st
 # the stack's outputs, and would otherwise warn about a KUBECONFIG meant for where Airflow runs.
 verify: venv ## scripts/verify on a stack's outputs (STACK=, default dev)
 	source scripts/env.sh && env -u KUBECONFIG scripts/verify --stack $(or $(STACK),dev)
+
+# The smoke DAG run locally by .venv-airflow's Airflow through a stack's connections (scripts/smoke).
+# KUBECONFIG is unset as for verify: the DAG's check_environment fails a Deployment that sets it.
+smoke: venv test-venvs ## dags/remote_kpo_smoke.py run locally through a stack's connections (STACK=, default dev)
+	source scripts/env.sh && env -u KUBECONFIG scripts/smoke --stack $(or $(STACK),dev)

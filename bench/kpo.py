@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e")]
 
 from realenv import bench_cluster_base, dev_stack_outputs, script_env  # noqa: E402
+from consumer.smoke import AIRFLOW_PYTHON, RUN_DAG  # noqa: E402
 
-AIRFLOW_PYTHON = ROOT / ".venv-airflow" / "bin" / "python"
 KPO_DAGS = ROOT / "tests" / "e2e" / "kpo_dags"
 CONN = "kpo_analytics"
 
@@ -73,7 +73,7 @@ class Airflow:
         # The copied airflow.cfg still names the template's database: point at this copy's.
         env = {**self.env, "AIRFLOW_HOME": str(home),
                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"}
-        process = subprocess.Popen([str(AIRFLOW_PYTHON), str(KPO_DAGS / "run_dag.py"), str(out), *steps],
+        process = subprocess.Popen([str(AIRFLOW_PYTHON), str(RUN_DAG), str(out), *steps],
                                    env=env, stdout=log, stderr=subprocess.STDOUT)
         return process, out
 

@@ -1,6 +1,6 @@
 """Airflow as an Astro Deployment runs it, for tests and benchmarks: the Deployment's environment
 (its exported AIRFLOW_CONN_* connections, a fresh sqlite database) and a `dag.test()` runner process
-(kpo_dags/run_dag.py) that the caller can hold at barriers between DAGs.
+(consumer/run_dag.py) that the caller can hold at barriers between DAGs.
 """
 
 import json
@@ -8,28 +8,20 @@ import subprocess
 import time
 from pathlib import Path
 
+from consumer import smoke
+from consumer.smoke import AIRFLOW_PYTHON, RUN_DAG
 from realenv import ROOT
 
-AIRFLOW_PYTHON = ROOT / ".venv-airflow" / "bin" / "python"
 KPO_DAGS = ROOT / "tests" / "e2e" / "kpo_dags"
 
 
 def migrated_airflow_env(outputs: dict, deployments: list[str], path: str, home: Path,
                          dags_folder: Path = KPO_DAGS / "dags", **extra: str) -> dict:
-    """A migrated Airflow home holding `deployments`' exported connections as AIRFLOW_CONN_*
-    variables, as an Astro Deployment holds them; `extra` adds variables (Airflow Variables...)."""
-    infos = {name: outputs["deployments"][name] for name in deployments}
-    env = {"PATH": path, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           # Parsing the DAG file takes seconds; on a loaded CI machine more than the default 30 s.
-           "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
-           "REMOTE_KPO_E2E_CONN_IDS": ",".join(info["connectionId"] for info in infos.values()),
-           **{info["envVar"]: outputs["airflowConnections"][name] for name, info in infos.items()},
-           **extra}
-    migrated = subprocess.run([str(AIRFLOW_PYTHON), "-m", "airflow", "db", "migrate"], env=env,
-                              capture_output=True, text=True, timeout=300)
-    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    return env
+    """consumer/smoke.py's Airflow environment, with the test DAGs by default, and the connection ids
+    in REMOTE_KPO_E2E_CONN_IDS for them."""
+    conn_ids = ",".join(outputs["deployments"][name]["connectionId"] for name in deployments)
+    return smoke.migrated_airflow_env(outputs, deployments, path, home, dags_folder,
+                                      REMOTE_KPO_E2E_CONN_IDS=conn_ids, **extra)
 
 
 class Runner:
@@ -42,7 +34,7 @@ class Runner:
             barrier.mkdir()
         argv = [f"@barrier={self.barriers[s[1:]]}" if s.startswith("@") else s for s in steps]
         with self.log.open("w") as log:
-            self.process = subprocess.Popen([str(AIRFLOW_PYTHON), str(KPO_DAGS / "run_dag.py"), str(self.out), *argv],
+            self.process = subprocess.Popen([str(AIRFLOW_PYTHON), str(RUN_DAG), str(self.out), *argv],
                                             env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def tail(self) -> str:

@@ -4,7 +4,7 @@ exported, against the real API server, with the RBAC the stack created and nothi
 Airflow (apache-airflow + cncf.kubernetes, .venv-airflow) runs as a subprocess with its own
 AIRFLOW_HOME and sqlite database, and only the AIRFLOW_CONN_* variables an Astro deploy would set
 from the `airflowConnections` output. `dag.test()` runs the DAGs of kpo_dags/dags/ one after the
-other in one process (kpo_dags/run_dag.py), so Airflow's start-up is paid once. The pods run on the
+other in one process (consumer/run_dag.py), so Airflow's start-up is paid once. The pods run on the
 local cluster's kwok node, which takes them to Running and then Succeeded, or Failed when the DAG
 asks for it (scripts/go/kwok/stages.yaml); exec into KPO's XCom sidecar goes for real through the
 API server to the fake node's kubelet endpoint (kwok-front), which answers with canned replies and
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from airflow_runner import AIRFLOW_PYTHON, KPO_DAGS, migrated_airflow_env
+from airflow_runner import AIRFLOW_PYTHON, RUN_DAG, migrated_airflow_env
 from realenv import can_i
 TRIGGER = "airflow.providers.cncf.kubernetes.triggers.pod.KubernetesPodTrigger"
 
@@ -52,7 +52,7 @@ def dag_runs(airflow_env, tmp_path_factory) -> DagRuns:
     folder = tmp_path_factory.mktemp("dag-runs")
     out, log = folder / "runs.json", folder / "airflow.log"
     with log.open("w") as log_file:
-        runner = subprocess.Popen([str(AIRFLOW_PYTHON), str(KPO_DAGS / "run_dag.py"), str(out), *RUNS],
+        runner = subprocess.Popen([str(AIRFLOW_PYTHON), str(RUN_DAG), str(out), *RUNS],
                                   env=airflow_env, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             # Only turns a hang (a task that never ends) into a failure; the runs take ~30 s.

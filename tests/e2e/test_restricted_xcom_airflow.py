@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from airflow_runner import AIRFLOW_PYTHON, KPO_DAGS, migrated_airflow_env
+from airflow_runner import AIRFLOW_PYTHON, RUN_DAG, migrated_airflow_env
 from test_kpo_airflow import pod_is_gone
 from watch import Watch
 
@@ -69,7 +69,7 @@ def runs(restricted_outputs, cluster_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("restricted-runs") / "runs.json"
     namespace = restricted_outputs["deployments"]["strict"]["namespace"]
     with Watch(cluster_env, "pods", "-n", namespace) as pods:
-        done = subprocess.run([str(AIRFLOW_PYTHON), str(KPO_DAGS / "run_dag.py"), str(out), *RUNS],
+        done = subprocess.run([str(AIRFLOW_PYTHON), str(RUN_DAG), str(out), *RUNS],
                               env=env, capture_output=True, text=True, timeout=240)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]

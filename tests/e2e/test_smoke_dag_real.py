@@ -20,10 +20,10 @@ import pytest
 from components.gpu import gpu_task
 from config import GpuPool
 from realenv import ROOT
-from airflow_runner import AIRFLOW_PYTHON, KPO_DAGS, migrated_airflow_env
+from consumer.smoke import KWOK_TOLERATION
+from airflow_runner import AIRFLOW_PYTHON, RUN_DAG, migrated_airflow_env
 from test_kpo_airflow import pod_events, pod_is_gone
 
-KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 GPU_STARTUP_SECONDS = 5
 
 
@@ -31,7 +31,7 @@ def run_smoke(env: dict, folder) -> tuple[dict, str]:
     """One `dag.test()` of remote_kpo_smoke: (the runner's report of the run, what Airflow logged)."""
     out, log = folder / "runs.json", folder / "airflow.log"
     with log.open("w") as log_file:
-        runner = subprocess.run([str(AIRFLOW_PYTHON), str(KPO_DAGS / "run_dag.py"), str(out), "remote_kpo_smoke"],
+        runner = subprocess.run([str(AIRFLOW_PYTHON), str(RUN_DAG), str(out), "remote_kpo_smoke"],
                                 env=env, stdout=log_file, stderr=subprocess.STDOUT, timeout=300)
     output = log.read_text()
     assert runner.returncode == 0, output[-5000:]
@@ -132,3 +132,18 @@ def test_a_kubeconfig_in_the_deployments_environment_fails_the_smoke_dag_saying_
             "kube_config, in_cluster, and config_dict are mutually exclusive\"") in log
     # Sync pods do not read it: they still run.
     assert run["tasks"]["smoke_pod[0]"]["state"] == "success", log[-3000:]
+
+
+def test_make_smoke_runs_the_smoke_dag_through_the_dev_stacks_connections_and_passes_without_gpu(
+        dev_outputs, pulumi_cli):
+    # What `make smoke` runs after sourcing env.sh, on this session's state and cluster.
+    env = {key: value for key, value in pulumi_cli.env.items() if key != "KUBECONFIG"}
+    result = subprocess.run([str(ROOT / "scripts" / "smoke"), "--stack", "dev"], cwd=pulumi_cli.cwd, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    summary = result.stdout[result.stdout.index("smoke: stack dev, DAG remote_kpo_smoke: success"):].splitlines()
+    states = dict(line.split() for line in summary[1:])
+    assert states["smoke_pod[0]"] == states["smoke_pod[1]"] == "success", result.stdout[-3000:]
+    assert states["find_connections"] == states["check_environment"] == "success"
+    # The dev stack has no GPU pool: no GPU pod instance at all.
+    assert not [key for key in states if key.startswith("gpu_pod[")], states

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from airflow_runner import AIRFLOW_PYTHON, KPO_DAGS, migrated_airflow_env
+from airflow_runner import AIRFLOW_PYTHON, RUN_DAG, migrated_airflow_env
 from test_kpo_airflow import dag_id, pod_events
 
 RUNS = [dag_id("task_sa", "tp-task"), dag_id("kept", "tp-pull")]
@@ -18,7 +18,7 @@ def task_dag_runs(task_pods_outputs, cluster_env, tmp_path_factory) -> dict:
     env = migrated_airflow_env(task_pods_outputs, list(task_pods_outputs["deployments"]), cluster_env["PATH"],
                                tmp_path_factory.mktemp("airflow-home-tasks"))
     out = tmp_path_factory.mktemp("task-dag-runs") / "runs.json"
-    done = subprocess.run([str(AIRFLOW_PYTHON), str(KPO_DAGS / "run_dag.py"), str(out), *RUNS],
+    done = subprocess.run([str(AIRFLOW_PYTHON), str(RUN_DAG), str(out), *RUNS],
                           env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     return {entry["dag_id"]: entry for entry in json.loads(out.read_text())}

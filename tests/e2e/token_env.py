@@ -20,7 +20,7 @@ from typing import Iterator
 
 import config
 import token_issuer
-from airflow_runner import AIRFLOW_PYTHON, KPO_DAGS, migrated_airflow_env
+from airflow_runner import AIRFLOW_PYTHON, RUN_DAG, migrated_airflow_env
 from components import kubeconfig as kc
 from components import pod_security
 from components.eks import kubernetes_group
@@ -142,7 +142,7 @@ def run_long_tasks(cluster: TokenCluster, connection: dict, work: Path, runtime:
                "REMOTE_KPO_E2E_TOKEN_TAG": dag(scenario)}
         with (home / "airflow.log").open("w") as log:
             processes[scenario] = subprocess.Popen(
-                [str(AIRFLOW_PYTHON), str(KPO_DAGS / "run_dag.py"), str(home / "runs.json"), dag(scenario)],
+                [str(AIRFLOW_PYTHON), str(RUN_DAG), str(home / "runs.json"), dag(scenario)],
                 env=env, stdout=log, stderr=subprocess.STDOUT)
     runs, logs = {}, {}
     for scenario, process in processes.items():

@@ -18,10 +18,10 @@ KPO_DAGS = ROOT / "tests" / "e2e" / "kpo_dags"
 def migrated_airflow_env(outputs: dict, deployments: list[str], path: str, home: Path,
                          dags_folder: Path = KPO_DAGS / "dags", **extra: str) -> dict:
     """consumer/smoke.py's Airflow environment, with the test DAGs by default, and the connection ids
-    in REMOTE_KPO_E2E_CONN_IDS for them."""
+    in REMOTE_KPO_E2E_CONN_IDS for them unless the caller names its own."""
     conn_ids = ",".join(outputs["deployments"][name]["connectionId"] for name in deployments)
     return smoke.migrated_airflow_env(outputs, deployments, path, home, dags_folder,
-                                      REMOTE_KPO_E2E_CONN_IDS=conn_ids, **extra)
+                                      **{"REMOTE_KPO_E2E_CONN_IDS": conn_ids, **extra})
 
 
 class Runner:

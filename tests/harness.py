@@ -129,6 +129,21 @@ def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | No
     return Run(mocks.resources, values, secret, options, registered_options)
 
 
+def assert_objects_replaced_with_cluster(run: "Run", identifier: str, cluster: tuple[str, str]) -> None:
+    """The Kubernetes provider keeps the name earlier versions stored as its identifier, so
+    upgrading an existing stack replaces nothing; each object on the cluster is replaced (deleted
+    first) with `cluster` (type, name) instead (components/on_cluster.py)."""
+    (provider,) = run.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["clusterIdentifier"] == identifier
+    objects = [r for r in run.resources if r.typ.startswith("kubernetes:")]
+    assert {"kubernetes:core/v1:Namespace", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+            "kubernetes:rbac.authorization.k8s.io/v1:Role"} <= {r.typ for r in objects}
+    for name in [r.name for r in objects]:
+        opts = run.registered_options[name]
+        assert [(r._type, r._name) for r in opts.replace_with] == [cluster], name
+        assert opts.delete_before_replace is True, name
+
+
 def json_api(answer: Callable[[str, dict, dict], tuple[int, dict]]) -> http.server.ThreadingHTTPServer:
     """A stand-in for an HTTP JSON API that cannot run here, on a free local port in a thread:
     every POST or PUT gets answer(path, headers, request body) as (status, JSON body).

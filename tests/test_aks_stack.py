@@ -10,7 +10,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 import config
 from components import aks
-from harness import RecordingMocks, run_program, stack_config
+from harness import RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
 
 CLUSTER = "azure-native:containerservice:ManagedCluster"
 AGENT_POOL = "azure-native:containerservice:AgentPool"
@@ -168,17 +168,7 @@ def test_deletion_protection_protects_the_cluster_in_pulumi_unless_configured_of
 
 
 def test_the_objects_on_the_cluster_are_replaced_exactly_when_the_cluster_is(example):
-    # The provider keeps the name earlier versions stored as its identifier, so upgrading an
-    # existing stack replaces nothing; each object is replaced (deleted first) with the cluster.
-    (provider,) = example.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs["clusterIdentifier"] == "kpo-gpu-weu"
-    objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
-    assert {"kubernetes:core/v1:Namespace", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
-            "kubernetes:rbac.authorization.k8s.io/v1:Role"} <= {r.typ for r in objects}
-    for name in [r.name for r in objects]:
-        opts = example.registered_options[name]
-        assert [(r._type, r._name) for r in opts.replace_with] == [(CLUSTER, "aks")], name
-        assert opts.delete_before_replace is True, name
+    assert_objects_replaced_with_cluster(example, "kpo-gpu-weu", (CLUSTER, "aks"))
 
 
 def test_api_server_is_limited_to_the_authorized_ranges_and_an_empty_list_is_sent_explicitly(example, minimal):

@@ -11,7 +11,7 @@ import pytest
 import config
 from components import eks, gpu, versions
 from components.permissions import CLOUD_ACTIONS
-from harness import RecordingMocks, run_program, stack_config
+from harness import RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
 
 ACCOUNT = "123456789012"
 AZ_LOOKUP = "aws:index/getAvailabilityZones:getAvailabilityZones"
@@ -531,17 +531,7 @@ def test_rolebinding_names_the_group_of_the_deployments_access_entry(example):
 # --- Kubernetes provider and outputs -------------------------------------------------------------
 
 def test_the_objects_on_the_cluster_are_replaced_exactly_when_the_cluster_is(example):
-    # The provider keeps the name earlier versions stored as its identifier, so upgrading an
-    # existing stack replaces nothing; each object is replaced (deleted first) with the cluster.
-    (provider,) = example.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs["clusterIdentifier"] == "kpo-gpu"
-    objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
-    assert {"kubernetes:core/v1:Namespace", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
-            "kubernetes:rbac.authorization.k8s.io/v1:Role"} <= {r.typ for r in objects}
-    for name in [r.name for r in objects]:
-        opts = example.registered_options[name]
-        assert [(r._type, r._name) for r in opts.replace_with] == [(CLUSTER, "kpo-gpu-cluster")], name
-        assert opts.delete_before_replace is True, name
+    assert_objects_replaced_with_cluster(example, "kpo-gpu", (CLUSTER, "kpo-gpu-cluster"))
 
 
 def test_program_provider_uses_the_creators_identity(example):

@@ -8,7 +8,7 @@ import pytest
 
 import config
 from components import gke
-from harness import RecordingMocks, run_program, stack_config
+from harness import RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
 
 CLUSTER = "gcp:container/cluster:Cluster"
 NODE_POOL = "gcp:container/nodePool:NodePool"
@@ -483,17 +483,7 @@ def test_namespace_roles_carry_pods_exec_only_for_xcom(example):
 
 
 def test_the_objects_on_the_cluster_are_replaced_exactly_when_the_cluster_is(example):
-    # The provider keeps the name earlier versions stored as its identifier, so upgrading an
-    # existing stack replaces nothing; each object is replaced (deleted first) with the cluster.
-    (provider,) = example.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs["clusterIdentifier"] == "kpo-gpu-prod"
-    objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
-    assert {"kubernetes:core/v1:Namespace", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
-            "kubernetes:rbac.authorization.k8s.io/v1:Role"} <= {r.typ for r in objects}
-    for name in [r.name for r in objects]:
-        opts = example.registered_options[name]
-        assert [(r._type, r._name) for r in opts.replace_with] == [(CLUSTER, "kpo-gpu-prod-cluster")], name
-        assert opts.delete_before_replace is True, name
+    assert_objects_replaced_with_cluster(example, "kpo-gpu-prod", (CLUSTER, "kpo-gpu-prod-cluster"))
 
 
 def test_provider_reaches_the_new_cluster_through_the_exec_plugin(example):

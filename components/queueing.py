@@ -35,26 +35,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from components.kueue import KUEUE_API_VERSION, KUEUE_GROUP, KUEUE_VERSION, LOCAL_QUEUE, QUEUE_LABEL
 from components.gpu import GPU_LABELS, GPU_RESOURCE, GPU_STARTUP_TIMEOUT_SECONDS, node_taints
 from components.metadata import object_metadata, stack_annotations, MANAGED_BY
 from components.names import stack_scoped
 from config import Deployment, StackConfig
 from config import Queueing as QueueingConfig
 
-# The pinned Kueue release: its chart (oci://registry.k8s.io/kueue/charts/kueue, chart version
-# without the v) on the clouds, the same version built from source for the local cluster.
-KUEUE_VERSION = "v0.17.0"
+# The released chart of KUEUE_VERSION (its chart version is the tag without the v).
 KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
 KUEUE_NAMESPACE = "kueue-system"
-# v1beta2 is the version Kueue v0.17 stores (+kubebuilder:storageversion in apis/kueue/v1beta2);
-# v1beta1 is still served but deprecated.
-KUEUE_GROUP = "kueue.x-k8s.io"
-KUEUE_API_VERSION = f"{KUEUE_GROUP}/v1beta2"
 # What the program makes and reads: each must be served at KUEUE_API_VERSION.
 KUEUE_CRDS = tuple(f"{plural}.{KUEUE_GROUP}" for plural in ("resourceflavors", "clusterqueues", "localqueues", "workloads"))
-QUEUE_LABEL = f"{KUEUE_GROUP}/queue-name"
-# The LocalQueue Kueue defaults every pod of its namespace to (constants.DefaultLocalQueueName).
-LOCAL_QUEUE = "default"
 # On each Deployment namespace while queueing is on: Kueue's managedJobsNamespaceSelector (and so
 # its pod webhook's namespaceSelector) selects these namespaces only.
 QUEUEING_NAMESPACE_LABEL = "remote-kpo/queueing"

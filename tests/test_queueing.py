@@ -223,3 +223,13 @@ def test_existing_with_a_kueue_too_old_for_v1beta2_is_refused(admin_kubeconfig):
         run_program(queued(), kueue_crds={name: ["v1beta1"] for name in queueing.KUEUE_CRDS})
     assert str(error.value).startswith("remote-kpo:queueing.enabled: Kueue is not installed on this cluster: "
                                        "no CustomResourceDefinition resourceflavors.kueue.x-k8s.io, clusterqueues")
+
+
+def test_a_queued_deployments_role_reads_its_queue_and_nothing_cluster_wide(dev_queued):
+    rules = {r.name: r.inputs["rules"] for r in dev_queued.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")}
+    kueue_rules = [rule for rule in rules["ml-training-role"] if "kueue" in rule["apiGroups"][0]]
+    assert kueue_rules == [
+        {"apiGroups": ["kueue.x-k8s.io"], "resources": ["localqueues"], "verbs": ["get"]},
+        {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["list"]},
+        {"apiGroups": ["visibility.kueue.x-k8s.io"], "resources": ["localqueues/pendingworkloads"], "verbs": ["get"]}]
+    assert not [r for r in dev_queued.resources if "ClusterRole" in r.typ]

@@ -189,6 +189,37 @@ def chart_values() -> dict:
 
 # ---- components --------------------------------------------------------------------------
 
+class KueueInstall(pulumi.ComponentResource):
+    """Kueue itself on a cloud cluster: its namespace (restricted Pod Security: the chart's
+    manager pod runs as non-root with RuntimeDefault seccomp, no privilege escalation and every
+    capability dropped, charts/kueue/values.yaml) and the released chart of KUEUE_VERSION as one
+    Helm release, through the cluster's provider (`opts`).
+
+    A helm.v3.Release rather than a helm.v4.Chart: the Release is one custom resource, so it is
+    replaced (deleted first) with the cluster like every other object on it
+    (components/on_cluster.py); a v4 Chart's objects are registered by the provider, out of reach
+    of the SDK transformation that does this. The Release waits until Kueue's objects are ready,
+    its webhook server included, before the queues (which Kueue's webhooks validate) are made.
+    `after`: what Kueue's pods and webhooks need first (nodes, a firewall rule)."""
+
+    def __init__(self, name: str, after: Optional[list[pulumi.Resource]] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:KueueInstall", name, None, opts)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=object_metadata(KUEUE_NAMESPACE, labels={
+                "pod-security.kubernetes.io/enforce": "restricted"}),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after))
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name="kueue",
+            chart=KUEUE_CHART,
+            version=KUEUE_VERSION.removeprefix("v"),
+            namespace=namespace.metadata.apply(lambda _: KUEUE_NAMESPACE),
+            values=chart_values(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, *(after or [])]))
+        self.register_outputs({"version": KUEUE_VERSION})
+
 @dataclass
 class QueueSettings:
     """What a Deployment's queue (DeploymentQueue) needs from the stack."""
@@ -223,6 +254,16 @@ def stack_queueing(cfg: StackConfig, stack: str, opts: pulumi.ResourceOptions,
     if not cfg.queueing.enabled:
         return None
     return Queueing("queueing", cfg, stack, after=after, opts=opts).settings
+
+
+def cloud_queueing(cfg: StackConfig, stack: str, opts: pulumi.ResourceOptions,
+                   after: Optional[list[pulumi.Resource]] = None) -> Optional[QueueSettings]:
+    """On a cloud cluster with queueing on: Kueue installed (after `after`), then the stack's
+    flavors; None with it off."""
+    if not cfg.queueing.enabled:
+        return None
+    install = KueueInstall("kueue", after=after, opts=opts)
+    return stack_queueing(cfg, stack, opts, after=[install])
 
 
 class DeploymentQueue(pulumi.ComponentResource):

@@ -22,7 +22,8 @@ Preemption: a Deployment's own tasks never preempt each other (withinClusterQueu
 borrowing task never preempts to borrow (borrowWithinCohort Never). Taking lent quota back is
 `queueing.reclaim`: `wait` (default; reclaimWithinCohort Never) lets the borrower's running tasks
 finish, and the owner's tasks come first for what they free, since Kueue admits workloads within
-their nominal quota before borrowing ones; `preempt` (reclaimWithinCohort Any) has Kueue evict the
+their nominal quota before borrowing ones (pkg/scheduler/scheduler.go, makeClassicalIterator:
+"1. Request under nominal quota"); `preempt` (reclaimWithinCohort Any) has Kueue evict the
 borrowing tasks at once, which deletes their pods (pkg/controller/jobs/pod/pod_controller.go,
 Stop), so those KPO tasks fail and go to their retries. Every KPO pod has the same priority, so
 `LowerPriority` would never reclaim anything.

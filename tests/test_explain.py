@@ -18,8 +18,7 @@ NAMESPACE = "kpo-ml-training"
 GPU_TASK = {"nodeSelector": {"remote-kpo/gpu": "true"}, "resourceName": "nvidia.com/gpu",
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             "annotations": {"karpenter.sh/do-not-disrupt": "true"}, "startupTimeoutSeconds": 900}
-KARPENTER_LIMIT = ("Failed to schedule pod, incompatible with nodepool \"remote-kpo-gpu\", all available instance "
-                   "types exceed limits for nodepool")
+KARPENTER_LIMIT = "Failed to schedule pod, all available instance types exceed limits for nodepool (NodePool=remote-kpo-gpu)"
 NOT_READABLE = ("not readable with this connection: cluster-scoped, and a Deployment's Role is namespaced; the "
                 "platform team can run `scripts/verify --explain` with the admin kubeconfig")
 
@@ -38,8 +37,9 @@ def pod(name="train-x7k2", phase="Pending", node=None, selector=True, toleration
               "conditions": conditions if conditions is not None else [
                   {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                    "message": "0/2 nodes are available: 1 Insufficient nvidia.com/gpu, 1 node(s) didn't match "
-                              "Pod's node affinity/selector. preemption: 0/2 nodes are available: 1 No preemption "
-                              "victims found for incoming pod, 1 Preemption is not helpful for scheduling."}]}
+                              "Pod's node affinity/selector. no new claims to deallocate, preemption: 0/2 nodes are "
+                              "available: 1 No preemption victims found for incoming pod, 1 Preemption is not "
+                              "helpful for scheduling."}]}
     if container_statuses:
         status["containerStatuses"] = container_statuses
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE,

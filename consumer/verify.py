@@ -45,6 +45,7 @@ from consumer.astro_env import GPU_VARIABLE_PREFIX
 from consumer.inputs import (CONN_ENV_PREFIX, InputError, Target, exec_command, run_pulumi_outputs,
                              target_from_connection, targets_from_outputs)
 from dags import remote_kpo_explain as explain
+from dags.remote_kpo_explain import api_message
 
 STEPS = ("plugin", "identity", "permissions", "admission", "pod security")
 # KPO's own pod shape (operators/pod.py build_pod_request_obj): its labels, one `base` container,
@@ -121,14 +122,6 @@ def privileged_pod(namespace: str) -> dict:
     pod = kpo_pod(namespace, "remote-kpo-verify-privileged")
     pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
     return pod
-
-
-def api_message(error) -> str:
-    """The API server's own message from an ApiException (its body is a Status object)."""
-    try:
-        return json.loads(error.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        return f"{error.status} {error.reason}"
 
 
 def connection_reason(error) -> str:

@@ -13,6 +13,7 @@ NodePools and NodeClaims. `causes` and `render` are pure functions of those fact
 API's JSON spelling, as `kubectl get -o json` prints them).
 """
 
+import json
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -87,7 +88,7 @@ def read(api, namespace: str, name: str, gpu_task: Optional[dict] = None) -> Fac
         except client.ApiException as error:
             if what == "pod" and error.status == 404:
                 return None
-            facts.unreadable[what] = unreadable_reason(error.status, _api_message(error), cluster_scoped)
+            facts.unreadable[what] = unreadable_reason(error.status, api_message(error), cluster_scoped)
             return None
 
     pod = attempt("pod", lambda: core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT))
@@ -98,6 +99,7 @@ def read(api, namespace: str, name: str, gpu_task: Optional[dict] = None) -> Fac
     quotas = attempt("resourcequotas", lambda: core.list_namespaced_resource_quota(
         namespace, _request_timeout=REQUEST_TIMEOUT))
     facts.quotas = api.sanitize_for_serialization(quotas.items) if quotas is not None else None
+
     def karpenter(plural: str) -> Optional[list[dict]]:
         listed = attempt(plural, lambda: custom.list_cluster_custom_object(
             KARPENTER_GROUP, KARPENTER_VERSION, plural, _request_timeout=REQUEST_TIMEOUT), cluster_scoped=True)
@@ -107,9 +109,8 @@ def read(api, namespace: str, name: str, gpu_task: Optional[dict] = None) -> Fac
     return facts
 
 
-def _api_message(error) -> str:
-    import json
-
+def api_message(error) -> str:
+    """The API server's own message from an ApiException (its body is a Status object)."""
     try:
         return json.loads(error.body)["message"]
     except (TypeError, ValueError, KeyError):
@@ -172,10 +173,14 @@ def pool_shape(facts: Facts) -> Optional[PoolShape]:
         limits = (pool.get("spec") or {}).get("limits") or {}
         gpu = next((r for r in limits if r.endswith("/gpu")), None)
         if gpu:
-            template = pool["spec"]["template"]
-            return PoolShape(dict((template.get("metadata") or {}).get("labels") or {}),
-                             list(template["spec"].get("taints") or []), gpu, f"NodePool {pool['metadata']['name']}")
+            return PoolShape(template_labels(pool), list(pool["spec"]["template"]["spec"].get("taints") or []), gpu,
+                             f"NodePool {pool['metadata']['name']}")
     return None
+
+
+def template_labels(pool: dict) -> dict:
+    """The labels a NodePool puts on its nodes."""
+    return dict((pool["spec"]["template"].get("metadata") or {}).get("labels") or {})
 
 
 def requested(pod: dict, resource: str) -> float:
@@ -186,6 +191,12 @@ def requested(pod: dict, resource: str) -> float:
         amount = (resources.get("requests") or {}).get(resource) or (resources.get("limits") or {}).get(resource)
         total += quantity(amount) if amount else 0
     return total
+
+
+def wants_pool(pod: dict, shape: PoolShape) -> bool:
+    """A GPU pod: it asks for the pool's resource or selects one of its labels."""
+    selector = pod["spec"].get("nodeSelector") or {}
+    return bool(requested(pod, shape.resource)) or any(selector.get(k) == v for k, v in shape.labels.items())
 
 
 def pool_match(pod: dict, shape: PoolShape) -> tuple[list[str], list[dict]]:
@@ -203,10 +214,8 @@ def pods_pools(facts: Facts) -> list[dict]:
     if not facts.pod:
         return pools
     selector = facts.pod["spec"].get("nodeSelector") or {}
-    chosen = [p for p in pools
-              if all(selector.get(k) == v for k, v in ((p["spec"]["template"].get("metadata") or {})
-                                                      .get("labels") or {}).items())
-              and (p["spec"]["template"].get("metadata") or {}).get("labels")]
+    chosen = [p for p in pools if template_labels(p)
+              and all(selector.get(k) == v for k, v in template_labels(p).items())]
     return chosen or pools
 
 
@@ -224,13 +233,23 @@ def condition(obj: dict, kind: str) -> Optional[dict]:
 
 # --- causes --------------------------------------------------------------------------------------
 
+def quota_use(quota: dict) -> tuple[dict, dict]:
+    """(hard, used) of a ResourceQuota, as its status reports them."""
+    status = quota.get("status") or {}
+    return status.get("hard") or quota["spec"].get("hard") or {}, status.get("used") or {}
+
+
+def used_up(limit: str, used: str) -> bool:
+    """A quota resource with a limit above zero that its use has reached (a 0 admits none by design)."""
+    return quantity(limit) > 0 and quantity(used) >= quantity(limit)
+
+
 def quota_causes(facts: Facts) -> list[Cause]:
-    causes = []
+    found = []
     for quota in facts.quotas or []:
-        hard = (quota.get("status") or {}).get("hard") or quota["spec"].get("hard") or {}
-        used = (quota.get("status") or {}).get("used") or {}
+        hard, used = quota_use(quota)
         for resource, limit in hard.items():
-            if quantity(limit) <= 0 or quantity(used.get(resource, "0")) < quantity(limit):
+            if not used_up(limit, used.get(resource, "0")):
                 continue
             key = QUOTA_KEYS.get(resource)
             if resource == "count/pods":
@@ -241,57 +260,58 @@ def quota_causes(facts: Facts) -> list[Cause]:
                         f"or raise the Deployment's `{key}` and `pulumi up`")
             else:
                 step = f"ResourceQuota {quota['metadata']['name']} is not remote-kpo's: ask whoever made it"
-            causes.append(Cause(f"quota used up: {quota['metadata']['name']} {resource} {used.get(resource)} of "
-                                f"{limit}; a new pod asking for it is refused at creation (`exceeded quota`)", step))
-    return causes
+            found.append(Cause(f"quota used up: {quota['metadata']['name']} {resource} {used.get(resource)} of "
+                               f"{limit}; a new pod asking for it is refused at creation (`exceeded quota`)", step))
+    return found
 
 
 def scheduling_causes(facts: Facts) -> list[Cause]:
+    """Why no node took the pod: the GPU pool's selector and taint, a NodePool at its limit, a
+    launch Karpenter could not make; else the scheduler's own words."""
     pod = facts.pod
     assert pod is not None
-    causes: list[Cause] = []
+    found: list[Cause] = []
     shape = pool_shape(facts)
-    messages = [e.get("message") or "" for e in facts.events if e.get("reason") == "FailedScheduling"]
-    if shape and (requested(pod, shape.resource) or any(pod["spec"].get("nodeSelector", {}).get(k) == v
-                                                        for k, v in shape.labels.items())):
+    messages = [e.get("message") or "" for e in sorted(facts.events, key=_event_time)
+                if e.get("reason") == "FailedScheduling"]
+    untolerated: list[dict] = []
+    if shape and wants_pool(pod, shape):
         missing_labels, untolerated = pool_match(pod, shape)
         if missing_labels:
-            causes.append(Cause(f"the pod does not select the GPU pool: no nodeSelector {', '.join(missing_labels)}",
-                                "pass the gpuTask's nodeSelector (README: GPU tasks)"))
+            found.append(Cause(f"the pod does not select the GPU pool: no nodeSelector {', '.join(missing_labels)}",
+                               "pass the gpuTask's nodeSelector (README: GPU tasks)"))
         if untolerated:
-            causes.append(Cause("the pod does not tolerate the GPU nodes' taint "
-                                f"{', '.join(taint_text(t) for t in untolerated)}",
-                                "pass the gpuTask's tolerations (README: GPU tasks)"))
-    if not any("toleration" in c.next_step for c in causes):
-        for message in messages:
-            if KARPENTER_TAINT_WORDS in message:
-                causes.append(Cause(f"Karpenter: {message}", "add a toleration for that taint (a GPU task: the "
-                                                             "gpuTask's tolerations, README: GPU tasks)"))
-                break
+            found.append(Cause("the pod does not tolerate the GPU nodes' taint "
+                               f"{', '.join(taint_text(t) for t in untolerated)}",
+                               "pass the gpuTask's tolerations (README: GPU tasks)"))
+    karpenter_taint = next((m for m in messages if KARPENTER_TAINT_WORDS in m), None)
+    if karpenter_taint and not untolerated:
+        found.append(Cause(f"Karpenter: {karpenter_taint}",
+                           "add a toleration for that taint (a GPU task: the gpuTask's tolerations, "
+                           "README: GPU tasks)"))
     limit_step = ("raise the GPU pool's size (gpuPool.maxNodes: the NodePool's GPU limit is maxNodes × GPUs per "
                   "node) and `pulumi up`, or wait for running GPU tasks to end")
     for pool in pods_pools(facts):
         reached = pool_at_limit(pool)
         if reached:
-            causes.append(Cause(f"NodePool {pool['metadata']['name']} is at its limit: {', '.join(reached)}",
-                                limit_step))
-    if facts.node_pools is None and not any("NodePool" in c.what for c in causes):
-        said = next((m for m in messages if any(w in m for w in KARPENTER_LIMIT_WORDS)), None)
-        if said:
-            causes.append(Cause(f"a NodePool is at its limit (Karpenter: {said})", limit_step))
+            found.append(Cause(f"NodePool {pool['metadata']['name']} is at its limit: {', '.join(reached)}",
+                               limit_step))
+    karpenter_limit = next((m for m in messages if any(w in m for w in KARPENTER_LIMIT_WORDS)), None)
+    if karpenter_limit and facts.node_pools is None:
+        found.append(Cause(f"a NodePool is at its limit (Karpenter: {karpenter_limit})", limit_step))
     for claim in facts.node_claims or []:
         launched = condition(claim, "Launched")
         if claim_of(claim, facts) and launched and launched.get("status") == "False":
-            causes.append(Cause(f"Karpenter could not launch NodeClaim {claim['metadata']['name']}: "
-                                f"{launched.get('reason')}: {launched.get('message', '')}",
-                                "the cloud's capacity or GPU quota for the pool's instance type (README: GPU tasks, "
-                                "Quota first)"))
-    if not causes:
+            found.append(Cause(f"Karpenter could not launch NodeClaim {claim['metadata']['name']}: "
+                               f"{launched.get('reason')}: {launched.get('message', '')}",
+                               "the cloud's capacity or GPU quota for the pool's instance type (README: GPU tasks, "
+                               "Quota first)"))
+    if not found:
         said = messages[-1] if messages else (condition(pod, "PodScheduled") or {}).get("message", "")
-        causes.append(Cause(f"no node takes the pod: {said}".rstrip(": "),
-                            "read the scheduler's reasons above: a taint the pod does not tolerate, a selector no "
-                            "node has, or no node with the CPU, memory or GPU it asks for"))
-    return causes
+        found.append(Cause(f"no node takes the pod: {said}".rstrip(": "),
+                           "read the scheduler's reasons above: a taint the pod does not tolerate, a selector no "
+                           "node has, or no node with the CPU, memory or GPU it asks for"))
+    return found
 
 
 def claim_of(claim: dict, facts: Facts) -> bool:
@@ -301,7 +321,8 @@ def claim_of(claim: dict, facts: Facts) -> bool:
 
 
 def container_causes(pod: dict) -> list[Cause]:
-    causes = []
+    """What keeps a placed pod's containers from running, or how they ended."""
+    found = []
     limits = {c["name"]: ((c.get("resources") or {}).get("limits") or {}) for c in pod["spec"].get("containers", [])}
     images = {c["name"]: c.get("image") for c in pod["spec"].get("containers", [])}
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -309,24 +330,24 @@ def container_causes(pod: dict) -> list[Cause]:
         waiting = state.get("waiting") or {}
         terminated = state.get("terminated") or (status.get("lastState") or {}).get("terminated") or {}
         if waiting.get("reason") in IMAGE_PULL_REASONS:
-            causes.append(Cause(f"container {name} cannot pull its image {images.get(name)}: {waiting['reason']}: "
-                                f"{waiting.get('message', '')}".rstrip(": "),
-                                "check the image's name and tag; for a private registry give the Deployment "
-                                "`registries` (its pull Secret reaches every task pod; README: Task pods); "
-                                "the task fails when its startup_timeout_seconds runs out"))
+            found.append(Cause(f"container {name} cannot pull its image {images.get(name)}: {waiting['reason']}: "
+                               f"{waiting.get('message', '')}".rstrip(": "),
+                               "check the image's name and tag; for a private registry give the Deployment "
+                               "`registries` (its pull Secret reaches every task pod; README: Task pods); "
+                               "the task fails when its startup_timeout_seconds runs out"))
         elif waiting.get("reason") and waiting["reason"] not in STARTING_REASONS:
-            causes.append(Cause(f"container {name} waits: {waiting['reason']}: {waiting.get('message', '')}"
-                                .rstrip(": "), "the kubelet's message says what it misses (a Secret, a ConfigMap, "
-                                               "a volume)"))
+            found.append(Cause(f"container {name} waits: {waiting['reason']}: {waiting.get('message', '')}"
+                               .rstrip(": "), "the kubelet's message says what it misses (a Secret, a ConfigMap, "
+                                              "a volume)"))
         if terminated.get("reason") == "OOMKilled":
             limit = limits.get(name, {}).get("memory", "the namespace's default, podDefaults.limits.memory")
-            causes.append(Cause(f"container {name} was OOM-killed: it used more memory than its limit ({limit})",
-                                "raise the task's memory limit (container_resources), up to the Deployment's "
-                                "podDefaults.max.memory and within quota.memory, or make the task use less"))
+            found.append(Cause(f"container {name} was OOM-killed: it used more memory than its limit ({limit})",
+                               "raise the task's memory limit (container_resources), up to the Deployment's "
+                               "podDefaults.max.memory and within quota.memory, or make the task use less"))
         elif terminated and terminated.get("exitCode", 0) != 0 and name != "airflow-xcom-sidecar":
-            causes.append(Cause(f"container {name} exited {terminated.get('exitCode')} ({terminated.get('reason')})",
-                                "the task's own failure: read its log"))
-    return causes
+            found.append(Cause(f"container {name} exited {terminated.get('exitCode')} ({terminated.get('reason')})",
+                               "the task's own failure: read its log"))
+    return found
 
 
 def causes(facts: Facts) -> list[Cause]:
@@ -386,17 +407,18 @@ def render(facts: Facts) -> str:
     if facts.quotas is None:
         lines.append(f"  {facts.unreadable.get('resourcequotas', 'not read')}")
     for quota in facts.quotas or []:
-        hard = (quota.get("status") or {}).get("hard") or {}
-        used = (quota.get("status") or {}).get("used") or {}
+        hard, used = quota_use(quota)
         if not any(quantity(v) > 0 for v in hard.values()):
             continue  # the quotas that admit no pod of a kind (components/admission.py)
-        cells = [f"{r} {used.get(r, '0')}/{h}" + (" FULL" if quantity(h) > 0 and quantity(used.get(r, '0')) >=
-                                                  quantity(h) else "") for r, h in sorted(hard.items())]
+        cells = [f"{r} {used.get(r, '0')}/{h}" + (" FULL" if used_up(h, used.get(r, "0")) else "")
+                 for r, h in sorted(hard.items())]
         lines.append(f"  {quota['metadata']['name']}: {', '.join(cells)}")
     shape = pool_shape(facts)
     lines.append("GPU pool" + (f" (from {shape.source})" if shape else ""))
     if not shape:
         lines.append("  shape unknown: no gpuTask given and no GPU NodePool readable")
+    elif pod is not None and not wants_pool(pod, shape):
+        lines.append(f"  not a GPU pod: asks for no {shape.resource} and selects no GPU node label")
     elif pod is not None:
         missing_labels, untolerated = pool_match(pod, shape)
         lines.append(f"  requests {shape.resource}: {requested(pod, shape.resource):g}")

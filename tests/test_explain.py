@@ -18,7 +18,8 @@ NAMESPACE = "kpo-ml-training"
 GPU_TASK = {"nodeSelector": {"remote-kpo/gpu": "true"}, "resourceName": "nvidia.com/gpu",
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             "annotations": {"karpenter.sh/do-not-disrupt": "true"}, "startupTimeoutSeconds": 900}
-KARPENTER_LIMIT = "Failed to schedule pod, all available instance types exceed limits for nodepool (NodePool=remote-kpo-gpu)"
+KARPENTER_LIMIT = ("Failed to schedule pod, all available instance types exceed limits for nodepool "
+                   "(NodePool=remote-kpo-gpu)")
 NOT_READABLE = ("not readable with this connection: cluster-scoped, and a Deployment's Role is namespaced; the "
                 "platform team can run `scripts/verify --explain` with the admin kubeconfig")
 
@@ -64,8 +65,8 @@ def quota(used_gpu="1", hard_gpu="2", used_count="3", hard_count="80") -> dict:
             "status": {"hard": hard, "used": used}}
 
 
-FORBIDDING = {"metadata": {"name": "remote-kpo-no-best-effort"}, "spec": {"hard": {"pods": "0"}, "scopes": ["BestEffort"]},
-              "status": {"hard": {"pods": "0"}, "used": {"pods": "0"}}}
+FORBIDDING = {"metadata": {"name": "remote-kpo-no-best-effort"},
+              "spec": {"hard": {"pods": "0"}, "scopes": ["BestEffort"]}, "status": {"hard": {"pods": "0"}, "used": {"pods": "0"}}}
 
 
 def node_pool(gpus_used="1", limit="1") -> dict:
@@ -203,12 +204,15 @@ def test_an_image_that_never_pulls_is_named_with_the_image_and_the_registries_ke
 def test_an_oom_killed_container_is_told_to_raise_its_memory_limit_within_the_deployments_max():
     statuses = [{"name": "base", "image": "busybox:1.36", "ready": False, "restartCount": 0,
                  "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]
-    facts = as_deployment(pod=pod(phase="Failed", node="kwok-node-0", gpu=False, memory="512Mi", conditions=[
+    facts = as_deployment(pod=pod(phase="Failed", node="kwok-node-0", gpu=False, selector=False, memory="512Mi",
+                                  conditions=[
         {"type": "PodScheduled", "status": "True"}], container_statuses=statuses))
     [cause] = causes(facts)
     assert cause.what == "container base was OOM-killed: it used more memory than its limit (512Mi)"
     assert "podDefaults.max.memory" in cause.next_step
-    assert "  container base: terminated OOMKilled exit 137" in render(facts)
+    out = render(facts)
+    assert "  container base: terminated OOMKilled exit 137" in out
+    assert "  not a GPU pod: asks for no nvidia.com/gpu and selects no GPU node label" in out
 
 
 def test_a_running_pod_has_nothing_holding_it_back():

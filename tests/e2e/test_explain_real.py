@@ -126,14 +126,15 @@ def test_the_smoke_dags_gpu_task_that_times_out_logs_why_read_with_the_connectio
     assert run["tasks"]["gpu_pod[0]"]["state"] == "failed"
     name = run["tasks"]["gpu_pod[0]"]["xcom"]["pod_name"]
     summary = log[log.index(f"remote-kpo smoke: why {NAMESPACE}/{name} waited or ended"):]
-    assert "phase Pending, not on a node" in summary
-    assert "PodScheduled False (Unschedulable: 0/" in summary
-    assert f"Warning FailedScheduling (karpenter): Failed to schedule pod, {KARPENTER_LIMIT}" in summary
-    assert "node selector: matches remote-kpo/gpu=true" in summary
+    assert "phase Pending, not on a node" in summary, summary
+    assert "PodScheduled False (Unschedulable: 0/" in summary, summary
+    assert f"Warning FailedScheduling (karpenter): Failed to schedule pod, {KARPENTER_LIMIT}" in summary, summary
+    assert "node selector: matches remote-kpo/gpu=true" in summary, summary
     # The connection's Role is namespaced: Karpenter's objects are out of its reach, and it says so.
-    assert "NodePools\n  not readable with this connection: cluster-scoped" in summary
-    assert f"cause 1: a NodePool is at its limit (Karpenter: Failed to schedule pod, {KARPENTER_LIMIT}" in summary
-    assert "  next: raise the GPU pool's size (gpuPool.maxNodes" in summary
+    assert "NodePools\n  not readable with this connection: cluster-scoped" in summary, summary
+    assert f"cause 1: a NodePool is at its limit (Karpenter: Failed to schedule pod, {KARPENTER_LIMIT}" in summary, \
+        summary
+    assert "  next: raise the GPU pool's size (gpuPool.maxNodes" in summary, summary
     # Kept for the summary, then deleted by the DAG itself.
     assert pod_is_gone(kubectl, name, NAMESPACE)
 
@@ -158,25 +159,26 @@ def test_a_pool_at_its_limit_is_named_from_the_node_pool_by_an_admin_and_from_ka
         pulumi_cli, waiting_gpu_pods, cluster_env):
     name = waiting_gpu_pods["limit"]
     admin = explain(pulumi_cli, f"{NAMESPACE}/{name}", "--kubeconfig", cluster_env["KUBECONFIG"])
-    assert f"  {NODE_POOL_NAME}: limit nvidia.com/gpu 1 of 1" in admin
+    assert f"  {NODE_POOL_NAME}: limit nvidia.com/gpu 1 of 1" in admin, admin
     # The holder's NodeClaim, launched and on its node.
-    assert "Launched True, Registered True, Initialized True" in admin
-    assert f"cause 1: NodePool {NODE_POOL_NAME} is at its limit: nvidia.com/gpu 1 of 1" in admin
-    assert "  next: raise the GPU pool's size (gpuPool.maxNodes" in admin
+    assert "Launched True, Registered True, Initialized True" in admin, admin
+    assert f"cause 1: NodePool {NODE_POOL_NAME} is at its limit: nvidia.com/gpu 1 of 1" in admin, admin
+    assert "  next: raise the GPU pool's size (gpuPool.maxNodes" in admin, admin
     deployment = explain(pulumi_cli, f"{NAMESPACE}/{name}")
-    assert "NodeClaims\n  not readable with this connection" in deployment
-    assert f"cause 1: a NodePool is at its limit (Karpenter: Failed to schedule pod, {KARPENTER_LIMIT}" in deployment
+    assert "NodeClaims\n  not readable with this connection" in deployment, deployment
+    assert f"cause 1: a NodePool is at its limit (Karpenter: Failed to schedule pod, {KARPENTER_LIMIT}" in deployment, \
+        deployment
 
 
 def test_a_gpu_pod_without_the_pools_toleration_is_told_to_pass_the_gpu_tasks_tolerations(pulumi_cli, waiting_gpu_pods):
     out = explain(pulumi_cli, f"{NAMESPACE}/{waiting_gpu_pods['untolerated']}")
-    assert "  tolerations: missing for nvidia.com/gpu:NoSchedule" in out
-    assert "cause 1: the pod does not tolerate the GPU nodes' taint nvidia.com/gpu:NoSchedule" in out
-    assert "  next: pass the gpuTask's tolerations (README: GPU tasks)" in out
+    assert "  tolerations: missing for nvidia.com/gpu:NoSchedule" in out, out
+    assert "cause 1: the pod does not tolerate the GPU nodes' taint nvidia.com/gpu:NoSchedule" in out, out
+    assert "  next: pass the gpuTask's tolerations (README: GPU tasks)" in out, out
     # The scheduler said so among the events. (Karpenter, asked for a node, names the pool's limit
     # first: it weighs limits before taints, v1.15 scheduler.go addToNewNodeClaim.)
-    assert "Warning FailedScheduling (default-scheduler): 0/2 nodes are available: " in out
-    assert "1 node(s) had untolerated taint(s)" in out
+    assert "Warning FailedScheduling (default-scheduler): 0/2 nodes are available: " in out, out
+    assert "node(s) had untolerated taint" in out, out
 
 
 def test_a_task_refused_for_a_used_up_quota_is_explained_by_the_quota(pulumi_cli, waiting_gpu_pods, as_deployment):
@@ -184,11 +186,11 @@ def test_a_task_refused_for_a_used_up_quota_is_explained_by_the_quota(pulumi_cli
         pod("gpu-over-quota", selector=True, tolerations=SHAPE["tolerations"], gpu=True)), check=False)
     assert refused.returncode != 0 and "exceeded quota: remote-kpo-quota" in refused.stderr, refused.stderr
     out = explain(pulumi_cli, f"{NAMESPACE}/gpu-over-quota")
-    assert "  no such pod" in out
-    assert "remote-kpo-quota: " in out and "requests.nvidia.com/gpu 2/2 FULL" in out
+    assert "  no such pod" in out, out
+    assert "remote-kpo-quota: " in out and "requests.nvidia.com/gpu 2/2 FULL" in out, out
     assert ("cause 2: quota used up: remote-kpo-quota requests.nvidia.com/gpu 2 of 2; a new pod asking for it is "
             "refused at creation (`exceeded quota`)") in out
-    assert "or raise the Deployment's `quota.gpu` and `pulumi up`" in out
+    assert "or raise the Deployment's `quota.gpu` and `pulumi up`" in out, out
 
 
 def test_an_image_that_never_pulls_is_named_with_its_image(pulumi_cli, as_deployment, kubectl):
@@ -199,10 +201,12 @@ def test_an_image_that_never_pulls_is_named_with_its_image(pulumi_cli, as_deploy
     kubectl("wait", "pod/never-pulls", "-n", NAMESPACE, f"--timeout={STEP_LIMIT}s",
             "--for=jsonpath={.status.containerStatuses[0].state.waiting.reason}=ImagePullBackOff")
     out = explain(pulumi_cli, f"{NAMESPACE}/never-pulls")
-    assert "phase Pending on node kwok-node-0" in out
-    assert "container base: waiting ImagePullBackOff" in out
-    assert f"cause 1: container base cannot pull its image {image}: ImagePullBackOff: Back-off pulling image" in out
-    assert "  next: check the image's name and tag; for a private registry give the Deployment `registries`" in out
+    assert "phase Pending on node kwok-node-0" in out, out
+    assert "container base: waiting ImagePullBackOff" in out, out
+    assert f"cause 1: container base cannot pull its image {image}: ImagePullBackOff: Back-off pulling image" in out, \
+        out
+    assert "  next: check the image's name and tag; for a private registry give the Deployment `registries`" in out, \
+        out
     as_deployment("delete", "pod", "never-pulls")
 
 
@@ -212,7 +216,7 @@ def test_an_oom_killed_container_is_told_to_raise_its_memory_limit(pulumi_cli, a
         annotations={"kwok.remote-kpo.local/exit-code": "137", "kwok.remote-kpo.local/reason": "OOMKilled"})))
     kubectl("wait", "pod/oom", "-n", NAMESPACE, "--for=jsonpath={.status.phase}=Failed", f"--timeout={STEP_LIMIT}s")
     out = explain(pulumi_cli, f"{NAMESPACE}/oom")
-    assert "container base: terminated OOMKilled exit 137" in out
-    assert "cause 1: container base was OOM-killed: it used more memory than its limit (96Mi)" in out
-    assert "  next: raise the task's memory limit (container_resources)" in out
+    assert "container base: terminated OOMKilled exit 137" in out, out
+    assert "cause 1: container base was OOM-killed: it used more memory than its limit (96Mi)" in out, out
+    assert "  next: raise the task's memory limit (container_resources)" in out, out
     as_deployment("delete", "pod", "oom")

@@ -205,8 +205,8 @@ def test_an_oom_killed_container_is_told_to_raise_its_memory_limit_within_the_de
     statuses = [{"name": "base", "image": "busybox:1.36", "ready": False, "restartCount": 0,
                  "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]
     facts = as_deployment(pod=pod(phase="Failed", node="kwok-node-0", gpu=False, selector=False, memory="512Mi",
-                                  conditions=[
-        {"type": "PodScheduled", "status": "True"}], container_statuses=statuses))
+                                  conditions=[{"type": "PodScheduled", "status": "True"}],
+                                  container_statuses=statuses))
     [cause] = causes(facts)
     assert cause.what == "container base was OOM-killed: it used more memory than its limit (512Mi)"
     assert "podDefaults.max.memory" in cause.next_step

@@ -455,10 +455,8 @@ def pod_reference(text: str) -> tuple[str, str]:
     return namespace, name
 
 
-def explain_target(targets: list[Target], namespace: str, source: str) -> Target:
-    """The Deployment whose namespace the pod is in (a connection given alone is used as it is)."""
-    if len(targets) == 1 and source != "stack":
-        return targets[0]
+def explain_target(targets: list[Target], namespace: str) -> Target:
+    """The stack's Deployment whose namespace the pod is in."""
     for target in targets:
         if target.namespace == namespace:
             return target
@@ -485,7 +483,9 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         api = admin_client(args.kubeconfig)
     else:
-        target = explain_target(load_targets(args), namespace, "stack" if args.stack else "connection")
+        targets = load_targets(args)
+        # A connection given alone is used as it is: it may read only its own namespace.
+        target = explain_target(targets, namespace) if args.stack else targets[0]
         gpu_task = target.gpu_task
         identity, api = check_identity(target)
         if not identity.ok:

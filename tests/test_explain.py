@@ -270,10 +270,10 @@ def test_a_kubeconfig_without_explain_is_refused(capsys):
 
 def test_explain_takes_the_deployment_whose_namespace_holds_the_pod():
     targets = [Target("analytics", "kpo-analytics", {}, None), Target("ml-training", NAMESPACE, {}, None)]
-    assert verify.explain_target(targets, NAMESPACE, "stack").name == "ml-training"
+    assert verify.explain_target(targets, NAMESPACE).name == "ml-training"
     with pytest.raises(InputError, match="no Deployment of the stack runs in namespace kpo-x "
                                          r"\(its namespaces: kpo-analytics, kpo-ml-training\)"):
-        verify.explain_target(targets, "kpo-x", "stack")
+        verify.explain_target(targets, "kpo-x")
 
 
 def test_a_connection_variable_brings_the_gpu_task_variable_astro_env_set_beside_it():

@@ -25,7 +25,7 @@ from airflow_runner import migrated_airflow_env
 from components.gpu import GPU_RESOURCE, NODE_POOL_NAME, gpu_task
 from config import GpuPool
 from consumer.smoke import KWOK_TOLERATION
-from gpu_local import start_karpenter, up_gpu_program
+from gpu_local import POOL_LABEL, start_karpenter, up_gpu_program
 from realenv import ROOT
 from test_kpo_airflow import pod_is_gone
 from test_smoke_dag_real import run_smoke
@@ -65,8 +65,11 @@ def pool_at_limit(cluster_env, kubectl, tmp_path_factory):
     kubectl("wait", f"nodepool/{NODE_POOL_NAME}", f"--for=jsonpath={{.status.resources.nvidia\\.com/gpu}}=1",
             f"--timeout={STEP_LIMIT}s")
     yield
-    kubectl("delete", "pod", "gpu-holder", "-n", "default", "--wait=false")
+    kubectl("delete", "pod", "gpu-holder", "-n", "default")
     cli.run("destroy", "--yes", "--stack", "gpu")
+    # The pool's node goes with it, before another module makes the same NodePool.
+    kubectl("wait", "--for=delete", "nodes", "-l", f"{POOL_LABEL}={NODE_POOL_NAME}", f"--timeout={STEP_LIMIT}s",
+            check=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""THE table of what the KubernetesPodOperator needs: namespace RBAC and cloud IAM.
+"""THE table of what the KubernetesPodOperator needs (and what explains its waiting tasks):
+namespace RBAC and cloud IAM.
 
 Every RBAC verb and cloud action the program grants is a row here; components, docs and
 tests all read these tables, so a permission cannot be granted without appearing here.
@@ -36,6 +37,9 @@ KPO_PERMISSIONS: tuple[KpoPermission, ...] = (
     KpoPermission("stream or poll logs", "pods/log", ("get",)),
     # The triggerer watches events and falls back to polling on 403.
     KpoPermission("pod events", "events", ("list", "watch")),
+    # Not KPO's own: why a task waits (dags/remote_kpo_explain.py, from scripts/verify --explain and the
+    # smoke DAG) compares the namespace's quota use with its limits. Read-only, this namespace only.
+    KpoPermission("quota use against its limits, for why a task waits", "resourcequotas", ("list",)),
     # The WebSocket upgrade is a GET; Kubernetes 1.35 also checks create.
     KpoPermission(
         "read the XCom sidecar and stop it (do_xcom_push)",

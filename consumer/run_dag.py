@@ -71,6 +71,10 @@ def main(out_file: str, steps: list[str]) -> None:
     sdk_dag._run_inline_trigger = recording_trigger
 
     dags_folder = conf.get("core", "dags_folder")
+    # As Airflow's DAG processor and task runner do (BundleDagBag, airflow/dag_processing/dagbag.py in
+    # 3.3): the folder is on sys.path, so a DAG imports the modules beside it (remote_kpo_explain).
+    if dags_folder not in sys.path:
+        sys.path.append(dags_folder)
     dagbag = DagBag(dag_folder=dags_folder)
     report = []
     for step in steps:

@@ -19,6 +19,11 @@ are admitted and waiting, and the waiting ones in their order in line.
 
 Usage: scripts/verify (--stack S | --connection [--name N] < conn.json | --connection-env VAR)
        [--json]. Exit status 0 only when every Deployment passes every step.
+
+`--explain NAMESPACE/POD` instead prints why that pod waits or ended (dags/remote_kpo_explain.py),
+read with the Deployment's connection (`--stack`: the one whose namespace it is; `--connection`,
+`--connection-env`) or an admin's kubeconfig (`--kubeconfig PATH`). Exit status 0 when it printed
+the summary, 1 when the cluster could not be reached as that identity.
 """
 
 import argparse
@@ -40,8 +45,11 @@ from urllib3.exceptions import HTTPError
 
 from components.kueue import KUEUE_API_VERSION, LOCAL_QUEUE, VISIBILITY_API_VERSION
 from components.permissions import KPO_PERMISSIONS, MUST_DENY_CLUSTER_WIDE, MUST_DENY_IN_NAMESPACE, rbac_resource
-from consumer.inputs import (InputError, Target, exec_command, run_pulumi_outputs, target_from_connection,
-                             targets_from_outputs)
+from consumer.astro_env import GPU_VARIABLE_PREFIX
+from consumer.inputs import (CONN_ENV_PREFIX, InputError, Target, exec_command, run_pulumi_outputs,
+                             target_from_connection, targets_from_outputs)
+from dags import remote_kpo_explain as explain
+from dags.remote_kpo_explain import api_message
 
 STEPS = ("plugin", "identity", "permissions", "admission", "pod security")
 # KPO's own pod shape (operators/pod.py build_pod_request_obj): its labels, one `base` container,
@@ -119,14 +127,6 @@ def privileged_pod(namespace: str) -> dict:
     pod = kpo_pod(namespace, "remote-kpo-verify-privileged")
     pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
     return pod
-
-
-def api_message(error) -> str:
-    """The API server's own message from an ApiException (its body is a Status object)."""
-    try:
-        return json.loads(error.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        return f"{error.status} {error.reason}"
 
 
 def connection_reason(error) -> str:
@@ -503,9 +503,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     source.add_argument("--connection", action="store_true", help="read one Airflow connection JSON from stdin")
     source.add_argument("--connection-env", metavar="VAR", help="read one connection from this variable, "
                         "e.g. AIRFLOW_CONN_KPO_ANALYTICS")
+    source.add_argument("--kubeconfig", metavar="PATH", help="with --explain: read as this kubeconfig's user "
+                        "(an admin's, who may also read Karpenter's NodePools and NodeClaims)")
     parser.add_argument("--name", default="connection", help="the name to report a --connection under")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--explain", metavar="NAMESPACE/POD", help="why this pod waits or ended, instead of the steps")
     return parser.parse_args(argv)
+
+
+def gpu_task_variable(connection_env: str, environ) -> Optional[dict]:
+    """The gpuTask shape scripts/astro-env sets beside a connection variable, when it is there."""
+    name = GPU_VARIABLE_PREFIX + connection_env[len(CONN_ENV_PREFIX):]
+    if not connection_env.startswith(CONN_ENV_PREFIX) or not environ.get(name):
+        return None
+    try:
+        return json.loads(environ[name])
+    except json.JSONDecodeError as error:
+        raise InputError(f"{name}: not JSON ({error.msg}); it holds the stack's gpuTask output")
 
 
 def load_targets(args: argparse.Namespace, stdin=sys.stdin, environ=os.environ,
@@ -515,13 +529,73 @@ def load_targets(args: argparse.Namespace, stdin=sys.stdin, environ=os.environ,
     if args.connection_env:
         if args.connection_env not in environ:
             raise InputError(f"{args.connection_env}: not set")
-        return [target_from_connection(environ[args.connection_env], args.connection_env)]
+        return [target_from_connection(environ[args.connection_env], args.connection_env,
+                                       gpu_task_variable(args.connection_env, environ))]
     return [target_from_connection(stdin.read(), args.name)]
+
+
+# --- --explain ---------------------------------------------------------------------------------
+
+def pod_reference(text: str) -> tuple[str, str]:
+    namespace, _, name = text.partition("/")
+    if not namespace or not name or "/" in name:
+        raise InputError(f"--explain {text}: expected NAMESPACE/POD, e.g. kpo-analytics/train-x7k2")
+    return namespace, name
+
+
+def explain_target(targets: list[Target], namespace: str) -> Target:
+    """The stack's Deployment whose namespace the pod is in."""
+    for target in targets:
+        if target.namespace == namespace:
+            return target
+    raise InputError(f"no Deployment of the stack runs in namespace {namespace} "
+                     f"(its namespaces: {', '.join(t.namespace for t in targets)})")
+
+
+def admin_client(path: str):
+    configuration = client.Configuration()
+    try:
+        config.load_kube_config(config_file=os.path.expanduser(path), client_configuration=configuration,
+                                persist_config=False)
+    except (ConfigException, OSError) as error:
+        raise InputError(f"--kubeconfig {path}: {error}")
+    return client.ApiClient(configuration)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Print the summary of one pod; 1 when the cluster cannot be reached as the chosen identity."""
+    namespace, name = pod_reference(args.explain)
+    if args.json:
+        raise InputError("--explain prints one screen for a person; it has no --json")
+    gpu_task = None
+    if args.kubeconfig:
+        api = admin_client(args.kubeconfig)
+    else:
+        targets = load_targets(args)
+        # A connection given alone is used as it is: it may read only its own namespace.
+        target = explain_target(targets, namespace) if args.stack else targets[0]
+        gpu_task = target.gpu_task
+        identity, api = check_identity(target)
+        if not identity.ok:
+            print(f"verify: {target.name}: {identity.detail}\n  fix: {identity.fix}")
+            return 1
+    with api:
+        try:
+            facts = explain.read(api, namespace, name, gpu_task)
+        except HTTPError as error:
+            print(f"verify: cannot reach {api.configuration.host}: {connection_reason(error)}")
+            return 1
+    print(explain.render(facts))
+    return 0
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
+        if args.explain:
+            return run_explain(args)
+        if args.kubeconfig:
+            raise InputError("--kubeconfig goes with --explain; the steps check a Deployment's connection")
         targets = load_targets(args)
     except InputError as error:
         print(f"verify: {error}", file=sys.stderr)

@@ -21,6 +21,11 @@ restricted`): non-root as uid 65534, the runtime's seccomp profile, no privilege
 capabilities; the images run as that user.
 
 A failure says which connection and what to run next: the task log's "remote-kpo smoke:" line.
+When the GPU task fails (its pod never scheduled, never pulled its image, or was OOM-killed), the
+log also holds the pod's side in one screen, read through the connection: phase and conditions,
+events, the namespace's quota, the GPU pool match, each cause and its next step
+(remote_kpo_explain.py, which `scripts/verify --explain` prints too: copy it into dags/ beside
+this file).
 
 The task `check_environment` fails when KUBECONFIG is set in the Deployment's environment: a
 deferrable KPO task then reads that file and hands it to its trigger beside the connection's
@@ -39,6 +44,11 @@ try:
     from airflow.sdk import DAG, Connection, Variable, task
 except ImportError as error:  # Airflow 2 has no Task SDK: say so in the DAG's import error
     raise ImportError("remote_kpo_smoke needs Airflow 3 (Astro Runtime 3): airflow.sdk is missing") from error
+
+try:  # dags/remote_kpo_explain.py of remote-kpo, beside this file (Airflow puts dags/ on sys.path)
+    import remote_kpo_explain
+except ImportError:
+    remote_kpo_explain = None
 
 ENV_PREFIX = "AIRFLOW_CONN_KPO_"
 IMAGE = "busybox:1.36"
@@ -175,12 +185,41 @@ def next_step(task_id: str, conn_id: str, why: str) -> str:
 
 
 def explain_failure(context) -> None:
-    """The line a person reads first: which connection, and what to run next."""
+    """The line a person reads first: which connection, and what to run next; for the GPU task, the
+    pod's side too."""
     conn_id = context["task"].kubernetes_conn_id
     task_id = context["ti"].task_id
     why = reason(context.get("exception"))
     log.error("remote-kpo smoke: %s through connection %s failed: %s %s", task_id, conn_id, why,
               next_step(task_id, conn_id, why))
+    if task_id == "gpu_pod":
+        explain_gpu_pod(context["task"])
+
+
+def explain_gpu_pod(operator) -> None:
+    """Log why the GPU pod waited or ended, then delete it. KPO keeps it for this
+    (on_finish_action delete_succeeded_pod: a pod that did not succeed is left to the failure
+    callback, which runs after KPO's cleanup), so the summary reads the pod as it was."""
+    pod = operator.pod  # set by KPO once it made the pod; None when the API server refused it
+    if pod is None:
+        return
+    namespace, name = pod.metadata.namespace, pod.metadata.name
+    try:
+        if remote_kpo_explain is None:
+            log.error("remote-kpo smoke: copy remote_kpo_explain.py (remote-kpo's dags/) beside this DAG for the "
+                      "summary of why %s/%s waited", namespace, name)
+        else:
+            gpu_task = json.loads(Variable.get(f"remote_kpo_gpu_task__{operator.kubernetes_conn_id}"))
+            facts = remote_kpo_explain.read(operator.client.api_client, namespace, name, gpu_task)
+            log.error("remote-kpo smoke: why %s/%s waited or ended (scripts/verify --explain %s/%s prints the "
+                      "same):\n%s", namespace, name, namespace, name, remote_kpo_explain.render(facts))
+    except Exception as error:  # the summary is a help: never let it hide the task's own failure
+        log.error("remote-kpo smoke: no summary of %s/%s: %s: %s", namespace, name, type(error).__name__, error)
+    finally:
+        try:
+            operator.client.delete_namespaced_pod(name, namespace)
+        except Exception as error:
+            log.error("remote-kpo smoke: could not delete the GPU pod %s/%s: %s", namespace, name, error)
 
 
 with DAG(dag_id="remote_kpo_smoke", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,
@@ -195,5 +234,7 @@ with DAG(dag_id="remote_kpo_smoke", schedule=None, start_date=datetime(2024, 1, 
     KubernetesPodOperator.partial(
         task_id="gpu_pod", name="remote-kpo-smoke-gpu", cmds=["nvidia-smi"],
         security_context=POD_SECURITY_CONTEXT, container_security_context=CONTAINER_SECURITY_CONTEXT,
+        # A failed pod is kept for explain_failure, which deletes it once it has said why it failed.
+        on_finish_action="delete_succeeded_pod",
         on_failure_callback=explain_failure, map_index_template="{{ task.kubernetes_conn_id }}",
     ).expand_kwargs(find_gpu_connections(pods))

@@ -34,8 +34,9 @@ def test_each_namespace_enforces_its_pod_security_level_and_warns_and_audits_at_
 
 def test_roles_follow_the_permission_table_with_pods_exec_only_for_xcom(dev):
     rules = {r.name: r.inputs["rules"] for r in dev.of_type(ROLE)}
-    assert [rule["resources"] for rule in rules["analytics-role"]] == [["pods"], ["pods/log"], ["events"], ["pods/exec"]]
-    assert [rule["resources"] for rule in rules["ml-training-role"]] == [["pods"], ["pods/log"], ["events"]]
+    assert [rule["resources"] for rule in rules["analytics-role"]] == [
+        ["pods"], ["pods/log"], ["events"], ["resourcequotas"], ["pods/exec"]]
+    assert [rule["resources"] for rule in rules["ml-training-role"]] == [["pods"], ["pods/log"], ["events"], ["resourcequotas"]]
 
 
 def test_rolebinding_binds_the_namespace_role_to_the_deployments_service_account(dev):

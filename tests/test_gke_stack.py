@@ -477,8 +477,8 @@ def test_rolebinding_names_the_service_account_email_as_a_user(example):
 def test_namespace_roles_carry_pods_exec_only_for_xcom(example):
     rules = {r.inputs["metadata"]["namespace"]: [rule["resources"] for rule in r.inputs["rules"]]
              for r in example.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")}
-    assert rules == {"kpo-analytics": [["pods"], ["pods/log"], ["events"], ["pods/exec"]],
-                     "kpo-ml-training": [["pods"], ["pods/log"], ["events"]]}
+    assert rules == {"kpo-analytics": [["pods"], ["pods/log"], ["events"], ["resourcequotas"], ["pods/exec"]],
+                     "kpo-ml-training": [["pods"], ["pods/log"], ["events"], ["resourcequotas"]]}
     assert not [r for r in example.resources if "ClusterRole" in r.typ]
 
 

@@ -8,13 +8,14 @@ def test_role_with_xcom_grants_exactly_the_table_including_pods_exec():
         {"api_groups": CORE, "resources": ["pods"], "verbs": ["list", "create", "get", "patch", "delete"]},
         {"api_groups": CORE, "resources": ["pods/log"], "verbs": ["get"]},
         {"api_groups": CORE, "resources": ["events"], "verbs": ["list", "watch"]},
+        {"api_groups": CORE, "resources": ["resourcequotas"], "verbs": ["list"]},
         {"api_groups": CORE, "resources": ["pods/exec"], "verbs": ["create", "get"]},
     ]
 
 
 def test_role_without_xcom_has_no_pods_exec():
     rules = kpo_role_rules(xcom=False)
-    assert [r["resources"] for r in rules] == [["pods"], ["pods/log"], ["events"]]
+    assert [r["resources"] for r in rules] == [["pods"], ["pods/log"], ["events"], ["resourcequotas"]]
 
 
 def test_no_rule_grants_wildcards_secrets_configmaps_or_pod_watch():

@@ -12,7 +12,8 @@ from components.permissions import MUST_DENY_CLUSTER_WIDE, MUST_DENY_IN_NAMESPAC
 from realenv import can_i
 
 ALLOWED = [("list", "pods"), ("create", "pods"), ("get", "pods"), ("patch", "pods"),
-           ("delete", "pods"), ("get", "pods/log"), ("list", "events"), ("watch", "events")]
+           ("delete", "pods"), ("get", "pods/log"), ("list", "events"), ("watch", "events"),
+           ("list", "resourcequotas")]
 XCOM = [("create", "pods/exec"), ("get", "pods/exec")]
 
 
@@ -61,7 +62,7 @@ def namespace_grants(kubectl, kubeconfig: Path, namespace: str, env: dict | None
 
 def table_grants(xcom: bool) -> dict:
     grants = {"pods": ["create", "delete", "get", "list", "patch"], "pods/log": ["get"],
-              "events": ["list", "watch"]}
+              "events": ["list", "watch"], "resourcequotas": ["list"]}
     if xcom:
         grants["pods/exec"] = ["create", "get"]
     return grants

@@ -109,6 +109,11 @@ def test_the_gpu_pod_goes_only_where_the_deployment_has_gpu_access_and_on_kwok_f
     # The pod was made, so the connection works: the line points at nodes and quotas, not at verify.
     (line,) = [line for line in log.splitlines() if "remote-kpo smoke: gpu_pod" in line]
     assert "scripts/verify" not in line
+    # Then the pod's side, read with the connection while the pod was kept for it (no Karpenter here:
+    # the scheduler's words are the cause), and the pod deleted by the DAG.
+    summary = log[log.index(f"remote-kpo smoke: why kpo-ml-training/{pod} waited or ended"):]
+    assert ("cause 1: no node takes the pod: 0/1 nodes are available: 1 node(s) didn't match Pod's node "
+            "affinity/selector") in summary
     assert pod_is_gone(kubectl, pod, "kpo-ml-training")
 
 

@@ -71,8 +71,8 @@ def test_json_output_tells_xcom_from_the_authorizer_and_the_pod_security_refusal
     document = json.loads(result.stdout)
     assert document["ok"] is True
     steps = {d["name"]: {s["step"]: s["detail"] for s in d["steps"]} for d in document["deployments"]}
-    assert steps["analytics"]["permissions"] == "10 allowed, 52 denied, xcom on"
-    assert steps["ml-training"]["permissions"] == "8 allowed, 54 denied, xcom off"
+    assert steps["analytics"]["permissions"] == "11 allowed, 52 denied, xcom on"
+    assert steps["ml-training"]["permissions"] == "9 allowed, 54 denied, xcom off"
     assert steps["ml-training"]["admission"] == "KPO pod admitted (dry run)"
     assert steps["ml-training"]["pod security"] == "privileged pod refused"
 
@@ -106,7 +106,7 @@ def test_a_deleted_rolebinding_fails_step_3_naming_the_deployment_and_the_verbs_
     assert result.returncode == 1
     assert result.stdout.splitlines()[1].split()[:7] == [BROKEN, namespace, "ok", "ok", "FAIL", "-", "-"]
     assert (f"{BROKEN}: step 3 (permissions) failed: denied in {namespace}: list pods, create pods, get pods, "
-            "patch pods, delete pods, get pods/log, list events, watch events") in result.stdout
+            "patch pods, delete pods, get pods/log, list events, watch events, list resourcequotas") in result.stdout
     assert "fix: the namespace's Role or RoleBinding `remote-kpo` is missing or changed" in result.stdout
     pulumi_cli.run("up", "--yes", "--refresh", "--stack", verify_stack)
     assert run_verify(pulumi_cli, "--stack", verify_stack).returncode == 0

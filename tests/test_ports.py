@@ -20,7 +20,7 @@ def _defaults(path: str, pattern: str) -> list[int]:
 
 def cluster(api: int, etcd: int, peer: int) -> list[int]:
     """A cluster's ports: its own three and its API server's neighbours (kwok-front, Karpenter's
-    two, kwok's server)."""
+    two, kwok's server, Kueue's two)."""
     return [api, etcd, peer, *(api + offset for offset in realenv.NEIGHBOUR_PORTS)]
 
 

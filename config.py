@@ -24,7 +24,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 NAMESPACE = "remote-kpo"
@@ -526,16 +526,30 @@ class PodDefaults(Model):
 FINISHED_PODS_PER_POD = 3
 
 
+class QueueLimits(Model):
+    """Per resource, how much of the cohort's quota a Deployment's ClusterQueue may borrow or lend
+    (Kueue's borrowingLimit and lendingLimit, components/queueing.py)."""
+
+    cpu: Optional[Quantity] = None
+    memory: Optional[Quantity] = None
+    gpu: Optional[int] = Field(default=None, ge=0)
+
+
 class Quota(Model):
     """The namespace's ResourceQuota. `pods` counts pods that have not finished (Kubernetes'
     `pods`); `totalPods` counts every stored pod, finished ones too (`count/pods`): those that
-    KPO's on_finish_action `keep_pod` or `delete_succeeded_pod` leaves behind."""
+    KPO's on_finish_action `keep_pod` or `delete_succeeded_pod` leaves behind. With `queueing`,
+    cpu, memory and gpu are the Deployment's ClusterQueue's nominal quota instead, and
+    `borrowingLimit` (what it may take from idle Deployments; nothing unless given) and
+    `lendingLimit` (what of its own idle quota others may take; all unless given) apply."""
 
     cpu: Quantity = "8"
     memory: Quantity = "32Gi"
     gpu: int = Field(default=0, ge=0)
     pods: int = Field(default=50, ge=0)
     total_pods: Optional[int] = Field(default=None, ge=0)
+    borrowing_limit: Optional[QueueLimits] = None
+    lending_limit: Optional[QueueLimits] = None
 
     @model_validator(mode="after")
     def _total_pods(self):
@@ -544,6 +558,39 @@ class Quota(Model):
         elif self.total_pods < self.pods:
             raise _at("totalPods", f"{self.total_pods} is below pods {self.pods}: totalPods counts running pods too")
         return self
+
+    @model_validator(mode="after")
+    def _lending_within_quota(self):
+        # Kueue refuses a lendingLimit above the nominal quota (its ClusterQueue webhook); said
+        # here, before anything is created.
+        lending = self.lending_limit
+        if lending is None:
+            return self
+        for resource in ("cpu", "memory"):
+            limit = getattr(lending, resource)
+            if limit is not None and quantity_value(limit) > quantity_value(getattr(self, resource)):
+                raise _at(f"lendingLimit.{resource}", f"{limit} is above quota.{resource} {getattr(self, resource)}: "
+                          "a Deployment lends only its own quota")
+        if lending.gpu is not None and lending.gpu > self.gpu:
+            raise _at("lendingLimit.gpu", f"{lending.gpu} is above quota.gpu {self.gpu}: a Deployment lends only its own quota")
+        return self
+
+
+# KubernetesPodOperator's default schedule timeout (its startup_timeout_seconds, 120 s) is what
+# a queued task may wait at least.
+MIN_QUEUE_WAIT_SECONDS = 120
+
+
+class Queueing(Model):
+    """Kueue queueing for the cluster (README, Queueing): a task over its Deployment's quota waits
+    in line instead of being refused."""
+
+    enabled: bool = False
+    # How long a task may wait in line before KPO gives up on it (schedule_timeout_seconds).
+    max_wait_seconds: int = Field(default=3600, ge=MIN_QUEUE_WAIT_SECONDS, le=7 * 24 * 3600)
+    # A Deployment whose lent quota is in use by another's tasks: waits for them to end (wait),
+    # or has Kueue evict them at once (preempt: the borrowing task's pod is deleted and it fails).
+    reclaim: Literal["wait", "preempt"] = "wait"
 
 
 class Registry(Model):
@@ -688,6 +735,7 @@ class StackConfig(Model):
     system_pool: NodePool = NodePool()
     gpu_pool: GpuPool = GpuPool()
     kube_client: KubeClient = KubeClient()
+    queueing: Queueing = Queueing()
     deployments: list[Deployment] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -775,7 +823,16 @@ class StackConfig(Model):
             seen_conn_ids[deployment.airflow_conn_id] = i
             self._check_identity(i, deployment)
             self._check_task_identity(i, deployment)
+            self._check_queue_limits(i, deployment)
         return self
+
+    def _check_queue_limits(self, i: int, deployment: Deployment) -> None:
+        if self.queueing.enabled:
+            return
+        for key in ("borrowingLimit", "lendingLimit"):
+            if getattr(deployment.quota, to_snake(key)) is not None:
+                raise _at(f"deployments[{i}].quota.{key}",
+                          "only with queueing.enabled: true (Kueue's ClusterQueues borrow and lend; a ResourceQuota cannot)")
 
     def _check_task_identity(self, i: int, deployment: Deployment) -> None:
         if deployment.task_identity is not None:

@@ -14,6 +14,7 @@ from components.admission import TenantAdmission
 from components.gpu import GPU_RESOURCE
 from components.metadata import DEPLOYMENT_LABEL, MANAGED_BY, object_metadata
 from components.permissions import kpo_role_rules
+from components.queueing import QUEUEING_NAMESPACE_LABEL, DeploymentQueue, QueueSettings
 from config import Deployment
 
 ROLE_NAME = "remote-kpo"
@@ -54,13 +55,18 @@ def limit_range_spec(deployment: Deployment) -> LimitRangeSpecArgsDict:
                         "max": defaults.max.model_dump()}]}
 
 
-def resource_quota_hard(deployment: Deployment) -> dict[str, str]:
+def resource_quota_hard(deployment: Deployment, queued: bool = False) -> dict[str, str]:
+    """The ResourceQuota's hard limits. Queued (components/queueing.py), the Deployment's
+    ClusterQueue holds cpu, memory and GPUs instead, and the quota keeps the pod counts."""
     quota = deployment.quota
-    return {
+    compute = {} if queued else {
         "requests.cpu": quota.cpu,
         "requests.memory": quota.memory,
         # Extended resources are quota'd by request only.
         f"requests.{GPU_RESOURCE}": str(quota.gpu),
+    }
+    return {
+        **compute,
         # Pods that have not finished, and (count/pods) every stored pod: Kubernetes' `pods`
         # does not count Succeeded and Failed ones (pkg/quota/v1/evaluator/core/pods.go).
         "pods": str(quota.pods),
@@ -73,15 +79,16 @@ class DeploymentAccess(pulumi.ComponentResource):
     Deployment's pods (LimitRange, ResourceQuota, TenantAdmission), for one Deployment."""
 
     def __init__(self, name: str, deployment: Deployment, subject: SubjectArgsDict,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 opts: Optional[pulumi.ResourceOptions] = None, queue: Optional[QueueSettings] = None):
         super().__init__("remote-kpo:index:DeploymentAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         namespace = str(deployment.namespace)  # config sets the default
 
+        queueing_labels = {QUEUEING_NAMESPACE_LABEL: "true"} if queue else {}
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=object_metadata(namespace, deployment=deployment.name,
-                                     labels=pod_security_labels(deployment.pod_security)),
+                                     labels={**pod_security_labels(deployment.pod_security), **queueing_labels}),
             opts=child,
         )
         # The name as an output of the Namespace, so what is made in it waits for it.
@@ -106,11 +113,14 @@ class DeploymentAccess(pulumi.ComponentResource):
             k8s.core.v1.ResourceQuota(
                 f"{name}-quota",
                 metadata={**in_namespace, "name": "remote-kpo-quota"},
-                spec={"hard": resource_quota_hard(deployment)},
+                spec={"hard": resource_quota_hard(deployment, queued=queue is not None)},
                 opts=child,
             ),
             TenantAdmission(f"{name}-admission", deployment, subject, namespace_name, in_namespace, opts=child),
         ]
+        if queue is not None:
+            # Its pods are queued (and so bounded) only once the LocalQueue exists.
+            guards.append(DeploymentQueue(f"{name}-queue", deployment, namespace_name, queue, opts=child))
         self.role_binding = k8s.rbac.v1.RoleBinding(
             f"{name}-rolebinding",
             metadata=in_namespace,

@@ -27,7 +27,6 @@ policy's message first.
 """
 
 import json
-import re
 from typing import Optional
 
 import pulumi
@@ -44,7 +43,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgsDict
 from pulumi_kubernetes.rbac.v1 import SubjectArgsDict
 
 from components.gpu import GPU_LABELS, GPU_RESOURCE, GPU_TAINT
-from components.names import fit
+from components.names import stack_scoped
 from components.permissions import DEPLOYMENT_TOKEN_SECRET, PULL_SECRET, TASK_SERVICE_ACCOUNT
 from config import Deployment
 
@@ -189,8 +188,7 @@ def validations(deployment: Deployment) -> list[ValidationArgsDict]:
 def policy_name(stack: str, namespace: str) -> str:
     """`remote-kpo-<stack>-<namespace>` as a DNS subdomain: unique per namespace (which one stack
     owns), and saying which stack made it."""
-    stack_part = re.sub(r"[^a-z0-9-]+", "-", stack.lower()).strip("-")
-    return fit(f"remote-kpo-{stack_part}-{namespace}", 253)
+    return stack_scoped(stack, namespace)
 
 
 def match_resources(namespace: pulumi.Input[str]) -> MatchResourcesArgsDict:

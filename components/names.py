@@ -6,6 +6,7 @@ the same name (no replacement on the next `up`).
 """
 
 import hashlib
+import re
 
 # Pulumi auto-naming appends "-" and 7 random hex characters to a resource's logical name.
 AUTONAME_SUFFIX = 8
@@ -20,3 +21,10 @@ def fit(name: str, limit: int, *, suffix: str = "", digest_length: int = 8, sepa
     if keep < 1:
         raise ValueError(f"no room for {name!r} in {limit} characters with suffix {suffix!r}")
     return f"{name[:keep].rstrip(separator)}{separator}{digest}{suffix}"
+
+
+def stack_scoped(stack: str, *parts: str, limit: int = 253) -> str:
+    """`remote-kpo-<stack>[-<part>...]` for a cluster-scoped object: two stacks on one cluster
+    never share one, and its name says which stack made it."""
+    stack_part = re.sub(r"[^a-z0-9-]+", "-", stack.lower()).strip("-")
+    return fit("-".join(["remote-kpo", stack_part, *parts]), limit)

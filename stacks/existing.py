@@ -8,7 +8,7 @@ import base64
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, cast
 
 import pulumi
@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import kubeconfig as kc
+from components import queueing
 from components.access import DeploymentAccess, rbac_subject
 from components.kube_client import client_settings
 from components.metadata import object_metadata, stack_id
@@ -80,12 +81,15 @@ def read_admin_kubeconfig(existing: ExistingConfig) -> AdminKubeconfig:
 class LiveCluster:
     namespaces: dict[str, LiveNamespace]
     with_token: set[str]  # the namespaces that hold a TOKEN_SECRET
+    # Kueue's CustomResourceDefinitions the program needs -> the versions each serves (read only
+    # with queueing on).
+    kueue_crds: dict[str, list[str]] = field(default_factory=dict)
 
 
-def read_cluster(admin: AdminKubeconfig, context: Optional[str]) -> LiveCluster:
+def read_cluster(admin: AdminKubeconfig, context: Optional[str], queueing: bool = False) -> LiveCluster:
     """The cluster's namespaces, and which hold a token Secret, listed as the admin kubeconfig's
     user when the program starts: what components/ownership.py checks before any resource is
-    registered, and which tokens this run issues anew."""
+    registered, and which tokens this run issues anew; with `queueing`, Kueue's CRDs."""
     # Imported here: only `existing` reads the cluster itself (the client takes ~0.4 s to import).
     from kubernetes import client, config as kube_config
     from kubernetes.config import ConfigException
@@ -112,6 +116,7 @@ def read_cluster(admin: AdminKubeconfig, context: Optional[str]) -> LiveCluster:
         namespaces = cast(client.V1NamespaceList, api.list_namespace(_request_timeout=timeout)).items or []
         tokens = cast(client.V1SecretList, api.list_secret_for_all_namespaces(
             field_selector=f"metadata.name={TOKEN_SECRET}", _request_timeout=timeout)).items or []
+        crds = _kueue_crds(client.ApiextensionsV1Api(api.api_client), timeout) if queueing else {}
     except client.ApiException as exc:
         raise ConfigError(f"{where}: {exc.status} {exc.reason}; the kubeconfig must be a cluster admin's") from None
     except HTTPError as exc:
@@ -119,7 +124,38 @@ def read_cluster(admin: AdminKubeconfig, context: Optional[str]) -> LiveCluster:
     except (ConfigException, OSError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return LiveCluster({item.metadata.name: LiveNamespace(item.metadata.labels or {}, item.metadata.annotations or {})
-                        for item in namespaces}, {item.metadata.namespace for item in tokens})
+                        for item in namespaces}, {item.metadata.namespace for item in tokens}, crds)
+
+
+def _kueue_crds(api, timeout) -> dict[str, list[str]]:
+    """Kueue's CRDs the program needs that exist -> the versions each serves."""
+    from kubernetes import client
+
+    found = {}
+    for name in queueing.KUEUE_CRDS:
+        try:
+            crd = cast(client.V1CustomResourceDefinition,
+                       api.read_custom_resource_definition(name, _request_timeout=timeout))
+        except client.ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise
+        # The API server always returns a spec; the client types it as optional.
+        versions = crd.spec.versions if crd.spec else []
+        found[name] = [version.name for version in versions if version.served]
+    return found
+
+
+def missing_kueue(crds: Mapping[str, list[str]]) -> Optional[str]:
+    """Why queueing cannot run on this cluster: Kueue is not installed (or too old to serve the
+    API version the program writes). The program does not install Kueue on `existing`."""
+    version = queueing.KUEUE_API_VERSION.split("/")[1]
+    missing = [name for name in queueing.KUEUE_CRDS if version not in crds.get(name, [])]
+    if not missing:
+        return None
+    return (f"remote-kpo:queueing.enabled: Kueue is not installed on this cluster: no CustomResourceDefinition "
+            f"{', '.join(missing)} serving {queueing.KUEUE_API_VERSION}. Install Kueue "
+            f"{queueing.KUEUE_VERSION} with the pod integration (README, Queueing), or set queueing.enabled: false")
 
 
 def new_tokens_warning(deployments: list[Deployment], with_token: set[str]) -> Optional[str]:
@@ -170,7 +206,9 @@ def build(cfg: StackConfig, stack: str) -> dict:
     if warning := local_cluster_warning(stack, existing, os.environ):
         pulumi.log.warn(warning)
     # Before any resource is registered: a namespace of another stack stops the program here.
-    live = read_cluster(admin, existing.context)
+    live = read_cluster(admin, existing.context, queueing=cfg.queueing.enabled)
+    if cfg.queueing.enabled and (problem := missing_kueue(live.kueue_crds)):
+        raise ConfigError(problem)
     for warning in claim_namespaces(cfg.deployments, live.namespaces, stack_id()):
         pulumi.log.warn(warning)
     if new_tokens := new_tokens_warning(cfg.deployments, live.with_token):
@@ -184,12 +222,14 @@ def build(cfg: StackConfig, stack: str) -> dict:
         cluster_identifier=cluster_name,
         kube_client_settings=client_settings(cfg.kube_client),
     )
+    queue = queueing.stack_queueing(cfg, stack, opts=pulumi.ResourceOptions(providers=[provider]))
     endpoints = []
     for deployment in cfg.deployments:
         access = DeploymentAccess(
             deployment.name, deployment,
             subject=rbac_subject("ServiceAccount", SERVICE_ACCOUNT, deployment.namespace),
             opts=pulumi.ResourceOptions(providers=[provider]),
+            queue=queue,
         )
         service_account = k8s.core.v1.ServiceAccount(
             f"{deployment.name}-serviceaccount",

@@ -6,7 +6,7 @@ import pulumi
 
 from components import disruption, gpu
 from components import kubeconfig as kc
-from components import pod_security
+from components import pod_security, queueing
 from config import Deployment, StackConfig
 
 
@@ -37,7 +37,7 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
         connections[d.name] = pulumi.Output.secret(pulumi.Output.all(doc, item.namespace).apply(
             lambda args, extras=extras: kc.to_json(kc.airflow_connection(args[0], args[1], extras))))
         deployments[d.name] = {"namespace": item.namespace, "connectionId": d.airflow_conn_id,
-                               "envVar": d.env_var, **item.details}
+                               "envVar": d.env_var, **queueing.queue_details(cfg, d), **item.details}
     outputs = {
         "cloud": cfg.cloud,
         "clusterName": cluster_name,
@@ -48,13 +48,15 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
         "airflowConnections": pulumi.Output.secret(connections),
         "kubeconfig": kubeconfigs[cfg.deployments[0].name],
         "dockerfile": kc.DOCKERFILE[cfg.cloud],
-        # Public: what every task passes to keep its node while it runs (README, Tasks that
-        # outlive their node's plans).
-        "task": disruption.task_shape(),
     }
-    if cfg.gpu_pool.enabled:
-        # Public: what a GPU task passes to KubernetesPodOperator (README, GPU tasks).
-        outputs["gpuTask"] = gpu.gpu_task(cfg.cloud, cfg.gpu_pool)
+    # Public: what every task passes to keep its node while it runs (README, Tasks that outlive
+    # their node's plans), and what a GPU task passes (README, GPU tasks); with queueing, both
+    # name the queue and wait in line (README, Queueing).
+    task, gpu_task = queueing.task_shapes(
+        cfg, disruption.task_shape(), gpu.gpu_task(cfg.cloud, cfg.gpu_pool) if cfg.gpu_pool.enabled else None)
+    outputs["task"] = task
+    if gpu_task is not None:
+        outputs["gpuTask"] = gpu_task
     if any(d.pod_security == "restricted" for d in cfg.deployments):
         # Public: what a task passes to be admitted under restricted (README, Restricted namespaces).
         outputs["restrictedTask"] = pod_security.restricted_task()

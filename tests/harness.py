@@ -84,13 +84,14 @@ def stack_config(stack: str) -> dict:
 
 
 def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | None = None,
-                namespaces: dict | None = None) -> Run:
+                namespaces: dict | None = None, kueue_crds: dict | None = None) -> Run:
     """Run __main__.py under mocks with `raw_config` (keys without `remote-kpo:`).
 
     Cloud tests pass a RecordingMocks subclass whose new_resource adds the outputs the cloud
     would compute (endpoints, ids, certificates). On existing, `namespaces` stands in for the
-    cluster's (name -> LiveNamespace; none and no token Secret by default): the real read is
-    tested end to end (tests/e2e/test_two_stacks_real.py).
+    cluster's (name -> LiveNamespace; none and no token Secret by default) and `kueue_crds` for
+    its Kueue CRDs (name -> served versions; none by default): the real read is tested end to
+    end (tests/e2e/test_two_stacks_real.py).
     """
     mocks = mocks or RecordingMocks()
     # The organization a file backend reports (`pulumi whoami`'s default org is "organization").
@@ -123,7 +124,7 @@ def run_program(raw_config: dict, stack: str = "dev", mocks: RecordingMocks | No
     with mock.patch.object(pulumi, "export", exports.__setitem__), \
             mock.patch.object(pulumi.Resource, "__init__", recording_init), \
             mock.patch.object(pulumi.resource, "register_resource", recording_register), \
-            mock.patch("stacks.existing.read_cluster", lambda *_: LiveCluster(namespaces or {}, set())):
+            mock.patch("stacks.existing.read_cluster", lambda *_, **__: LiveCluster(namespaces or {}, set(), kueue_crds or {})):
         program()
     secret = {name: _sync_await(pulumi.Output.from_input(value).is_secret()) for name, value in exports.items()}
     return Run(mocks.resources, values, secret, options, registered_options)

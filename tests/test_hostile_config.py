@@ -72,7 +72,7 @@ KNOWN_KEYS = sorted({
     "tenantId", "adminGroupObjectIds", "login", "resourceGroup", "releaseChannel",
     "subjects", "podSecurity", "controlPlaneCidr",
     "registries", "username", "password", "dockerConfigJson", "taskIdentity", "azureIdentity", "acrIds",
-    "xcomSidecarImage",
+    "xcomSidecarImage", "queueing", "maxWaitSeconds", "reclaim", "borrowingLimit", "lendingLimit",
 })
 
 EDGE_STRINGS = [

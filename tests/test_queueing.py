@@ -1,0 +1,225 @@
+"""Queueing (issue 26) under Pulumi mocks: config, the Kueue objects per stack and Deployment, the
+ResourceQuota that keeps only pod counts, the queued task shapes, and on `existing` the check
+that Kueue is installed. The queueing itself runs on the real API server with Kueue and Airflow
+in tests/e2e (the local cluster's Kueue)."""
+
+import pulumi
+import pytest
+
+import config
+from components import queueing
+from harness import RecordingMocks, run_program, stack_config
+
+KUEUE = {name: ["v1beta1", "v1beta2"] for name in queueing.KUEUE_CRDS}
+CQ = "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue"
+LQ = "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue"
+FLAVOR = "kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor"
+
+
+def queued(**changes) -> dict:
+    return stack_config("dev") | {"queueing": {"enabled": True}} | changes
+
+
+def error_of(raw: dict) -> str:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(raw)
+    return str(caught.value)
+
+
+# ---- config ------------------------------------------------------------------------------
+
+def test_queueing_is_off_unless_enabled_and_waits_an_hour_without_preempting():
+    cfg = config.load(stack_config("dev"))
+    assert (cfg.queueing.enabled, cfg.queueing.max_wait_seconds, cfg.queueing.reclaim) == (False, 3600, "wait")
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"deployments": [{"name": "a", "quota": {"borrowingLimit": {"gpu": 1}}}]},
+     "remote-kpo:deployments[0].quota.borrowingLimit: only with queueing.enabled: true (Kueue's ClusterQueues "
+     "borrow and lend; a ResourceQuota cannot)"),
+    ({"deployments": [{"name": "a"}, {"name": "b", "quota": {"lendingLimit": {"cpu": "1"}}}]},
+     "remote-kpo:deployments[1].quota.lendingLimit: only with queueing.enabled: true (Kueue's ClusterQueues "
+     "borrow and lend; a ResourceQuota cannot)"),
+    ({"queueing": {"enabled": True}, "deployments": [{"name": "a", "quota": {"gpu": 1, "lendingLimit": {"gpu": 2}}}]},
+     "remote-kpo:deployments[0].quota.lendingLimit.gpu: 2 is above quota.gpu 1: a Deployment lends only its own quota"),
+    ({"queueing": {"enabled": True}, "deployments": [{"name": "a", "quota": {"memory": "1Gi",
+                                                                              "lendingLimit": {"memory": "1025Mi"}}}]},
+     "remote-kpo:deployments[0].quota.lendingLimit.memory: 1025Mi is above quota.memory 1Gi: a Deployment lends "
+     "only its own quota"),
+    ({"queueing": {"enabled": True, "maxWaitSeconds": 60}, "deployments": [{"name": "a"}]},
+     "remote-kpo:queueing.maxWaitSeconds: Input should be greater than or equal to 120"),
+    ({"queueing": {"enabled": True, "reclaim": "kill"}, "deployments": [{"name": "a"}]},
+     "remote-kpo:queueing.reclaim: must be one of 'wait' or 'preempt'"),
+    ({"queueing": {"enabled": True, "cohort": "x"}, "deployments": [{"name": "a"}]},
+     "remote-kpo:queueing.cohort: unknown key"),
+    ({"queueing": {"enabled": True}, "deployments": [{"name": "a", "quota": {"borrowingLimit": {"gpu": -1}}}]},
+     "remote-kpo:deployments[0].quota.borrowingLimit.gpu: Input should be greater than or equal to 0"),
+])
+def test_bad_queueing_config_names_its_key(raw, message):
+    assert error_of({"cloud": "existing"} | raw) == message
+
+
+# ---- pure functions ----------------------------------------------------------------------
+
+def deployment(**quota):
+    cfg = config.load({"cloud": "existing", "queueing": {"enabled": True},
+                       "deployments": [{"name": "ml", "quota": quota}]})
+    return cfg.deployments[0], cfg.queueing
+
+
+def test_a_cluster_queue_holds_the_quota_borrows_nothing_and_lends_all_unless_told():
+    d, q = deployment(cpu="4", memory="8Gi", gpu=2)
+    spec = queueing.cluster_queue_spec(d, "prod", q)
+    assert spec["cohortName"] == "remote-kpo-prod"
+    assert spec["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "kpo-ml"}}
+    assert spec["resourceGroups"] == [
+        {"coveredResources": ["cpu", "memory"], "flavors": [{"name": "remote-kpo-prod-default", "resources": [
+            {"name": "cpu", "nominalQuota": "4", "borrowingLimit": "0"},
+            {"name": "memory", "nominalQuota": "8Gi", "borrowingLimit": "0"}]}]},
+        {"coveredResources": ["nvidia.com/gpu"], "flavors": [{"name": "remote-kpo-prod-gpu", "resources": [
+            {"name": "nvidia.com/gpu", "nominalQuota": "2", "borrowingLimit": "0"}]}]},
+    ]
+
+
+def test_borrowing_and_lending_limits_apply_per_resource():
+    d, q = deployment(gpu=2, borrowingLimit={"gpu": 3}, lendingLimit={"gpu": 1, "cpu": "2"})
+    groups = queueing.cluster_queue_spec(d, "prod", q)["resourceGroups"]
+    resources = {r["name"]: r for g in groups for f in g["flavors"] for r in f["resources"]}
+    assert resources["nvidia.com/gpu"] == {"name": "nvidia.com/gpu", "nominalQuota": "2", "borrowingLimit": "3",
+                                           "lendingLimit": "1"}
+    assert resources["cpu"] == {"name": "cpu", "nominalQuota": "8", "borrowingLimit": "0", "lendingLimit": "2"}
+    assert "lendingLimit" not in resources["memory"]
+
+
+@pytest.mark.parametrize("reclaim, policy", [("wait", "Never"), ("preempt", "Any")])
+def test_reclaim_decides_whether_borrowed_quota_is_taken_back_by_preemption(reclaim, policy):
+    cfg = config.load({"cloud": "existing", "queueing": {"enabled": True, "reclaim": reclaim},
+                       "deployments": [{"name": "ml"}]})
+    preemption = queueing.cluster_queue_spec(cfg.deployments[0], "prod", cfg.queueing)["preemption"]
+    # A Deployment's own tasks never preempt each other, and borrowing never preempts.
+    assert preemption == {"reclaimWithinCohort": policy, "withinClusterQueue": "Never",
+                          "borrowWithinCohort": {"policy": "Never"}}
+
+
+def test_two_stacks_on_one_cluster_get_their_own_cohort_flavors_and_cluster_queues():
+    assert queueing.cohort_name("dev") != queueing.cohort_name("prod")
+    assert set(queueing.flavor_names("dev").values()).isdisjoint(queueing.flavor_names("prod").values())
+    assert queueing.cluster_queue_name("dev", "kpo-a") != queueing.cluster_queue_name("prod", "kpo-a")
+    long_name = queueing.cluster_queue_name("s" * 40, "n" * 63)
+    assert len(long_name) == 63 and long_name != queueing.cluster_queue_name("s" * 40, "n" * 62 + "m")
+
+
+def test_the_gpu_flavor_names_the_gpu_pool_by_its_label_and_taints_per_cloud():
+    aks_spot = config.load({"cloud": "aks", "aks": {"location": "westeurope", "tenantId": "9" * 8 + "-8888-7777-6666-" + "5" * 12,
+                                                   "adminGroupObjectIds": ["1" * 8 + "-2222-3333-4444-" + "5" * 12]},
+                            "gpuPool": {"enabled": True, "spot": True}, "queueing": {"enabled": True},
+                            "deployments": [{"name": "a", "identity": {"azure": {
+                                "issuer": "https://oidc.example", "subject": "system:serviceaccount:a:b"}}}]})
+    assert queueing.gpu_flavor_spec(aks_spot) == {
+        "nodeLabels": {"remote-kpo/gpu": "true"},
+        "nodeTaints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
+                       {"key": "kubernetes.azure.com/scalesetpriority", "value": "spot", "effect": "NoSchedule"}]}
+
+
+def test_the_gpu_flavor_names_no_nodes_without_a_pool_or_with_a_dags_own_pools():
+    # Kueue would put remote-kpo/gpu=true on a task bound for a DAG's own node pool, which lacks it.
+    base = {"cloud": "existing", "queueing": {"enabled": True}}
+    without_pool = config.load(base | {"deployments": [{"name": "a"}]})
+    own_pools = config.load(base | {"cloud": "gke", "gke": {"project": "my-project", "location": "us-central1"},
+                                    "gpuPool": {"enabled": True, "accelerator": {"type": "nvidia-tesla-t4"}},
+                                    "deployments": [{"name": "a", "ephemeralNodePools": True, "identity": {
+                                        "gcpServiceAccount": "a@my-project.iam.gserviceaccount.com"}}]})
+    assert queueing.gpu_flavor_spec(without_pool) == queueing.gpu_flavor_spec(own_pools) == {}
+
+
+def test_kueue_manages_pods_only_and_only_in_the_deployment_namespaces():
+    manager = queueing.manager_config()
+    assert manager["integrations"] == {"frameworks": ["pod"]}
+    assert manager["managedJobsNamespaceSelector"] == {"matchLabels": {"remote-kpo/queueing": "true"}}
+    assert manager["webhook"] == {"port": 9443}
+
+
+# ---- the dev stack (existing) under mocks ------------------------------------------------
+
+@pytest.fixture
+def dev_queued(admin_kubeconfig):
+    return run_program(queued(gpuPool={"enabled": True}), kueue_crds=KUEUE)
+
+
+def test_each_deployment_gets_a_cluster_queue_in_the_stacks_cohort_and_the_local_queue_default(dev_queued):
+    queues = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in dev_queued.of_type(CQ)}
+    assert set(queues) == {"remote-kpo-dev-kpo-analytics", "remote-kpo-dev-kpo-ml-training"}
+    assert {spec["cohortName"] for spec in queues.values()} == {"remote-kpo-dev"}
+    local = {r.inputs["metadata"]["namespace"]: (r.inputs["metadata"]["name"], r.inputs["spec"])
+             for r in dev_queued.of_type(LQ)}
+    assert local == {"kpo-analytics": ("default", {"clusterQueue": "remote-kpo-dev-kpo-analytics"}),
+                     "kpo-ml-training": ("default", {"clusterQueue": "remote-kpo-dev-kpo-ml-training"})}
+    flavors = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in dev_queued.of_type(FLAVOR)}
+    assert flavors == {"remote-kpo-dev-default": {},
+                       "remote-kpo-dev-gpu": {"nodeLabels": {"remote-kpo/gpu": "true"}, "nodeTaints": [
+                           {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}}
+    # ml-training's GPUs are its ClusterQueue's.
+    gpu = queues["remote-kpo-dev-kpo-ml-training"]["resourceGroups"][1]["flavors"][0]["resources"][0]
+    assert gpu["nominalQuota"] == "2"
+
+
+def test_queued_the_resource_quota_keeps_only_the_pod_counts(dev_queued):
+    quotas = {q.inputs["metadata"]["namespace"]: q.inputs["spec"]["hard"]
+              for q in dev_queued.of_type("kubernetes:core/v1:ResourceQuota")
+              if q.inputs["metadata"]["name"] == "remote-kpo-quota"}
+    assert quotas == {"kpo-analytics": {"pods": "50", "count/pods": "200"},
+                      "kpo-ml-training": {"pods": "20", "count/pods": "80"}}
+
+
+def test_queued_namespaces_are_labelled_for_kueues_namespace_selector(dev_queued, admin_kubeconfig):
+    labels = [r.inputs["metadata"]["labels"] for r in dev_queued.of_type("kubernetes:core/v1:Namespace")]
+    assert [label.get("remote-kpo/queueing") for label in labels] == ["true", "true"]
+    plain = run_program(stack_config("dev")).of_type("kubernetes:core/v1:Namespace")
+    assert [r.inputs["metadata"]["labels"].get("remote-kpo/queueing") for r in plain] == [None, None]
+
+
+def test_the_deployment_may_create_pods_only_once_its_local_queue_exists(dev_queued):
+    # Before it, a pod would get no queue label and so escape the quota.
+    after = {getattr(r, "_name", None) for r in dev_queued.options["analytics-rolebinding"].depends_on}
+    assert "analytics-queue" in after
+    local_after = {getattr(r, "_name", None) for r in dev_queued.options["analytics-queue-localqueue"].depends_on}
+    assert {"analytics-queue-clusterqueue", "queueing-flavor-default", "queueing-flavor-gpu"} <= local_after
+
+
+def test_queued_task_shapes_carry_the_queue_label_and_wait_in_line(dev_queued):
+    task, gpu_task = dev_queued.outputs["task"], dev_queued.outputs["gpuTask"]
+    assert task["labels"] == gpu_task["labels"] == {"kueue.x-k8s.io/queue-name": "default"}
+    # An hour in line, then KPO's own 120 s, or 900 s for a GPU node from zero.
+    assert (task["scheduleTimeoutSeconds"], gpu_task["scheduleTimeoutSeconds"]) == (3600 + 120, 3600 + 900)
+    assert task["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
+
+
+def test_each_deployment_output_names_its_queues(dev_queued):
+    entry = dev_queued.outputs["deployments"]["ml-training"]
+    assert (entry["localQueue"], entry["clusterQueue"]) == ("default", "remote-kpo-dev-kpo-ml-training")
+
+
+def test_without_queueing_nothing_of_kueue_is_made_or_said(admin_kubeconfig):
+    run = run_program(stack_config("dev") | {"gpuPool": {"enabled": True}})
+    assert not [r for r in run.resources if "kueue" in r.typ or "Queue" in r.typ]
+    assert "labels" not in run.outputs["task"] and "scheduleTimeoutSeconds" not in run.outputs["gpuTask"]
+    assert "localQueue" not in run.outputs["deployments"]["analytics"]
+
+
+def test_existing_without_kueue_stops_before_any_resource_naming_queueing_enabled(admin_kubeconfig):
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as error:
+        run_program(queued(), mocks=mocks, kueue_crds={"clusterqueues.kueue.x-k8s.io": ["v1beta2"]})
+    assert str(error.value) == (
+        "remote-kpo:queueing.enabled: Kueue is not installed on this cluster: no CustomResourceDefinition "
+        "resourceflavors.kueue.x-k8s.io, localqueues.kueue.x-k8s.io, workloads.kueue.x-k8s.io serving "
+        "kueue.x-k8s.io/v1beta2. Install Kueue v0.17.0 with the pod integration (README, Queueing), or set "
+        "queueing.enabled: false")
+    assert mocks.resources == []
+
+
+def test_existing_with_a_kueue_too_old_for_v1beta2_is_refused(admin_kubeconfig):
+    with pytest.raises(pulumi.RunError) as error:
+        run_program(queued(), kueue_crds={name: ["v1beta1"] for name in queueing.KUEUE_CRDS})
+    assert str(error.value).startswith("remote-kpo:queueing.enabled: Kueue is not installed on this cluster: "
+                                       "no CustomResourceDefinition resourceflavors.kueue.x-k8s.io, clusterqueues")

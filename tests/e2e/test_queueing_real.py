@@ -22,17 +22,14 @@ One story, told in order by the `story` fixture and checked by the tests below:
 """
 
 import json
-import shutil
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from airflow_runner import Runner, migrated_airflow_env
+from airflow_runner import migrated_airflow_env
 from components.queueing import QUEUE_LABEL
-from gpu_local import is_pool_node, pod_phase, start_karpenter, up_gpu_program
-from realenv import ROOT
+from gpu_local import pod_phase, start_karpenter, up_gpu_program
+from queue_local import gated, lives, start_airflow, start_kueue
 from watch import Event, Watch
 
 STACK = "queue"
@@ -46,7 +43,6 @@ QUEUE_CONFIG = {
         {"name": TEAM_B, "xcom": False, "quota": {"gpu": 1}},
     ],
 }
-ADMISSION_GATE = "kueue.x-k8s.io/admission"
 CONSOLIDATE_AFTER = "5s"
 # How long the fake GPU containers run (kwok): team-a's long enough for team-b's task to arrive
 # while both run.
@@ -65,8 +61,7 @@ def dag(conn_id: str) -> str:
 @pytest.fixture(scope="module")
 def kueue_and_karpenter(cluster_env):
     """Kueue and Karpenter on the session cluster (opt-in: the other tests run without them)."""
-    subprocess.run([str(ROOT / "scripts/local-cluster"), "up"], env={**cluster_env, "REMOTE_KPO_KUEUE": "1"},
-                   check=True, stdout=subprocess.DEVNULL)
+    start_kueue(cluster_env)
     start_karpenter(cluster_env)
 
 
@@ -86,15 +81,6 @@ def queue_outputs(kueue_and_karpenter, pulumi_cli) -> dict:
     pulumi_cli.run("destroy", "--yes", "--skip-preview", "--stack", STACK)
 
 
-def start_airflow(template: dict, home: Path, runtime: str, steps: list[str]) -> Runner:
-    """An Airflow process of its own (its copy of the migrated database: processes at once never
-    share sqlite), its GPU tasks' containers running `runtime`."""
-    shutil.copytree(template["AIRFLOW_HOME"], home)
-    env = {**template, "AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-           "REMOTE_KPO_E2E_GPU_RUNTIME": runtime}
-    return Runner(env, home, steps)
-
-
 @dataclass
 class Story:
     outputs: dict
@@ -102,40 +88,6 @@ class Story:
     pods: dict[str, list[Event]]       # Deployment -> its namespace's pods, as watched
     node_claims: list[Event]           # Karpenter's NodeClaims, as watched
     logs: str                          # every Airflow process's output
-
-
-def gated(pod: dict) -> bool:
-    return any(g["name"] == ADMISSION_GATE for g in pod["spec"].get("schedulingGates") or [])
-
-
-@dataclass
-class PodLife:
-    """When one pod was created, let through by Kueue (its admission gate removed), bound to a
-    node, Running, and done, from the watch's events."""
-    name: str
-    created: float
-    created_gated: bool
-    ungated: float
-    node: str
-    running: float
-    succeeded: float
-    phases: set
-
-
-def lives(events: list[Event]) -> list[PodLife]:
-    found = []
-    for name in dict.fromkeys(e.name for e in events):
-        seen = [e for e in events if e.name == name]
-
-        def first(matches) -> float:
-            return next(e.at for e in seen if matches(e.object))
-
-        found.append(PodLife(
-            name, seen[0].at, gated(seen[0].object), first(lambda o: not gated(o)),
-            next(e.object["spec"]["nodeName"] for e in seen if e.object["spec"].get("nodeName")),
-            first(lambda o: pod_phase(o) == "Running"), first(lambda o: pod_phase(o) == "Succeeded"),
-            {pod_phase(e.object) for e in seen}))
-    return sorted(found, key=lambda life: life.ungated)
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,22 @@ def dag(conn_id: str) -> str:
     return f"kpo_gpu__{conn_id}"
 
 
+def test_queueing_on_a_cluster_without_kueue_stops_before_any_resource(pulumi_cli, kubectl):
+    # First in this file: the session cluster has no Kueue until the fixtures below start it.
+    assert not kubectl("get", "crd", "-o", "name").stdout.count("kueue.x-k8s.io")
+    pulumi_cli.write_stack("queue-no-kueue", QUEUE_CONFIG)
+    pulumi_cli.run("stack", "init", "queue-no-kueue")
+    try:
+        result = pulumi_cli.run("up", "--yes", "--skip-preview", "--stack", "queue-no-kueue", check=False)
+        assert result.returncode != 0
+        assert ("remote-kpo:queueing.enabled: Kueue is not installed on this cluster: no CustomResourceDefinition "
+                "resourceflavors.kueue.x-k8s.io, clusterqueues.kueue.x-k8s.io") in result.stdout + result.stderr
+        state = json.loads(pulumi_cli.run("stack", "export", "--stack", "queue-no-kueue").stdout)["deployment"]
+        assert [r["type"] for r in state.get("resources") or [] if r["type"].startswith("kubernetes:")] == []
+    finally:
+        pulumi_cli.run("stack", "rm", "--yes", "--force", "queue-no-kueue", check=False)
+
+
 @pytest.fixture(scope="module")
 def kueue_and_karpenter(cluster_env):
     """Kueue and Karpenter on the session cluster (opt-in: the other tests run without them)."""
@@ -172,7 +188,7 @@ def test_three_gpu_tasks_over_a_one_gpu_quota_run_one_after_the_other_and_all_su
     for before, after in zip(pods, pods[1:]):
         assert after.ungated >= before.succeeded, (before, after)
     # While the first ran, the other two were there, waiting.
-    assert all(pod.created < pods[0].running for pod in pods[1:])
+    assert all(pod.created < pods[0].succeeded for pod in pods[1:])
     assert all(pod.phases == {"Pending", "Running", "Succeeded"} for pod in pods), pods
 
 

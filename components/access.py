@@ -98,7 +98,7 @@ class DeploymentAccess(pulumi.ComponentResource):
             f"{name}-role",
             metadata=object_metadata(ROLE_NAME, namespace_name, deployment=deployment.name,
                                      labels={XCOM_LABEL: "true" if deployment.xcom else "false"}),
-            rules=kpo_role_rules(deployment.xcom),
+            rules=kpo_role_rules(deployment.xcom, queueing=queue is not None),
             opts=child,
         )
         # What bounds the Deployment's pods exists before the RoleBinding lets it make any (and

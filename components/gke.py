@@ -288,6 +288,42 @@ class GkeNetwork(pulumi.ComponentResource):
         self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})
 
 
+def webhook_source_ranges(control_plane_cidr: Optional[str], private_endpoint: Optional[str]) -> list[str]:
+    """Where a private cluster's control plane calls its nodes from, as terraform-google-modules'
+    GKE module takes it for its webhook rule (autogen/main/firewall.tf.tmpl, `master_webhooks`,
+    source local.cluster_endpoint_for_nodes = var.master_ipv4_cidr_block in its private-cluster
+    variants): the control plane's range in the VPC-peering mode; in the Private Service Connect
+    mode (no range), the control plane's internal endpoint in the cluster's network."""
+    if control_plane_cidr:
+        return [control_plane_cidr]
+    if not private_endpoint:
+        raise ValueError("a private cluster without controlPlaneCidr has an internal endpoint")
+    return [f"{private_endpoint}/32"]
+
+
+class WebhookFirewall(pulumi.ComponentResource):
+    """A private cluster's control plane may reach its nodes on 443 and 10250 only (the
+    `gke-<cluster>-<id>-master` rule GKE makes); an admission webhook served on another port
+    (Kueue's, 9443) needs a rule of its own (kubernetes/kubernetes#79739, and the GKE module's
+    `add_master_webhook_firewall_rules`). Allowed from the control plane only, to the nodes'
+    service account only (every node of the cluster runs as it), on those ports only."""
+
+    def __init__(self, name: str, cluster_name: str, gke: GkeConfig, network: pulumi.Input[str],
+                 cluster: gcp.container.Cluster, node_service_account: pulumi.Input[str], ports: list[int],
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:WebhookFirewall", name, None, opts)
+        sources = cluster.private_cluster_config.apply(lambda config: webhook_source_ranges(
+            gke.control_plane_cidr, config.private_endpoint if config else None))
+        self.firewall = gcp.compute.Firewall(
+            f"{name}-firewall", project=gke.project, name=names.fit(f"{cluster_name}-webhooks", 63),
+            description="remote-kpo: the control plane calls admission webhooks on the nodes",
+            network=network, direction="INGRESS", source_ranges=sources,
+            target_service_accounts=[node_service_account],
+            allows=[{"protocol": "tcp", "ports": [str(port) for port in ports]}],
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"name": self.firewall.name})
+
+
 class NodeServiceAccount(pulumi.ComponentResource):
     """The dedicated node service account with only NODE_SERVICE_ACCOUNT_ROLES."""
 

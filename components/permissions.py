@@ -15,13 +15,18 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class KpoPermission:
     call: str
+    # As RBAC and `kubectl auth can-i` spell it: `pods/exec` in the core group,
+    # `workloads.kueue.x-k8s.io` in another.
     resource: str
     verbs: tuple[str, ...]
     xcom_only: bool = False
+    queueing_only: bool = False
 
 
 # Derived from the cncf.kubernetes provider's calls (operators/pod.py, utils/pod_manager.py,
-# triggers/pod.py), in sync and deferrable mode. All resources are in the core API group.
+# triggers/pod.py), in sync and deferrable mode; and, with queueing, what shows a Deployment its
+# queue (scripts/verify), read-only and in its namespace: no ClusterQueue (cluster-scoped, other
+# Deployments' quota), no write to a LocalQueue or Workload (MUST_DENY_* below).
 KPO_PERMISSIONS: tuple[KpoPermission, ...] = (
     KpoPermission(
         "find pod by labels, create, poll, mark already_checked, delete",
@@ -38,20 +43,38 @@ KPO_PERMISSIONS: tuple[KpoPermission, ...] = (
         ("create", "get"),
         xcom_only=True,
     ),
+    # Kueue's own viewer roles grant the same (charts/kueue/templates/rbac/localqueue_viewer_role.yaml,
+    # workload_viewer_role.yaml, pending_workloads_lq_viewer_role.yaml), here without watch.
+    KpoPermission("read its LocalQueue: pending and admitted tasks (verify)", "localqueues.kueue.x-k8s.io",
+                  ("get",), queueing_only=True),
+    KpoPermission("list its tasks' Workloads: queued or admitted (verify)", "workloads.kueue.x-k8s.io",
+                  ("list",), queueing_only=True),
+    KpoPermission("its queued tasks' places in line (verify; Kueue's visibility API)",
+                  "localqueues.visibility.kueue.x-k8s.io/pendingworkloads", ("get",), queueing_only=True),
 )
 
 
-def kpo_permissions(xcom: bool) -> tuple[KpoPermission, ...]:
-    """The rows that apply to a Deployment: pods/exec only with XCom push."""
-    return tuple(p for p in KPO_PERMISSIONS if xcom or not p.xcom_only)
+def kpo_permissions(xcom: bool, queueing: bool = False) -> tuple[KpoPermission, ...]:
+    """The rows that apply to a Deployment: pods/exec only with XCom push, the queue's only with
+    queueing."""
+    return tuple(p for p in KPO_PERMISSIONS if (xcom or not p.xcom_only) and (queueing or not p.queueing_only))
 
 
-def kpo_role_rules(xcom: bool) -> "list[PolicyRuleArgsDict]":
+def rbac_resource(resource: str) -> tuple[str, str]:
+    """(API group, resource as a Role names it) of a table spelling: `workloads.kueue.x-k8s.io`
+    is ("kueue.x-k8s.io", "workloads"), `pods/exec` ("", "pods/exec")."""
+    resource, slash, subresource = resource.partition("/")
+    name, _, group = resource.partition(".")
+    return group, name + slash + subresource
+
+
+def kpo_role_rules(xcom: bool, queueing: bool = False) -> "list[PolicyRuleArgsDict]":
     """The namespace Role's rules, one per table row."""
-    return [
-        {"api_groups": [""], "resources": [p.resource], "verbs": list(p.verbs)}
-        for p in kpo_permissions(xcom)
-    ]
+    rules: "list[PolicyRuleArgsDict]" = []
+    for p in kpo_permissions(xcom, queueing):
+        group, resource = rbac_resource(p.resource)
+        rules.append({"api_groups": [group], "resources": [resource], "verbs": list(p.verbs)})
+    return rules
 
 
 @dataclass(frozen=True)
@@ -147,6 +170,10 @@ MUST_DENY_IN_NAMESPACE: tuple[tuple[str, str], ...] = (
     ("delete", "limitranges"), ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("escalate", "roles.rbac.authorization.k8s.io"), ("bind", "roles.rbac.authorization.k8s.io"),
+    # Queueing: a Deployment cannot requeue, reprioritise or drop its tasks, nor change its queue.
+    ("create", "localqueues.kueue.x-k8s.io"), ("update", "localqueues.kueue.x-k8s.io"),
+    ("delete", "localqueues.kueue.x-k8s.io"), ("patch", "workloads.kueue.x-k8s.io"),
+    ("delete", "workloads.kueue.x-k8s.io"), ("patch", "workloads.kueue.x-k8s.io/status"),
 )
 MUST_DENY_CLUSTER_WIDE: tuple[tuple[str, str], ...] = (
     ("list", "nodes"), ("get", "nodes"), ("list", "namespaces"), ("create", "namespaces"),
@@ -156,6 +183,10 @@ MUST_DENY_CLUSTER_WIDE: tuple[tuple[str, str], ...] = (
     ("impersonate", "users"), ("impersonate", "groups"), ("impersonate", "serviceaccounts"),
     ("create", "certificatesigningrequests.certificates.k8s.io"),
     ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    # Queueing: other Deployments' quota and tasks, and the cohort's flavors.
+    ("get", "clusterqueues.kueue.x-k8s.io"), ("list", "clusterqueues.kueue.x-k8s.io"),
+    ("update", "clusterqueues.kueue.x-k8s.io"), ("list", "resourceflavors.kueue.x-k8s.io"),
+    ("list", "workloads.kueue.x-k8s.io"), ("list", "localqueues.kueue.x-k8s.io"),
 )
 
 

@@ -22,7 +22,8 @@ Preemption: a Deployment's own tasks never preempt each other (withinClusterQueu
 borrowing task never preempts to borrow (borrowWithinCohort Never). Taking lent quota back is
 `queueing.reclaim`: `wait` (default; reclaimWithinCohort Never) lets the borrower's running tasks
 finish, and the owner's tasks come first for what they free, since Kueue admits workloads within
-their nominal quota before borrowing ones; `preempt` (reclaimWithinCohort Any) has Kueue evict the
+their nominal quota before borrowing ones (pkg/scheduler/scheduler.go, makeClassicalIterator:
+"1. Request under nominal quota"); `preempt` (reclaimWithinCohort Any) has Kueue evict the
 borrowing tasks at once, which deletes their pods (pkg/controller/jobs/pod/pod_controller.go,
 Stop), so those KPO tasks fail and go to their retries. Every KPO pod has the same priority, so
 `LowerPriority` would never reclaim anything.
@@ -35,26 +36,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from components.kueue import KUEUE_API_VERSION, KUEUE_GROUP, KUEUE_VERSION, LOCAL_QUEUE, QUEUE_LABEL
 from components.gpu import GPU_LABELS, GPU_RESOURCE, GPU_STARTUP_TIMEOUT_SECONDS, node_taints
 from components.metadata import object_metadata, stack_annotations, MANAGED_BY
 from components.names import stack_scoped
 from config import Deployment, StackConfig
 from config import Queueing as QueueingConfig
 
-# The pinned Kueue release: its chart (oci://registry.k8s.io/kueue/charts/kueue, chart version
-# without the v) on the clouds, the same version built from source for the local cluster.
-KUEUE_VERSION = "v0.17.0"
+# The released chart of KUEUE_VERSION (its chart version is the tag without the v).
 KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
 KUEUE_NAMESPACE = "kueue-system"
-# v1beta2 is the version Kueue v0.17 stores (+kubebuilder:storageversion in apis/kueue/v1beta2);
-# v1beta1 is still served but deprecated.
-KUEUE_GROUP = "kueue.x-k8s.io"
-KUEUE_API_VERSION = f"{KUEUE_GROUP}/v1beta2"
 # What the program makes and reads: each must be served at KUEUE_API_VERSION.
 KUEUE_CRDS = tuple(f"{plural}.{KUEUE_GROUP}" for plural in ("resourceflavors", "clusterqueues", "localqueues", "workloads"))
-QUEUE_LABEL = f"{KUEUE_GROUP}/queue-name"
-# The LocalQueue Kueue defaults every pod of its namespace to (constants.DefaultLocalQueueName).
-LOCAL_QUEUE = "default"
 # On each Deployment namespace while queueing is on: Kueue's managedJobsNamespaceSelector (and so
 # its pod webhook's namespaceSelector) selects these namespaces only.
 QUEUEING_NAMESPACE_LABEL = "remote-kpo/queueing"
@@ -197,6 +190,37 @@ def chart_values() -> dict:
 
 # ---- components --------------------------------------------------------------------------
 
+class KueueInstall(pulumi.ComponentResource):
+    """Kueue itself on a cloud cluster: its namespace (restricted Pod Security: the chart's
+    manager pod runs as non-root with RuntimeDefault seccomp, no privilege escalation and every
+    capability dropped, charts/kueue/values.yaml) and the released chart of KUEUE_VERSION as one
+    Helm release, through the cluster's provider (`opts`).
+
+    A helm.v3.Release rather than a helm.v4.Chart: the Release is one custom resource, so it is
+    replaced (deleted first) with the cluster like every other object on it
+    (components/on_cluster.py); a v4 Chart's objects are registered by the provider, out of reach
+    of the SDK transformation that does this. The Release waits until Kueue's objects are ready,
+    its webhook server included, before the queues (which Kueue's webhooks validate) are made.
+    `after`: what Kueue's pods and webhooks need first (nodes, a firewall rule)."""
+
+    def __init__(self, name: str, after: Optional[list[pulumi.Resource]] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("remote-kpo:index:KueueInstall", name, None, opts)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=object_metadata(KUEUE_NAMESPACE, labels={
+                "pod-security.kubernetes.io/enforce": "restricted"}),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after))
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name="kueue",
+            chart=KUEUE_CHART,
+            version=KUEUE_VERSION.removeprefix("v"),
+            namespace=namespace.metadata.apply(lambda _: KUEUE_NAMESPACE),
+            values=chart_values(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, *(after or [])]))
+        self.register_outputs({"version": KUEUE_VERSION})
+
 @dataclass
 class QueueSettings:
     """What a Deployment's queue (DeploymentQueue) needs from the stack."""
@@ -231,6 +255,16 @@ def stack_queueing(cfg: StackConfig, stack: str, opts: pulumi.ResourceOptions,
     if not cfg.queueing.enabled:
         return None
     return Queueing("queueing", cfg, stack, after=after, opts=opts).settings
+
+
+def cloud_queueing(cfg: StackConfig, stack: str, opts: pulumi.ResourceOptions,
+                   after: Optional[list[pulumi.Resource]] = None) -> Optional[QueueSettings]:
+    """On a cloud cluster with queueing on: Kueue installed (after `after`), then the stack's
+    flavors; None with it off."""
+    if not cfg.queueing.enabled:
+        return None
+    install = KueueInstall("kueue", after=after, opts=opts)
+    return stack_queueing(cfg, stack, opts, after=[install])
 
 
 class DeploymentQueue(pulumi.ComponentResource):

@@ -14,6 +14,9 @@ through five steps, stopping at its first failure with the reason and the fix:
                   by a server-side dry run in its namespace (quota, LimitRange, Pod Security)
   5 pod security  a privileged pod is refused by Pod Security admission
 
+With queueing (Kueue), a Deployment that passes is shown its LocalQueue: how many of its tasks
+are admitted and waiting, and the waiting ones in their order in line.
+
 Usage: scripts/verify (--stack S | --connection [--name N] < conn.json | --connection-env VAR)
        [--json]. Exit status 0 only when every Deployment passes every step.
 """
@@ -35,7 +38,8 @@ from kubernetes import client, config
 from kubernetes.config import ConfigException
 from urllib3.exceptions import HTTPError
 
-from components.permissions import KPO_PERMISSIONS, MUST_DENY_CLUSTER_WIDE, MUST_DENY_IN_NAMESPACE
+from components.kueue import KUEUE_API_VERSION, LOCAL_QUEUE, VISIBILITY_API_VERSION
+from components.permissions import KPO_PERMISSIONS, MUST_DENY_CLUSTER_WIDE, MUST_DENY_IN_NAMESPACE, rbac_resource
 from consumer.inputs import (InputError, Target, exec_command, run_pulumi_outputs, target_from_connection,
                              targets_from_outputs)
 
@@ -73,6 +77,7 @@ class Report:
     namespace: str
     user: Optional[str] = None
     steps: list[StepResult] = field(default_factory=list)
+    queue: Optional["QueueView"] = None  # with queueing, once every step passed
 
     @property
     def ok(self) -> bool:
@@ -84,8 +89,8 @@ class Report:
 def resource_attributes(verb: str, resource: str, namespace: str) -> dict:
     """SelfSubjectAccessReview attributes from RBAC's spelling: `pods/exec` is the exec subresource
     of pods, `roles.rbac.authorization.k8s.io` the roles of that API group."""
-    resource, _, subresource = resource.partition("/")
-    name, _, group = resource.partition(".")
+    group, resource = rbac_resource(resource)
+    name, _, subresource = resource.partition("/")
     attributes = {"verb": verb, "resource": name, "group": group, "namespace": namespace}
     if subresource:
         attributes["subresource"] = subresource
@@ -276,21 +281,24 @@ def check_permissions(api, namespace: str) -> StepResult:
         review = authz.create_self_subject_access_review(client.V1SelfSubjectAccessReview(spec=spec))
         return bool(review.status.allowed)
 
-    required, xcom = [], []
+    required: list[tuple[str, bool]] = []
+    # Rows that apply only with `xcom` or with `queueing`, which a connection does not say: all or none.
+    optional: dict[str, list[tuple[str, bool]]] = {"xcom": [], "queueing": []}
     for row in KPO_PERMISSIONS:
+        kind = "xcom" if row.xcom_only else "queueing" if row.queueing_only else None
         for verb in row.verbs:
-            (xcom if row.xcom_only else required).append((f"{verb} {row.resource}",
+            (optional[kind] if kind else required).append((f"{verb} {row.resource}",
                                                           allowed(verb, row.resource, namespace)))
     denied = [what for what, ok in required if not ok]
     if denied:
         return StepResult("permissions", False, f"denied in {namespace}: {', '.join(denied)}",
                           f"the namespace's Role or RoleBinding `remote-kpo` is missing or changed; {REFRESH_FIX}")
-    # XCom rows apply only to Deployments with `xcom`, which a connection does not say: all or none.
-    xcom_allowed = [what for what, ok in xcom if ok]
-    if xcom_allowed and len(xcom_allowed) != len(xcom):
-        partial = [what for what, ok in xcom if not ok]
-        return StepResult("permissions", False, f"denied in {namespace}: {', '.join(partial)} (xcom is half on)",
-                          f"the Role `remote-kpo` was changed; {REFRESH_FIX}")
+    on = {kind: [what for what, ok in rows if ok] for kind, rows in optional.items()}
+    for kind, rows in optional.items():
+        if on[kind] and len(on[kind]) != len(rows):
+            partial = [what for what, ok in rows if not ok]
+            return StepResult("permissions", False, f"denied in {namespace}: {', '.join(partial)} ({kind} is half on)",
+                              f"the Role `remote-kpo` was changed; {REFRESH_FIX}")
     too_much = [f"{verb} {resource} in {namespace}" for verb, resource in MUST_DENY_IN_NAMESPACE
                 if allowed(verb, resource, namespace)]
     too_much += [f"{verb} {resource} (cluster-wide)" for verb, resource in MUST_DENY_CLUSTER_WIDE
@@ -299,10 +307,11 @@ def check_permissions(api, namespace: str) -> StepResult:
         return StepResult("permissions", False, f"allowed: {', '.join(too_much)}",
                           "another RoleBinding or ClusterRoleBinding grants this identity more than KPO needs: "
                           "find it (kubectl get rolebindings,clusterrolebindings -A -o wide) and remove it")
-    rows = len(required) + len(xcom_allowed)
-    denied_count = len(MUST_DENY_IN_NAMESPACE) + len(MUST_DENY_CLUSTER_WIDE) + len(xcom) - len(xcom_allowed)
+    rows = len(required) + sum(len(allowed_rows) for allowed_rows in on.values())
+    denied_count = (len(MUST_DENY_IN_NAMESPACE) + len(MUST_DENY_CLUSTER_WIDE)
+                    + sum(len(optional[kind]) - len(on[kind]) for kind in optional))
     return StepResult("permissions", True, f"{rows} allowed, {denied_count} denied, xcom "
-                      f"{'on' if xcom_allowed else 'off'}")
+                      f"{'on' if on['xcom'] else 'off'}" + (", queueing on" if on["queueing"] else ""))
 
 
 def dry_run(api, namespace: str, pod: dict) -> Optional[str]:
@@ -353,7 +362,82 @@ def verify(target: Target, which: Callable = shutil.which) -> Report:
             report.steps.append(step())
             if not report.steps[-1].ok:
                 break
+        if report.ok:
+            report.queue = queue_view(api, target.namespace)
     return report
+
+
+# --- the Deployment's queue (queueing on) --------------------------------------------------------
+
+@dataclass
+class QueueView:
+    """What verify shows of a queued Deployment's LocalQueue and its tasks waiting in it."""
+
+    local_queue: str
+    cluster_queue: str
+    admitted: int
+    pending: int
+    in_line: list[str]  # the waiting tasks' pods, first in line first
+    order: str  # where the order comes from
+
+
+def _condition(workload: dict, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
+               for c in (workload.get("status") or {}).get("conditions") or [])
+
+
+def _task_of(item: dict) -> str:
+    """The pod a Workload (or a visibility PendingWorkload) stands for: its owner."""
+    owners = (item.get("metadata") or {}).get("ownerReferences") or []
+    pods = [owner["name"] for owner in owners if owner.get("kind") == "Pod"]
+    return pods[0] if pods else f"workload {item['metadata']['name']}"
+
+
+def waiting_in_line(workloads: list[dict]) -> list[str]:
+    """The waiting tasks of a namespace's Workloads, in the order Kueue's BestEffortFIFO takes them
+    (higher priority first, then older first): those neither admitted nor finished."""
+    waiting = [w for w in workloads if not _condition(w, "Admitted") and not _condition(w, "Finished")]
+    waiting.sort(key=lambda w: (-int((w.get("spec") or {}).get("priority") or 0), w["metadata"]["creationTimestamp"]))
+    return [_task_of(w) for w in waiting]
+
+
+def _get(api, path: str) -> dict:
+    return api.call_api(path, "GET", header_params={"Accept": "application/json"}, response_types_map={200: "object"},
+                        auth_settings=["BearerToken"], _return_http_data_only=True,
+                        _request_timeout=REQUEST_TIMEOUT) or {}
+
+
+def queue_view(api, namespace: str) -> Optional[QueueView]:
+    """The Deployment's LocalQueue and its place in line for each waiting task, or None when its
+    namespace has no LocalQueue it may read (queueing off). The places come from Kueue's
+    visibility API when the cluster serves it, else from the Workloads in Kueue's order."""
+    try:
+        queue = _get(api, f"/apis/{KUEUE_API_VERSION}/namespaces/{namespace}/localqueues/{LOCAL_QUEUE}")
+    except client.ApiException as error:
+        if error.status in (403, 404):
+            return None
+        raise
+    status = queue.get("status") or {}
+    try:
+        summary = _get(api, f"/apis/{VISIBILITY_API_VERSION}/namespaces/{namespace}/localqueues/{LOCAL_QUEUE}"
+                            "/pendingworkloads")
+        items = sorted(summary.get("items") or [], key=lambda item: item.get("positionInLocalQueue", 0))
+        in_line, order = [_task_of(item) for item in items], "Kueue's visibility API"
+    except client.ApiException:
+        workloads = _get(api, f"/apis/{KUEUE_API_VERSION}/namespaces/{namespace}/workloads").get("items") or []
+        in_line, order = waiting_in_line(workloads), "priority, then age (the visibility API is not served)"
+    return QueueView(LOCAL_QUEUE, (queue.get("spec") or {}).get("clusterQueue", "?"),
+                     int(status.get("admittedWorkloads") or 0), int(status.get("pendingWorkloads") or 0),
+                     in_line, order)
+
+
+def render_queue(name: str, view: QueueView) -> list[str]:
+    lines = [f"{name}: queue {view.local_queue} (ClusterQueue {view.cluster_queue}): {view.admitted} admitted, "
+             f"{view.pending} waiting"]
+    lines += [f"  {place}. {task}" for place, task in enumerate(view.in_line, 1)]
+    if view.in_line:
+        lines.append(f"  (order: {view.order})")
+    return lines
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -374,6 +458,9 @@ def render_table(reports: list[Report]) -> str:
                 lines += ["", f"{report.name}: step {number} ({step.step}) failed: {step.detail}",
                           f"  fix: {step.fix}"]
                 lines += [f"    {line}" for line in step.hint.splitlines()]
+    for report in reports:
+        if report.queue is not None:
+            lines += ["", *render_queue(report.name, report.queue)]
     passed = sum(r.ok for r in reports)
     lines += ["", f"verify: {passed} of {len(reports)} Deployments pass every step"]
     return "\n".join(lines)
@@ -382,7 +469,8 @@ def render_table(reports: list[Report]) -> str:
 def render_json(reports: list[Report]) -> str:
     return json.dumps({"ok": all(r.ok for r in reports),
                        "deployments": [{"name": r.name, "namespace": r.namespace, "user": r.user, "ok": r.ok,
-                                        "steps": [asdict(s) for s in r.steps]} for r in reports]}, indent=2)
+                                        "steps": [asdict(s) for s in r.steps],
+                                        "queue": asdict(r.queue) if r.queue else None} for r in reports]}, indent=2)
 
 
 # --- the environment verify runs in ------------------------------------------------------------

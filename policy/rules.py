@@ -566,8 +566,14 @@ def validate_task_identity_one_service_account(args, report_violation) -> None:
 # Mirrors components/admission.py and components/access.py (the tests check they agree).
 SYSTEM_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
 USAGE_QUOTA_KEYS = ("requests.cpu", "requests.memory", "requests.nvidia.com/gpu", "pods", "count/pods")
+# Queued (components/queueing.py), the ResourceQuota keeps the pod counts and the Deployment's
+# ClusterQueue holds the rest; Kueue queues every pod of a namespace that has a LocalQueue named
+# `default`.
+POD_COUNT_QUOTA_KEYS = ("pods", "count/pods")
+QUEUED_RESOURCES = ("cpu", "memory", "nvidia.com/gpu")
+LOCAL_QUEUE = "default"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-_K8S_KIND = re.compile(r"kubernetes:(?P<group>[\w.]*)/v\w+:(?P<kind>\w+)")
+_K8S_KIND = re.compile(r"kubernetes:(?P<group>[\w.-]*)/v\w+:(?P<kind>\w+)")
 
 
 def _kind(resource) -> Optional[str]:
@@ -635,6 +641,38 @@ def _selects_namespace(binding: Any, namespace: str) -> bool:
     return True
 
 
+def _selects_only(selector: Any, namespace: str) -> bool:
+    """A ClusterQueue's namespaceSelector that admits `namespace` and no other: matchLabels
+    naming it by kubernetes.io/metadata.name (null selects none, {} every namespace)."""
+    if selector is UNKNOWN:
+        return True
+    labels = _get(selector, "matchLabels")
+    return labels is UNKNOWN or (_get(labels, NAMESPACE_NAME_LABEL) == namespace
+                                 and not _items(_get(selector, "matchExpressions")))
+
+
+def _queued(resources, namespace: str) -> bool:
+    """Whether Kueue bounds the namespace's cpu, memory and GPUs: its LocalQueue `default` feeds a
+    ClusterQueue of the stack that covers them and admits this namespace only (so no other
+    Deployment's tasks draw on it)."""
+    queues = {_path(r.props, "metadata", "name"): _get(r.props, "spec") for r in resources if _kind(r) == "ClusterQueue"}
+    for local in (r.props for r in resources if _kind(r) == "LocalQueue"):
+        if _path(local, "metadata", "namespace") not in (namespace, UNKNOWN) or \
+                _path(local, "metadata", "name") not in (LOCAL_QUEUE, UNKNOWN):
+            continue
+        name = _path(local, "spec", "clusterQueue")
+        spec = UNKNOWN if name is UNKNOWN or UNKNOWN in queues else queues.get(name)
+        if spec is UNKNOWN:
+            return True
+        if spec is None or not _selects_only(_get(spec, "namespaceSelector"), namespace):
+            continue
+        groups = _items(_get(spec, "resourceGroups"))
+        covered = {resource for group in groups for resource in _strings(_get(group, "coveredResources"))}
+        if UNKNOWN in groups or set(QUEUED_RESOURCES) <= covered:
+            return True
+    return False
+
+
 def _tenant_guards(resources, namespace: str) -> list[str]:
     """What the namespace lacks of what keeps its Deployment from hurting others."""
     quotas = [_get(r.props, "spec") for r in resources
@@ -649,9 +687,12 @@ def _tenant_guards(resources, namespace: str) -> list[str]:
     if not any(_zero_pods(q) and "BestEffort" in _strings(_get(q, "scopes")) for q in quotas):
         missing.append("a ResourceQuota admitting no BestEffort pods (no quota counts what they use)")
     usage = [q for q in quotas if q is UNKNOWN or (_get(q, "scopes") is None and _get(q, "scopeSelector") is None)]
+    keys = POD_COUNT_QUOTA_KEYS if _queued(resources, namespace) else USAGE_QUOTA_KEYS
     if not any(q is UNKNOWN or _get(q, "hard") is UNKNOWN or all(_get(_get(q, "hard"), key) is not None
-                                                                   for key in USAGE_QUOTA_KEYS) for q in usage):
-        missing.append("a ResourceQuota bounding " + ", ".join(USAGE_QUOTA_KEYS))
+                                                                   for key in keys) for q in usage):
+        missing.append("a ResourceQuota bounding " + ", ".join(USAGE_QUOTA_KEYS) + " (or, queued, "
+                       + " and ".join(POD_COUNT_QUOTA_KEYS) + f", and a LocalQueue {LOCAL_QUEUE!r} whose "
+                       "ClusterQueue holds " + ", ".join(QUEUED_RESOURCES) + " for this namespace only)")
     limit_ranges = [_get(r.props, "spec") for r in resources
                     if _kind(r) == "LimitRange" and _path(r.props, "metadata", "namespace") in (namespace, UNKNOWN)]
     if not any(item is UNKNOWN or (_get(item, "type") == "Container" and all(
@@ -757,7 +798,9 @@ RULES: tuple[Rule, ...] = (
          "Every namespace where a Role lets pods be created gets, in the same stack, ResourceQuotas "
          "admitting no pods of the system PriorityClasses, with cross-namespace (anti-)affinity, or "
          "BestEffort; a ResourceQuota bounding requests.cpu, requests.memory, requests.nvidia.com/gpu, "
-         "pods and count/pods; a LimitRange with default requests and a max; and a "
+         "pods and count/pods (queued: pods and count/pods, and a LocalQueue 'default' whose Kueue "
+         "ClusterQueue covers cpu, memory and nvidia.com/gpu for that namespace only); a LimitRange "
+         "with default requests and a max; and a "
          "ValidatingAdmissionPolicy bound to it with Deny.",
          validate_tenant_guards, stack=True),
 )

@@ -8,7 +8,7 @@ RoleBinding names the identity's principal id as a User.
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import gpu, versions
+from components import gpu, queueing, versions
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.on_cluster import on_cluster
@@ -72,6 +72,10 @@ def build(cfg: StackConfig, stack: str) -> dict:
     if aks.acr_ids:
         AksAcrPull("aks-acr-pull", cluster, aks.acr_ids)
 
+    # The control plane calls webhooks through its tunnel to the nodes (Konnectivity), from inside
+    # the cluster's network: Kueue's webhook port needs no network security group rule (README).
+    queue = queueing.cloud_queueing(cfg, stack, on_cluster(provider, cluster.cluster))
+
     endpoints = []
     # The last federated credential written on each given task identity (see AksTaskIdentity).
     last_credential: dict[str, list[pulumi.Resource]] = {}
@@ -82,6 +86,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
             # Entra ID names a managed identity's Kubernetes user by its principal (object) id.
             subject=rbac_subject("User", identity.principal_id),
             opts=on_cluster(provider, cluster.cluster),
+            queue=queue,
         )
         details: dict[str, pulumi.Input[str]] = dict(task_details(deployment))
         annotations = {}

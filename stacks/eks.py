@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import eks, gpu, versions
+from components import eks, gpu, queueing, versions
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.on_cluster import on_cluster
@@ -86,6 +86,9 @@ def build(cfg: StackConfig, stack: str) -> dict:
             f"{cluster_name}-gpu", cfg.gpu_pool, gpu.EKS_NODE_CLASS_REF, cfg.gpu_pool.gpus_per_node,
             opts=pulumi.ResourceOptions.merge(on_cluster(provider, cluster.cluster),
                                               pulumi.ResourceOptions(depends_on=[cluster.cluster])))
+    # Auto Mode nodes are in the cluster security group, which admits all traffic from itself,
+    # the control plane's network interfaces included: Kueue's webhook port needs no rule (README).
+    queue = queueing.cloud_queueing(cfg, stack, on_cluster(provider, cluster.cluster), after=[cluster.cluster])
     endpoints = []
     for deployment in cfg.deployments:
         identity = eks.EksDeploymentIdentity(deployment.name, eks.EksDeploymentIdentityArgs(
@@ -96,6 +99,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
             deployment.name, deployment,
             subject=rbac_subject("Group", identity.group),
             opts=on_cluster(provider, cluster.cluster),
+            queue=queue,
         )
         task = deployment.task_identity
         if task is not None and task.aws_role_arn is not None:  # config requires it on eks

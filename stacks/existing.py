@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import kubeconfig as kc
-from components import queueing
+from components import kueue, queueing
 from components.access import DeploymentAccess, rbac_subject
 from components.kube_client import client_settings
 from components.metadata import object_metadata, stack_id
@@ -149,13 +149,13 @@ def _kueue_crds(api, timeout) -> dict[str, list[str]]:
 def missing_kueue(crds: Mapping[str, list[str]]) -> Optional[str]:
     """Why queueing cannot run on this cluster: Kueue is not installed (or too old to serve the
     API version the program writes). The program does not install Kueue on `existing`."""
-    version = queueing.KUEUE_API_VERSION.split("/")[1]
+    version = kueue.KUEUE_API_VERSION.split("/")[1]
     missing = [name for name in queueing.KUEUE_CRDS if version not in crds.get(name, [])]
     if not missing:
         return None
     return (f"remote-kpo:queueing.enabled: Kueue is not installed on this cluster: no CustomResourceDefinition "
-            f"{', '.join(missing)} serving {queueing.KUEUE_API_VERSION}. Install Kueue "
-            f"{queueing.KUEUE_VERSION} with the pod integration (README, Queueing), or set queueing.enabled: false")
+            f"{', '.join(missing)} serving {kueue.KUEUE_API_VERSION}. Install Kueue "
+            f"{kueue.KUEUE_VERSION} with the pod integration (README, Queueing), or set queueing.enabled: false")
 
 
 def new_tokens_warning(deployments: list[Deployment], with_token: set[str]) -> Optional[str]:

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kubeconfig as kc
+from components import queueing
 from components.access import DeploymentAccess, rbac_subject
 from components.on_cluster import on_cluster
 from components.gke_tasks import GkeTaskIdentity
@@ -22,6 +23,7 @@ from components.gke import (
     GkeClusterArgs,
     GkeNetwork,
     NodeServiceAccount,
+    WebhookFirewall,
     cluster_only_condition,
     provider_user,
 )
@@ -90,6 +92,13 @@ def build(cfg: StackConfig, stack: str) -> dict:
         kube_client_settings=client_settings(cfg.kube_client),
     )
 
+    on_gke = on_cluster(provider, cluster.cluster)
+    kueue_after: list[pulumi.Resource] = [cluster.system_pool]
+    if cfg.queueing.enabled and gke.private_nodes:
+        kueue_after.append(WebhookFirewall(f"{cluster_name}-kueue", cluster_name, gke, network, cluster.cluster,
+                                           nodes.email, [queueing.KUEUE_WEBHOOK_PORT]))
+    queue = queueing.cloud_queueing(cfg, stack, on_gke, after=kueue_after)
+
     roles = DeploymentRoles(
         f"{cluster_name}-deployment-roles", cluster_name, gke.project,
         node_pools=any(d.ephemeral_node_pools for d in cfg.deployments))
@@ -102,7 +111,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
             deployment.name, deployment,
             # GKE names a Google service account's Kubernetes user by its email.
             subject=rbac_subject("User", identity.email),
-            opts=on_cluster(provider, cluster.cluster))
+            opts=on_gke, queue=queue)
         annotations = {}
         task = deployment.task_identity
         if task is not None and task.gcp_service_account is not None:  # config requires it on gke

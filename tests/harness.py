@@ -147,8 +147,8 @@ def assert_objects_replaced_with_cluster(run: "Run", identifier: str, cluster: t
 
 def json_api(answer: Callable[[str, dict, dict], tuple[int, dict]]) -> http.server.ThreadingHTTPServer:
     """A stand-in for an HTTP JSON API that cannot run here, on a free local port in a thread:
-    every POST or PUT gets answer(path, headers, request body) as (status, JSON body).
-    `.server_port` is its port; `.shutdown()` stops it."""
+    every POST, PUT or GET gets answer(path, headers, request body, {} for a GET) as (status, JSON
+    body). `.server_port` is its port; `.shutdown()` stops it."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
@@ -161,7 +161,7 @@ def json_api(answer: Callable[[str, dict, dict], tuple[int, dict]]) -> http.serv
             self.end_headers()
             self.wfile.write(data)
 
-        do_PUT = do_POST
+        do_PUT = do_GET = do_POST
 
         def log_message(self, *args):
             pass

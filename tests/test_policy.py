@@ -684,3 +684,60 @@ def test_the_real_pack_is_mandatory_and_agrees_with_the_rules_on_every_case(exam
     assert (pack["name"], pack["level"]) == ("remote-kpo", "mandatory")
     assert pack["policies"] == [rule.name for rule in rules.RULES]
     assert [c["expect"] for c in cases_in] == pack["results"]
+
+
+# ---- queueing: Kueue holds the compute quota --------------------------------------------------
+
+LOCAL_QUEUE = "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue"
+CLUSTER_QUEUE = "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue"
+
+
+@pytest.fixture(scope="module")
+def queued_dev(tmp_path_factory) -> list:
+    from components import queueing
+
+    kubeconfig = tmp_path_factory.mktemp("queued") / "admin.kubeconfig"
+    kubeconfig.write_text(ADMIN_KUBECONFIG)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KUBECONFIG", str(kubeconfig))
+        run = run_program(stack_config("dev") | {"queueing": {"enabled": True}},
+                          kueue_crds={name: ["v1beta2"] for name in queueing.KUEUE_CRDS})
+    return [(r.typ, r.name, r.inputs) for r in run.resources]
+
+
+def test_a_queued_stack_passes_every_rule_with_pod_counts_alone_in_its_resource_quota(queued_dev):
+    found = {f"{typ} {name}": bad for typ, name, inputs in queued_dev if (bad := all_violations(typ, inputs, name))}
+    assert found == {}
+    assert stack_violations(queued_dev) == {}
+    quota = next(i for t, n, i in queued_dev if n == "analytics-quota")
+    assert set(quota["spec"]["hard"]) == set(rules.POD_COUNT_QUOTA_KEYS)
+
+
+QUEUED_VIOLATIONS = {
+    "no-local-queue": _without("analytics-queue-localqueue"),
+    "local-queue-of-another-name": _changed("analytics-queue-localqueue", lambda q: q["metadata"].update(name="batch")),
+    "cluster-queue-missing": _without("analytics-queue-clusterqueue"),
+    "cluster-queue-shared-with-every-namespace": _changed(
+        "analytics-queue-clusterqueue", lambda q: q["spec"].update(namespaceSelector={})),
+    "cluster-queue-of-another-namespace": _changed(
+        "analytics-queue-localqueue", lambda q: q["spec"].update(clusterQueue="remote-kpo-dev-kpo-ml-training")),
+    "cluster-queue-without-gpus": _changed(
+        "analytics-queue-clusterqueue", lambda q: q["spec"].update(resourceGroups=q["spec"]["resourceGroups"][:1])),
+}
+
+
+@pytest.mark.parametrize("case", list(QUEUED_VIOLATIONS))
+def test_pod_counts_alone_bound_a_namespace_only_with_its_own_queue(queued_dev, case):
+    found = stack_violations(QUEUED_VIOLATIONS[case](queued_dev))
+    assert list(found) == ["tenant-guards"]
+    (message,) = found["tenant-guards"]
+    assert message.startswith("namespace kpo-analytics: ") and "requests.cpu" in message and "LocalQueue 'default'" in message
+
+
+def test_the_pack_and_the_queues_agree_on_what_kueue_holds():
+    from components import gpu, kueue
+
+    d = config.load({"cloud": "existing", "queueing": {"enabled": True}, "deployments": [{"name": "a"}]}).deployments[0]
+    assert set(rules.POD_COUNT_QUOTA_KEYS) == set(access.resource_quota_hard(d, queued=True))
+    assert rules.LOCAL_QUEUE == kueue.LOCAL_QUEUE
+    assert set(rules.QUEUED_RESOURCES) == {"cpu", "memory", gpu.GPU_RESOURCE}

@@ -5,15 +5,21 @@ in tests/e2e (the local cluster's Kueue)."""
 
 import pulumi
 import pytest
+import yaml
 
 import config
 from components import queueing
-from harness import RecordingMocks, run_program, stack_config
+from harness import RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
+from test_aks_stack import AzureMocks
+from test_eks_stack import EksMocks
+from test_gke_stack import GkeMocks
 
 KUEUE = {name: ["v1beta1", "v1beta2"] for name in queueing.KUEUE_CRDS}
 CQ = "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue"
 LQ = "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue"
 FLAVOR = "kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor"
+# Importing the cloud SDKs announces their deprecated aliases; not this project's concern.
+pytestmark = pytest.mark.filterwarnings(r"ignore:.* has been deprecated:DeprecationWarning")
 
 
 def queued(**changes) -> dict:
@@ -223,3 +229,101 @@ def test_existing_with_a_kueue_too_old_for_v1beta2_is_refused(admin_kubeconfig):
         run_program(queued(), kueue_crds={name: ["v1beta1"] for name in queueing.KUEUE_CRDS})
     assert str(error.value).startswith("remote-kpo:queueing.enabled: Kueue is not installed on this cluster: "
                                        "no CustomResourceDefinition resourceflavors.kueue.x-k8s.io, clusterqueues")
+
+
+def test_a_queued_deployments_role_reads_its_queue_and_nothing_cluster_wide(dev_queued):
+    rules = {r.name: r.inputs["rules"] for r in dev_queued.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")}
+    kueue_rules = [rule for rule in rules["ml-training-role"] if "kueue" in rule["apiGroups"][0]]
+    assert kueue_rules == [
+        {"apiGroups": ["kueue.x-k8s.io"], "resources": ["localqueues"], "verbs": ["get"]},
+        {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["list"]},
+        {"apiGroups": ["visibility.kueue.x-k8s.io"], "resources": ["localqueues/pendingworkloads"], "verbs": ["get"]}]
+    assert not [r for r in dev_queued.resources if "ClusterRole" in r.typ]
+
+
+# ---- the clouds: Kueue installed by the stack ---------------------------------------------
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+FIREWALL = "gcp:compute/firewall:Firewall"
+PRIVATE_ENDPOINT = "10.0.0.2"
+
+
+class PrivateGkeMocks(GkeMocks):
+    """GKE also reports the control plane's internal endpoint of a private cluster."""
+
+    def new_resource(self, args):
+        resource_id, outputs = super().new_resource(args)
+        if args.typ == "gcp:container/cluster:Cluster":
+            outputs["privateClusterConfig"] = {**outputs.get("privateClusterConfig", {}),
+                                               "privateEndpoint": PRIVATE_ENDPOINT}
+        return [resource_id, outputs]
+
+
+def cloud_run(cloud: str, **changes):
+    raw = stack_config(cloud) | {"queueing": {"enabled": True}} | changes
+    mocks = {"gke": PrivateGkeMocks, "eks": EksMocks, "aks": AzureMocks}[cloud]()
+    return run_program(raw, stack=cloud, mocks=mocks)
+
+
+@pytest.fixture(scope="module")
+def clouds():
+    return {cloud: cloud_run(cloud) for cloud in ("gke", "eks", "aks")}
+
+
+@pytest.mark.parametrize("cloud", ["gke", "eks", "aks"])
+def test_each_cloud_installs_the_pinned_kueue_chart_with_the_pod_integration_only(clouds, cloud):
+    (release,) = clouds[cloud].of_type(RELEASE)
+    inputs = release.inputs
+    assert (inputs["chart"], inputs["version"], inputs["namespace"], inputs["name"]) == (
+        "oci://registry.k8s.io/kueue/charts/kueue", "0.17.0", "kueue-system", "kueue")
+    manager = yaml.safe_load(inputs["values"]["managerConfig"]["controllerManagerConfigYaml"])
+    assert manager["integrations"] == {"frameworks": ["pod"]}
+    assert manager["managedJobsNamespaceSelector"] == {"matchLabels": {"remote-kpo/queueing": "true"}}
+    (namespace,) = [r for r in clouds[cloud].of_type("kubernetes:core/v1:Namespace")
+                    if r.inputs["metadata"]["name"] == "kueue-system"]
+    assert namespace.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.parametrize("cloud", ["gke", "eks", "aks"])
+def test_each_clouds_queues_wait_for_kueue_and_each_deployment_gets_its_own(clouds, cloud):
+    run = clouds[cloud]
+    flavor_after = {getattr(r, "_name", None) for r in run.options["queueing-flavor-default"].depends_on}
+    assert "kueue" in flavor_after
+    namespaces = {r.inputs["metadata"]["namespace"] for r in run.of_type(LQ)}
+    assert namespaces == {d["namespace"] for d in run.outputs["deployments"].values()}
+    assert {r.inputs["spec"]["cohortName"] for r in run.of_type(CQ)} == {f"remote-kpo-{cloud}"}
+
+
+@pytest.mark.parametrize("cloud, cluster", [("gke", ("gcp:container/cluster:Cluster", "kpo-gpu-prod-cluster")),
+                                            ("eks", ("aws:eks/cluster:Cluster", "kpo-gpu-cluster")),
+                                            ("aks", ("azure-native:containerservice:ManagedCluster", "aks"))])
+def test_kueue_and_the_queues_are_replaced_with_the_cluster(clouds, cloud, cluster):
+    run = clouds[cloud]
+    identifier = run.of_type("pulumi:providers:kubernetes")[0].inputs["clusterIdentifier"]
+    assert_objects_replaced_with_cluster(run, identifier, cluster)
+    assert {r.name for r in run.of_type(RELEASE)} == {"kueue-release"}
+
+
+def test_a_private_gke_cluster_lets_its_control_plane_call_kueues_webhook_on_the_nodes(clouds):
+    (firewall,) = clouds["gke"].of_type(FIREWALL)
+    inputs = firewall.inputs
+    assert (inputs["direction"], inputs["allows"]) == ("INGRESS", [{"protocol": "tcp", "ports": ["9443"]}])
+    # Private Service Connect (no controlPlaneCidr): from the control plane's internal endpoint.
+    assert inputs["sourceRanges"] == [f"{PRIVATE_ENDPOINT}/32"]
+    assert inputs["targetServiceAccounts"] == ["kpo-gpu-prod-nodes@acme-data-platform.iam.gserviceaccount.com"]
+    assert inputs["network"] == "projects/acme-data-platform/global/networks/kpo-gpu-prod"
+    after = {getattr(r, "_name", None) for r in clouds["gke"].options["kueue-namespace"].depends_on}
+    assert {"kpo-gpu-prod-kueue", "system"} <= after
+
+
+def test_with_a_control_plane_range_the_rule_comes_from_that_range():
+    gke_config = stack_config("gke")["gke"] | {"controlPlaneCidr": "172.16.0.32/28"}
+    (firewall,) = cloud_run("gke", gke=gke_config).of_type(FIREWALL)
+    assert firewall.inputs["sourceRanges"] == ["172.16.0.32/28"]
+
+
+def test_public_gke_nodes_need_no_webhook_rule_and_without_queueing_there_is_none():
+    public = cloud_run("gke", gke=stack_config("gke")["gke"] | {"privateNodes": False})
+    assert public.of_type(FIREWALL) == [] and len(public.of_type(RELEASE)) == 1
+    plain = run_program(stack_config("gke"), stack="gke", mocks=PrivateGkeMocks())
+    assert plain.of_type(FIREWALL) == plain.of_type(RELEASE) == plain.of_type(CQ) == []

@@ -147,6 +147,8 @@ def test_step_1_passes_with_the_plugin_found_and_for_a_token():
     ("create", "deployments.apps", {"verb": "create", "resource": "deployments", "group": "apps"}),
     ("create", "serviceaccounts/token", {"verb": "create", "resource": "serviceaccounts", "subresource": "token",
                                          "group": ""}),
+    ("get", "localqueues.visibility.kueue.x-k8s.io/pendingworkloads",
+     {"verb": "get", "resource": "localqueues", "subresource": "pendingworkloads", "group": "visibility.kueue.x-k8s.io"}),
 ])
 def test_access_review_attributes_follow_rbac_spelling(verb, resource, expected):
     assert resource_attributes(verb, resource, "ns") == {**expected, "namespace": "ns"}
@@ -329,3 +331,104 @@ def test_verify_runs_where_only_the_kubernetes_client_is_installed():
     result = subprocess.run([str(airflow_python), "-m", "consumer.verify", "--connection"], input="  ", cwd=ROOT,
                             capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (2, "verify: connection: empty (expected an Airflow connection JSON)\n")
+
+
+# ---- the Deployment's queue (queueing) ---------------------------------------------------------
+
+def workload(name: str, created: str, *, pod: str, priority: int = 0, admitted: bool = False,
+             finished: bool = False) -> dict:
+    conditions = [{"type": kind, "status": "True"} for kind, on in (("Admitted", admitted), ("Finished", finished)) if on]
+    return {"metadata": {"name": name, "creationTimestamp": created,
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": pod}]},
+            "spec": {"priority": priority}, "status": {"conditions": conditions}}
+
+
+def test_waiting_tasks_are_in_kueues_order_higher_priority_then_older_without_admitted_or_finished_ones():
+    from consumer.verify import waiting_in_line
+
+    workloads = [workload("w1", "2026-01-01T10:00:02Z", pod="late"),
+                 workload("w2", "2026-01-01T10:00:00Z", pod="running", admitted=True),
+                 workload("w3", "2026-01-01T10:00:01Z", pod="early"),
+                 workload("w4", "2026-01-01T09:00:00Z", pod="done", admitted=True, finished=True),
+                 workload("w5", "2026-01-01T10:00:03Z", pod="urgent", priority=10)]
+    assert waiting_in_line(workloads) == ["urgent", "early", "late"]
+
+
+class KueueApiServer:
+    """Answers the GETs verify makes of Kueue's API, as a cluster with or without the visibility API."""
+
+    def __init__(self, local_queue_status: int = 200, visibility: bool = True):
+        self.paths: list[str] = []
+        base = "/apis/kueue.x-k8s.io/v1beta2/namespaces/kpo-a"
+
+        def answer(path: str, headers: dict, request: dict) -> tuple[int, dict]:
+            self.paths.append(path)
+            if path == f"{base}/localqueues/default":
+                if local_queue_status != 200:
+                    return local_queue_status, {"kind": "Status", "code": local_queue_status}
+                return 200, {"spec": {"clusterQueue": "remote-kpo-dev-kpo-a"},
+                             "status": {"admittedWorkloads": 1, "pendingWorkloads": 2}}
+            if path == "/apis/visibility.kueue.x-k8s.io/v1beta2/namespaces/kpo-a/localqueues/default/pendingworkloads":
+                if not visibility:
+                    return 404, {"kind": "Status", "code": 404}
+                return 200, {"items": [
+                    {"metadata": {"name": "w3", "ownerReferences": [{"kind": "Pod", "name": "second"}]},
+                     "positionInLocalQueue": 1},
+                    {"metadata": {"name": "w1", "ownerReferences": [{"kind": "Pod", "name": "first"}]},
+                     "positionInLocalQueue": 0}]}
+            if path == f"{base}/workloads":
+                return 200, {"items": [workload("w1", "2026-01-01T10:00:00Z", pod="older"),
+                                       workload("w2", "2026-01-01T10:00:05Z", pod="newer")]}
+            return 404, {"kind": "Status", "code": 404}
+
+        self.server = json_api(answer)
+
+    def view(self):
+        from consumer.verify import connect, queue_view
+
+        doc = kc.kubeconfig(cluster_name="k", server=f"http://127.0.0.1:{self.server.server_port}", ca_data="",
+                            namespace="kpo-a", user_name="u", user=kc.token_user("t0ken"))
+        del doc["clusters"][0]["cluster"]["certificate-authority-data"]
+        api, _ = connect(Target("a", "kpo-a", doc, None))
+        try:
+            return queue_view(api, "kpo-a")
+        finally:
+            self.server.shutdown()
+
+
+def test_verify_shows_the_queue_and_each_waiting_tasks_place_from_kueues_visibility_api():
+    from consumer.verify import QueueView, render_queue
+
+    view = KueueApiServer().view()
+    assert view == QueueView("default", "remote-kpo-dev-kpo-a", 1, 2, ["first", "second"], "Kueue's visibility API")
+    assert render_queue("analytics", view) == [
+        "analytics: queue default (ClusterQueue remote-kpo-dev-kpo-a): 1 admitted, 2 waiting",
+        "  1. first", "  2. second", "  (order: Kueue's visibility API)"]
+
+
+def test_without_the_visibility_api_the_places_come_from_the_workloads():
+    view = KueueApiServer(visibility=False).view()
+    assert (view.in_line, view.order) == (["older", "newer"], "priority, then age (the visibility API is not served)")
+
+
+@pytest.mark.parametrize("status", [404, 403])
+def test_a_namespace_without_a_readable_local_queue_shows_no_queue(status):
+    server = KueueApiServer(local_queue_status=status)
+    assert server.view() is None
+    assert server.paths == ["/apis/kueue.x-k8s.io/v1beta2/namespaces/kpo-a/localqueues/default"]
+
+
+def test_the_table_and_json_show_a_queue_only_for_a_queued_deployment():
+    from consumer.verify import QueueView
+
+    passed = [StepResult(step, True, "ok") for step in ("plugin", "identity", "permissions", "admission",
+                                                         "pod security")]
+    queued = Report("ml", "kpo-ml", "u", passed, QueueView("default", "cq", 0, 1, ["p"], "o"))
+    plain = Report("analytics", "kpo-analytics", "u", passed)
+    table = render_table([queued, plain])
+    assert "ml: queue default (ClusterQueue cq): 0 admitted, 1 waiting" in table
+    assert "analytics: queue" not in table
+    data = json.loads(render_json([queued, plain]))
+    assert [d["queue"] for d in data["deployments"]] == [
+        {"local_queue": "default", "cluster_queue": "cq", "admitted": 0, "pending": 1, "in_line": ["p"], "order": "o"},
+        None]

@@ -71,8 +71,8 @@ def test_json_output_tells_xcom_from_the_authorizer_and_the_pod_security_refusal
     document = json.loads(result.stdout)
     assert document["ok"] is True
     steps = {d["name"]: {s["step"]: s["detail"] for s in d["steps"]} for d in document["deployments"]}
-    assert steps["analytics"]["permissions"] == "10 allowed, 37 denied, xcom on"
-    assert steps["ml-training"]["permissions"] == "8 allowed, 39 denied, xcom off"
+    assert steps["analytics"]["permissions"] == "10 allowed, 52 denied, xcom on"
+    assert steps["ml-training"]["permissions"] == "8 allowed, 54 denied, xcom off"
     assert steps["ml-training"]["admission"] == "KPO pod admitted (dry run)"
     assert steps["ml-training"]["pod security"] == "privileged pod refused"
 

@@ -5,7 +5,8 @@ namespaces managed (the label a Deployment namespace gets with queueing on)."""
 import re
 from pathlib import Path
 
-from components.queueing import KUEUE_VERSION, QUEUEING_NAMESPACE_LABEL
+from components.kueue import KUEUE_VERSION
+from components.queueing import QUEUEING_NAMESPACE_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import pytest
 
 from airflow_runner import migrated_airflow_env
-from components.queueing import QUEUE_LABEL
+from components.kueue import QUEUE_LABEL
 from gpu_local import pod_phase, start_karpenter, up_gpu_program
 from queue_local import gated, lives, start_airflow, start_kueue
 from watch import Event, Watch

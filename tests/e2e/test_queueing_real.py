@@ -14,7 +14,8 @@ for real, on the session's local cluster.
 
 One story, told in order by the `story` fixture and checked by the tests below:
 1. q-solo (quota 1 GPU, lends nothing) gets three GPU tasks at once: one runs, two wait gated, all
-   three succeed one after the other. Karpenter makes a node for the admitted pod only.
+   three succeed one after the other. Karpenter makes a node for the admitted pod only. While the
+   first runs, `scripts/verify` through q-solo's connection passes and shows the other two in line.
 2. q-team-a (quota 1 GPU, may borrow 1) gets two at once while q-team-b (quota 1 GPU) is idle: both
    run, one on team-b's GPU. Then team-b sends one: it waits until one of team-a's tasks ends, and
    gets its GPU then (`queueing.reclaim: wait`, the default: nothing is evicted). `reclaim: preempt`
@@ -22,6 +23,7 @@ One story, told in order by the `story` fixture and checked by the tests below:
 """
 
 import json
+import subprocess
 from dataclasses import dataclass
 
 import pytest
@@ -30,6 +32,7 @@ from airflow_runner import migrated_airflow_env
 from components.kueue import QUEUE_LABEL
 from gpu_local import pod_phase, start_karpenter, up_gpu_program
 from queue_local import gated, lives, start_airflow, start_kueue
+from realenv import ROOT
 from watch import Event, Watch
 
 STACK = "queue"
@@ -44,9 +47,9 @@ QUEUE_CONFIG = {
     ],
 }
 CONSOLIDATE_AFTER = "5s"
-# How long the fake GPU containers run (kwok): team-a's long enough for team-b's task to arrive
-# while both run.
-LONG_RUNTIME, SHORT_RUNTIME = "15s", "4s"
+# How long the fake GPU containers run (kwok): long enough for scripts/verify to see two tasks in
+# line while the first runs, and for team-b's task to arrive while both of team-a's run.
+RUNTIME = "15s"
 # Limits that only turn a hang into a failure.
 STEP_LIMIT = 180
 # Once a borrowed GPU is free again, its owner's waiting task is admitted within this (Kueue
@@ -104,10 +107,11 @@ class Story:
     pods: dict[str, list[Event]]       # Deployment -> its namespace's pods, as watched
     node_claims: list[Event]           # Karpenter's NodeClaims, as watched
     logs: str                          # every Airflow process's output
+    verified: subprocess.CompletedProcess  # scripts/verify --json of q-solo while its tasks waited
 
 
 @pytest.fixture(scope="module")
-def story(gpu_program, queue_outputs, cluster_env, tmp_path_factory) -> Story:
+def story(gpu_program, queue_outputs, pulumi_cli, cluster_env, tmp_path_factory) -> Story:
     work = tmp_path_factory.mktemp("queue-airflow")
     deployments = queue_outputs["deployments"]
     conn = {name: deployments[name]["connectionId"] for name in (SOLO, TEAM_A, TEAM_B)}
@@ -117,9 +121,9 @@ def story(gpu_program, queue_outputs, cluster_env, tmp_path_factory) -> Story:
     watches = {name: Watch(cluster_env, "pods", "-n", namespace) for name, namespace in namespaces.items()}
     claims = Watch(cluster_env, "nodeclaims.karpenter.sh")
     # Each process runs a q-solo task, then a team's: team-a's two long, team-b's short.
-    airflows = [start_airflow(template, work / f"a{i}", LONG_RUNTIME,
+    airflows = [start_airflow(template, work / f"a{i}", RUNTIME,
                               ["kpo_warmup", "@solo", dag(conn[SOLO]), "@teams", dag(conn[TEAM_A])]) for i in (1, 2)]
-    airflows.append(start_airflow(template, work / "b", SHORT_RUNTIME,
+    airflows.append(start_airflow(template, work / "b", RUNTIME,
                                   ["kpo_warmup", "@solo", dag(conn[SOLO]), "@reclaim", dag(conn[TEAM_B])]))
     try:
         # 1. Three GPU tasks of q-solo at once.
@@ -127,6 +131,11 @@ def story(gpu_program, queue_outputs, cluster_env, tmp_path_factory) -> Story:
             airflow.reach("solo")
         for airflow in airflows:
             airflow.go("solo")
+        # While the first runs and the others wait: what the Deployment's own check shows.
+        watches[SOLO].wait_for(lambda e: pod_phase(e.object) == "Running", STEP_LIMIT, "a q-solo pod Running")
+        verified = subprocess.run([str(ROOT / "scripts/verify"), "--connection", "--name", SOLO, "--json"],
+                                  cwd=pulumi_cli.cwd, env=pulumi_cli.env, input=queue_outputs["airflowConnections"][SOLO],
+                                  capture_output=True, text=True, timeout=STEP_LIMIT)
         for airflow, barrier in zip(airflows, ("teams", "teams", "reclaim")):
             airflow.reach(barrier)
         # 2. Two of q-team-a at once, with q-team-b idle; once both run, one of q-team-b.
@@ -153,7 +162,7 @@ def story(gpu_program, queue_outputs, cluster_env, tmp_path_factory) -> Story:
                            STEP_LIMIT, f"{name}'s pods deleted")
         logs = "\n".join(airflow.log.read_text() for airflow in airflows)
         return Story(queue_outputs, runs, {name: watch.events() for name, watch in watches.items()},
-                     claims.events(), logs)
+                     claims.events(), logs, verified)
     finally:
         for watch in [*watches.values(), claims]:
             watch.stop()
@@ -212,6 +221,18 @@ def test_karpenter_makes_no_node_for_a_gated_pod_and_one_for_an_admitted_pod(sto
         assert any(ungated <= at <= running for ungated, running in admitted_unbound), (claim, at)
     nodes = {pod.node for name in story.pods for pod in lives(story.pods[name])}
     assert "kwok-node-0" not in nodes
+
+
+def test_verify_passes_a_queued_deployment_and_shows_its_tasks_in_line_in_the_order_kueue_admits_them(story):
+    assert story.verified.returncode == 0, story.verified.stdout + story.verified.stderr
+    [report] = json.loads(story.verified.stdout)["deployments"]
+    queue = report["queue"]
+    assert (queue["local_queue"], queue["cluster_queue"]) == (
+        "default", story.outputs["deployments"][SOLO]["clusterQueue"])
+    assert queue["admitted"] >= 1
+    # Seen while the first task ran: the other two, first in line first, as Kueue then let them in.
+    pods = lives(story.pods[SOLO])
+    assert queue["in_line"] == [pod.name for pod in pods[1:]], (queue, pods)
 
 
 def test_a_deployment_borrows_an_idle_deployments_gpu(story):

@@ -395,9 +395,12 @@ def _task_of(item: dict) -> str:
 
 def waiting_in_line(workloads: list[dict]) -> list[str]:
     """The waiting tasks of a namespace's Workloads, in the order Kueue's BestEffortFIFO takes them
-    (higher priority first, then older first): those neither admitted nor finished."""
+    (higher priority first, then older first, then by UID: creation times have whole seconds, and
+    tasks sent together share one; sigs.k8s.io/kueue v0.17.0 pkg/cache/queue/cluster_queue.go,
+    baseCompareFunc): those neither admitted nor finished."""
     waiting = [w for w in workloads if not _condition(w, "Admitted") and not _condition(w, "Finished")]
-    waiting.sort(key=lambda w: (-int((w.get("spec") or {}).get("priority") or 0), w["metadata"]["creationTimestamp"]))
+    waiting.sort(key=lambda w: (-int((w.get("spec") or {}).get("priority") or 0), w["metadata"]["creationTimestamp"],
+                                w["metadata"].get("uid", "")))
     return [_task_of(w) for w in waiting]
 
 

@@ -20,7 +20,7 @@ def _defaults(path: str, pattern: str) -> list[int]:
 
 def cluster(api: int, etcd: int, peer: int) -> list[int]:
     """A cluster's ports: its own three and its API server's neighbours (kwok-front, Karpenter's
-    two, kwok's server)."""
+    two, kwok's server, Kueue's two)."""
     return [api, etcd, peer, *(api + offset for offset in realenv.NEIGHBOUR_PORTS)]
 
 
@@ -37,6 +37,7 @@ def fixed_ports() -> dict[str, list[int]]:
         "bench/kpo.py": cluster(*_defaults("bench/kpo.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),
         "bench/up.py": cluster(*_defaults("bench/up.py", r'_PORT": "(\d+)"')),
         "bench/gpu.py": cluster(*_defaults("bench/gpu.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),
+        "bench/queue.py": cluster(*_defaults("bench/queue.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),
     }
 
 

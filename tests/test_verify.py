@@ -336,9 +336,9 @@ def test_verify_runs_where_only_the_kubernetes_client_is_installed():
 # ---- the Deployment's queue (queueing) ---------------------------------------------------------
 
 def workload(name: str, created: str, *, pod: str, priority: int = 0, admitted: bool = False,
-             finished: bool = False) -> dict:
+             finished: bool = False, uid: str = "") -> dict:
     conditions = [{"type": kind, "status": "True"} for kind, on in (("Admitted", admitted), ("Finished", finished)) if on]
-    return {"metadata": {"name": name, "creationTimestamp": created,
+    return {"metadata": {"name": name, "creationTimestamp": created, "uid": uid,
                          "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": pod}]},
             "spec": {"priority": priority}, "status": {"conditions": conditions}}
 
@@ -352,6 +352,15 @@ def test_waiting_tasks_are_in_kueues_order_higher_priority_then_older_without_ad
                  workload("w4", "2026-01-01T09:00:00Z", pod="done", admitted=True, finished=True),
                  workload("w5", "2026-01-01T10:00:03Z", pod="urgent", priority=10)]
     assert waiting_in_line(workloads) == ["urgent", "early", "late"]
+
+
+def test_waiting_tasks_created_in_the_same_second_are_in_kueues_order_by_uid():
+    from consumer.verify import waiting_in_line
+
+    # Listed by name, as the API server lists them; Kueue takes the lower UID first.
+    workloads = [workload("pod-a", "2026-01-01T10:00:00Z", pod="second", uid="f9"),
+                 workload("pod-b", "2026-01-01T10:00:00Z", pod="first", uid="0c")]
+    assert waiting_in_line(workloads) == ["first", "second"]
 
 
 class KueueApiServer:

@@ -20,8 +20,9 @@ FAULTS_API_PORT, FAULTS_ETCD_PORT, FAULTS_ETCD_PEER_PORT = PORT_BASE + 1443, POR
 # A second cluster beside the session's, as another checkout's (test_local_cluster_real.py).
 OTHER_API_PORT, OTHER_ETCD_PORT, OTHER_ETCD_PEER_PORT = PORT_BASE + 643, PORT_BASE + 579, PORT_BASE + 580
 # Beside each cluster's API server port (scripts/local-cluster): kwok-front (the nodes' kubelet
-# endpoint) + 1, Karpenter's metrics and health + 2 and + 3, kwok's own server + 4.
-NEIGHBOUR_PORTS = (1, 2, 3, 4)
+# endpoint) + 1, Karpenter's metrics and health + 2 and + 3, kwok's own server + 4, Kueue's
+# webhook server and health + 5 and + 6.
+NEIGHBOUR_PORTS = (1, 2, 3, 4, 5, 6)
 # The README test's own checkout's cluster (test_readme_real.py), as a second checkout's `make dev`.
 README_API_PORT, README_ETCD_PORT, README_ETCD_PEER_PORT = PORT_BASE + 843, PORT_BASE + 779, PORT_BASE + 780
 # The token-expiry test's cluster, with a JWT authenticator (test_token_expiry_airflow.py).

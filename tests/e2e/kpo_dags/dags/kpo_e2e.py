@@ -22,8 +22,10 @@ DAG ids: kpo_<scenario>__<conn_id>, scenarios:
   task_sa      the same, running as the remote-kpo-task ServiceAccount (taskIdentity)
 and, when REMOTE_KPO_E2E_GPU_TASK holds the stack's `gpuTask` shape (components/gpu.py gpu_task()
 as JSON; test_gpu_real.py, bench/gpu.py):
-  gpu              the README's GPU task: that node selector, tolerations, annotations and startup
-                   timeout, and a limit of one of its GPU resource
+  gpu              the README's GPU task: that node selector, tolerations, annotations, labels (the
+                   queue's, with `queueing` on), schedule and startup timeouts, and a limit of one
+                   of its GPU resource; its container runs REMOTE_KPO_E2E_GPU_RUNTIME (a Go
+                   duration) when set (test_queueing_real.py, bench/queue.py), else kwok's 1 s
   gpu_untolerated  the same GPU limit without the GPU node selector and toleration (only kwok's,
                    as every task here): nothing can run it, so it fails when its short
                    schedule timeout (GPU_UNTOLERATED_SCHEDULE_TIMEOUT) runs out
@@ -94,13 +96,15 @@ def gpu_limit(shape: dict) -> k8s.V1ResourceRequirements:
     return k8s.V1ResourceRequirements(limits={shape["resourceName"]: "1"})
 
 
-def gpu_scenarios(conn_id: str, shape: dict) -> dict:
+def gpu_scenarios(conn_id: str, shape: dict, runtime: str | None) -> dict:
     """The README's GPU task, built from the `gpuTask` shape as a DAG author would."""
+    runs_for = {"kwok.remote-kpo.local/runtime": runtime} if runtime else {}
     return {
         "gpu": lambda: pod_task(
             "run_pod", conn_id, node_selector=shape["nodeSelector"],
             tolerations=[k8s.V1Toleration(**toleration) for toleration in shape["tolerations"]],
-            container_resources=gpu_limit(shape), annotations=shape["annotations"],
+            container_resources=gpu_limit(shape), annotations=shape["annotations"] | runs_for,
+            labels=shape.get("labels"), schedule_timeout_seconds=shape.get("scheduleTimeoutSeconds"),
             startup_timeout_seconds=shape["startupTimeoutSeconds"]),
         "gpu_untolerated": lambda: pod_task(
             "run_pod", conn_id, container_resources=gpu_limit(shape), annotations=shape["annotations"],
@@ -146,10 +150,11 @@ def nothing() -> None:
 
 
 _gpu_shape = json.loads(os.environ.get("REMOTE_KPO_E2E_GPU_TASK", "null"))
+_gpu_runtime = os.environ.get("REMOTE_KPO_E2E_GPU_RUNTIME")
 _restricted_shape = json.loads(os.environ.get("REMOTE_KPO_E2E_RESTRICTED_TASK", "null"))
 _runtime = os.environ.get("REMOTE_KPO_E2E_TASK_RUNTIME")
 for _conn_id in filter(None, os.environ.get("REMOTE_KPO_E2E_CONN_IDS", "").split(",")):
-    _scenarios = scenarios(_conn_id) | (gpu_scenarios(_conn_id, _gpu_shape) if _gpu_shape else {})
+    _scenarios = scenarios(_conn_id) | (gpu_scenarios(_conn_id, _gpu_shape, _gpu_runtime) if _gpu_shape else {})
     _scenarios |= restricted_scenarios(_conn_id, _restricted_shape) if _restricted_shape else {}
     _scenarios |= long_scenarios(_conn_id, _runtime) if _runtime else {}
     for _scenario, _build in _scenarios.items():

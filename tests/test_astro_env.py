@@ -175,6 +175,25 @@ def test_a_gpu_stack_writes_the_gpu_task_variable_in_the_same_call(env, tmp_path
     assert json.loads(value) == gpu_task("gke", GpuPool(enabled=True))
 
 
+def test_a_deployments_janitor_settings_go_beside_its_connection_as_the_janitor_variable(env):
+    outputs = stack_outputs()
+    off = {"enabled": False, "finishedTtlSeconds": 3600, "maxTaskRuntimeSeconds": 86400,
+           "pendingDeadlineSeconds": 540, "gpuPendingDeadlineSeconds": 2100}
+    outputs["deployments"]["analytics"]["janitor"] = off
+    set_outputs(env, "prod", outputs)
+    result = run(env, "--stack", "prod", "--map", f"analytics={ANALYTICS}")
+    assert result.returncode == 0, result.stderr
+    [call] = astro_calls(env)
+    conn_line, janitor_line = env_file_lines(call)
+    assert conn_line.startswith("AIRFLOW_CONN_KPO_ANALYTICS={")
+    key, _, value = janitor_line.partition("=")
+    # Written when off too: the upsert could not otherwise take back an earlier `enabled: true`.
+    assert key == "AIRFLOW_VAR_REMOTE_KPO_JANITOR__KPO_ANALYTICS"
+    assert json.loads(value) == off
+    # The Astro Deployment is described by its connection's source, not once per variable.
+    assert result.stdout.count("prod: analytics") == 1, result.stdout
+
+
 def test_an_organization_token_gets_the_workspace_of_the_map_file(env, tmp_path):
     result = run(env, "--map-file", map_file(tmp_path, "prod", {
         "stack": "prod", "workspaceId": WORKSPACE, "deployments": {"analytics": ANALYTICS}}))

@@ -72,7 +72,7 @@ KNOWN_KEYS = sorted({
     "tenantId", "adminGroupObjectIds", "login", "resourceGroup", "releaseChannel",
     "subjects", "podSecurity", "controlPlaneCidr",
     "registries", "username", "password", "dockerConfigJson", "taskIdentity", "azureIdentity", "acrIds",
-    "xcomSidecarImage",
+    "xcomSidecarImage", "janitor", "finishedTtl", "maxTaskRuntime",
 })
 
 EDGE_STRINGS = [

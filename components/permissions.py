@@ -23,6 +23,8 @@ class KpoPermission:
 # Derived from the cncf.kubernetes provider's calls (operators/pod.py, utils/pod_manager.py,
 # triggers/pod.py), in sync and deferrable mode. All resources are in the core API group.
 KPO_PERMISSIONS: tuple[KpoPermission, ...] = (
+    # The janitor DAG (dags/remote_kpo_janitor.py) lists and deletes the orphans of this row's pods
+    # through the same connection: no verb of its own.
     KpoPermission(
         "find pod by labels, create, poll, mark already_checked, delete",
         "pods",

@@ -1,7 +1,6 @@
 """The janitor's rules (dags/remote_kpo_janitor_rules.py) on pods as the API returns them, and the
 settings the stack hands it (components/janitor.py)."""
 
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -9,10 +8,7 @@ import pytest
 import config
 from components import gpu
 from components.janitor import janitor_settings
-from harness import ROOT
-
-sys.path.insert(0, str(ROOT / "dags"))
-import remote_kpo_janitor_rules as rules  # noqa: E402  (dags/ is on Airflow's path, not the tests')
+import remote_kpo_janitor_rules as rules  # dags/, on the path as on Airflow's (conftest.py)
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
 # Small thresholds, as a Deployment's janitor output carries them (seconds).

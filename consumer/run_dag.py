@@ -71,6 +71,9 @@ def main(out_file: str, steps: list[str]) -> None:
     sdk_dag._run_inline_trigger = recording_trigger
 
     dags_folder = conf.get("core", "dags_folder")
+    # As Airflow's DAG processor and task runner load a bundle (dagbag.py BundleDagBag): a DAG file
+    # imports its neighbours (remote_kpo_janitor.py its rules).
+    sys.path.append(dags_folder)
     dagbag = DagBag(dag_folder=dags_folder)
     report = []
     for step in steps:

@@ -369,7 +369,7 @@ def test_aks_outputs_name_the_task_identity_to_grant_storage_roles_to(aks):
         "remote-kpo-task", "client-id-of-remote-kpo-staging-reports-task", "principal-id-of-remote-kpo-staging-reports-task")
     # A Deployment without task pods has only the entries every aks Deployment has.
     assert set(aks.outputs["deployments"]["plain"]) == {
-        "namespace", "connectionId", "envVar", "azureClientId", "azureIdentityName", "azureIdentityResourceGroup"}
+        "namespace", "connectionId", "envVar", "janitor", "azureClientId", "azureIdentityName", "azureIdentityResourceGroup"}
 
 
 def test_aks_without_acr_ids_assigns_no_azure_role():

@@ -8,9 +8,9 @@ The orphans are real KubernetesPodOperator pods, left the ways the issue names:
 - pending: the README's GPU task whose pod, bound to the GPU node Karpenter made for it, never
   starts (kwok's `start: never`: an image that never arrives), its Airflow killed while KPO waits;
 - running: a task whose pod runs for an hour, its Airflow killed while it runs.
-Then, while a live deferrable task's pod runs, the janitor DAG sweeps with every rule's threshold at
-THRESHOLD seconds (the Variable scripts/astro-env would set, made small so that the orphans pass it
-in the test instead of in hours). The analytics Deployment's kept pod, as old, has no janitor
+Then, while a live deferrable task's pod runs, the janitor DAG sweeps with thresholds of THRESHOLD
+seconds, MAX_TASK_RUNTIME for the running rule (the Variable scripts/astro-env would set, made small
+so that the orphans pass them in the test instead of in hours). The analytics Deployment's kept pod, as old, has no janitor
 Variable and is in another namespace.
 """
 
@@ -32,11 +32,14 @@ from watch import Event, Watch
 DEPLOYMENT, CONN_ID = "ml-training", "kpo_ml_training"
 OTHER, OTHER_CONN_ID = "analytics", "kpo_analytics"
 THRESHOLD = 30
-SETTINGS = {"enabled": True, "finishedTtlSeconds": THRESHOLD, "maxTaskRuntimeSeconds": THRESHOLD,
+# The running rule's: longer than the live task runs (LIVE_RUNTIME), so that its pod, made a minute
+# or two after the running orphan, is still within it while the janitor sweeps.
+MAX_TASK_RUNTIME = 150
+LIVE_RUNTIME = "120s"
+SETTINGS = {"enabled": True, "finishedTtlSeconds": THRESHOLD, "maxTaskRuntimeSeconds": MAX_TASK_RUNTIME,
             "pendingDeadlineSeconds": THRESHOLD, "gpuPendingDeadlineSeconds": THRESHOLD}
 # Limits that only turn a hang into a failure.
 STEP_LIMIT = 300
-LIVE_RUNTIME = "60s"
 
 
 def dag(scenario: str, conn_id: str = CONN_ID) -> str:
@@ -45,7 +48,7 @@ def dag(scenario: str, conn_id: str = CONN_ID) -> str:
 
 @dataclass
 class Sweep:
-    removals: list[dict]          # the janitor task's XCom: what it removed
+    task: dict                    # the janitor's sweep task, as run_dag.py reports it
     janitor_log: str              # what Airflow logged while it ran
     live_run: dict                # run_dag.py's report of the live task's run
     live_pod: str
@@ -56,6 +59,12 @@ class Sweep:
     swept_at: float
     pods: list[Event]             # the ml-training namespace's pods, as watched
     nodes: list[Event]
+
+
+    @property
+    def removals(self) -> list[dict]:
+        """What the janitor removed (its task's XCom)."""
+        return self.task["xcom"].get("return_value", [])
 
 
 def created(event: Event) -> float:
@@ -114,6 +123,10 @@ def sweep(gpu_program, airflow_env, dev_outputs, cluster_env, kubectl, tmp_path_
 
     with Watch(cluster_env, "pods", "-n", namespace) as pods, Watch(cluster_env, "nodes") as nodes:
         try:
+            # A task whose pod runs an hour, killed while it runs.
+            runner = start({**airflow_env, "REMOTE_KPO_E2E_TASK_RUNTIME": "1h"}, [dag("long_sync")])
+            running = pod_of(pods, dag("long_sync"), lambda p: phase(p) == "Running", "the long pod running")
+            stop(runner)
             # Finished and kept, in both namespaces; then the GPU task, killed once its pod sits on
             # the GPU node Karpenter made for it.
             orphaner = start(airflow_env, [dag("kept", OTHER_CONN_ID), dag("kept"), dag("gpu_stuck")])
@@ -121,10 +134,6 @@ def sweep(gpu_program, airflow_env, dev_outputs, cluster_env, kubectl, tmp_path_
             stop(orphaner)
             gpu_node = gpu_pod.object["spec"]["nodeName"]
             assert is_pool_node(kubectl_json(kubectl, "node", gpu_node))
-            # A task whose pod runs an hour, killed while it runs.
-            runner = start({**airflow_env, "REMOTE_KPO_E2E_TASK_RUNTIME": "1h"}, [dag("long_sync")])
-            running = pod_of(pods, dag("long_sync"), lambda p: phase(p) == "Running", "the long pod running")
-            stop(runner)
             kept = pod_of(pods, dag("kept"), lambda p: phase(p) == "Succeeded", "the kept pod")
             foreign = kubectl_json(kubectl, "pods", "-n", other_namespace, "-l", f"dag_id={dag('kept', OTHER_CONN_ID)}")
             [foreign_pod] = foreign["items"]
@@ -135,9 +144,10 @@ def sweep(gpu_program, airflow_env, dev_outputs, cluster_env, kubectl, tmp_path_
                           "REMOTE_KPO_E2E_TASK_RUNTIME": LIVE_RUNTIME}, [dag("long_deferrable")])
             janitor.reach("sweep")
             live_pod = pod_of(pods, dag("long_deferrable"), lambda p: phase(p) == "Running", "the live pod running")
-            # Every orphan past THRESHOLD (the kept pod counts from its end, later than its creation).
-            time.sleep(max(0.0, max(created(e) for e in (gpu_pod, running, kept)) + THRESHOLD + 5 - time.time()))
-            assert time.time() - created(live_pod) < THRESHOLD, "the live pod is already past the threshold"
+            # Every orphan past its rule's threshold (the kept pod counts from its end, after its creation).
+            time.sleep(max(0.0, created(running) + MAX_TASK_RUNTIME + 5 - time.time(),
+                           max(created(e) for e in (gpu_pod, kept)) + THRESHOLD + 5 - time.time()))
+            assert time.time() - created(live_pod) < MAX_TASK_RUNTIME / 2, "the live pod came too late"
             gpu_node_at_sweep = kubectl("get", "node", gpu_node, check=False).returncode == 0
             swept_at = time.time()
             janitor.go("sweep")
@@ -148,7 +158,7 @@ def sweep(gpu_program, airflow_env, dev_outputs, cluster_env, kubectl, tmp_path_
             for runner in runners:
                 if runner.process.poll() is None:
                     stop(runner)
-        return Sweep(janitor_run["tasks"]["sweep[0]"]["xcom"].get("return_value", []), janitor.log.read_text(),
+        return Sweep(janitor_run["tasks"]["sweep[0]"], janitor.log.read_text(),
                      live_run, live_pod.name, {"finished": kept.name, "pending": gpu_pod.name, "running": running.name},
                      foreign_pod["metadata"]["name"], gpu_node, gpu_node_at_sweep, swept_at, pods.events(),
                      nodes.events())
@@ -159,7 +169,8 @@ def kubectl_json(kubectl, *args: str) -> dict:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def leave_no_pods(kubectl, dev_outputs):
+def leave_no_pods(gpu_program, kubectl, dev_outputs):  # noqa: F811
+    """Whatever a failed story left, gone before the GPU pool's destroy (which waits for its nodes)."""
     yield
     for deployment in (OTHER, DEPLOYMENT):
         kubectl("delete", "pods", "-n", dev_outputs["deployments"][deployment]["namespace"], "-l",
@@ -173,7 +184,9 @@ def test_an_orphan_of_each_kind_is_removed_and_each_removal_names_its_task(sweep
     assert {rule: r["dag_id"] for rule, r in by_rule.items()} == {
         "finished": dag("kept"), "pending": dag("gpu_stuck"), "running": dag("long_sync")}
     for removal in sweep.removals:
-        assert removal["age"] > THRESHOLD and removal["limit"] == THRESHOLD
+        assert removal["age"] > removal["limit"] == SETTINGS[
+            {"finished": "finishedTtlSeconds", "pending": "gpuPendingDeadlineSeconds",
+             "running": "maxTaskRuntimeSeconds"}[removal["rule"]]]
         assert (removal["task_id"], removal["try_number"], removal["namespace"]) == ("run_pod", "1", "kpo-ml-training")
         # KPO's run_id label: the run id made label-safe, a hash at its end.
         assert removal["run_id"].startswith("manual__")
@@ -186,11 +199,13 @@ def test_an_orphan_of_each_kind_is_removed_and_each_removal_names_its_task(sweep
 
 def test_the_pod_of_a_live_task_is_not_removed_and_its_task_succeeds(sweep):
     assert sweep.live_pod not in {r["pod"] for r in sweep.removals}
+    # It ran through the whole sweep (it ends LIVE_RUNTIME after it started), and its task succeeded.
+    ended = next(e for e in sweep.pods if e.name == sweep.live_pod and phase(e.object) == "Succeeded")
+    assert sweep.task["end"] < ended.at
     assert sweep.live_run["state"] == "success"
     # It was deleted once, after the sweep: by KPO, when its task was done.
     deleted = [e for e in sweep.pods if e.name == sweep.live_pod and e.type == "DELETED"]
     assert len(deleted) == 1 and deleted[0].at > sweep.swept_at
-    assert any(phase(e.object) == "Succeeded" for e in sweep.pods if e.name == sweep.live_pod)
 
 
 def test_another_deployments_namespace_is_untouched(sweep, kubectl, dev_outputs, tmp_path):

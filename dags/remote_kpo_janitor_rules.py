@@ -28,6 +28,11 @@ The rules, each with why it cannot remove the pod of a live task:
   `execution_timeout` and KPO then deletes its pod (`on_kill`), so a task within the Deployment's
   limit has a younger pod. The age counts from the pod's creation, the startup wait included.
 
+What a pod's labels cannot tell, and the rules therefore do not cover: a task that passes a longer
+startup timeout than its shape's, and a retry that reattached to a pod an earlier try left behind
+(KPO's reattach_on_restart finds it by its labels without the try number): the retry waits and runs
+on that pod's clock, counted from its creation (README, "Orphaned task pods").
+
 A pod already being deleted is left alone. The DAG deletes with the pod's uid and resourceVersion
 as preconditions, so a pod that changed after it was listed (it started, KPO marked it) is not
 deleted on what the janitor saw before.

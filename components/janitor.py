@@ -15,9 +15,10 @@ from config import Deployment, karpenter_seconds
 # KubernetesPodOperator's own default startup_timeout_seconds (operators/pod.py), what a task
 # without the gpuTask shape waits.
 KPO_STARTUP_TIMEOUT_SECONDS = 120
-# Beyond both waits: KPO polls every startup_check_interval_seconds (5 s), and each call may take
-# its API timeout (60 s) and retries ([workers] api_retries, 5, at most 15 s apart:
-# kubernetes_helper_functions.py generic_api_retry) before it fails the task and deletes the pod.
+# Beyond both waits: KPO notices a timeout at its next poll (startup_check_interval_seconds, 5 s;
+# a read may take up to its API timeout, 60 s), then fails the task and deletes the pod. A poll
+# that keeps failing ends the wait too: its retries ([workers] api_retries, kubernetes_helper_
+# functions.py generic_api_retry) run out and the task fails.
 PENDING_MARGIN_SECONDS = 300
 
 

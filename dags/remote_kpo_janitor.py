@@ -11,6 +11,9 @@ namespace and acts with the Deployment's own RBAC: `list` and `delete` on pods, 
 needs there (components/permissions.py); it reaches no other namespace. A connection without that
 Variable, or with `"enabled": false` in it (the stack's `janitor.enabled`), is left alone.
 
+A pod whose task instance Airflow may still run, resume or retry (running, deferred, queued,
+up_for_retry, cleared...) is left alone, whatever the rules say: a retry reattaches to its pod.
+
 Every removal is one log line, "remote-kpo janitor: removed pod <namespace>/<pod> (dag_id ...,
 task_id ..., run_id ..., try_number ...): <rule> <age>s, over <limit>s", and the task's XCom lists
 them.
@@ -23,13 +26,15 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.exceptions import AirflowException
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+from airflow.providers.cncf.kubernetes.pod_generator import make_safe_label_value
 from kubernetes.client import V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
-from remote_kpo_janitor_rules import LABEL_SELECTOR, Settings, SettingsError, select
+from remote_kpo_janitor_rules import (LABEL_SELECTOR, Settings, SettingsError, select, task_may_come_back,
+                                      task_state)
 
 try:
-    from airflow.sdk import DAG, Variable, task
+    from airflow.sdk import DAG, Variable, get_current_context, task
 except ImportError as error:  # Airflow 2 has no Task SDK: say so in the DAG's import error
     raise ImportError("remote_kpo_janitor needs Airflow 3 (Astro Runtime 3): airflow.sdk is missing") from error
 
@@ -65,8 +70,18 @@ def sweep(conn_id: str) -> list[dict]:
     # The API's own JSON, the shape the rules read (camelCase, RFC 3339 times).
     listed = client.list_namespaced_pod(namespace, label_selector=LABEL_SELECTOR, _preload_content=False)
     pods = json.loads(listed.data)["items"]
+    ti = get_current_context()["ti"]
     done = []
     for removal in select(pods, settings, datetime.now(timezone.utc)):
+        # Airflow's own view of the pod's task instance (Task SDK, execution API /task-instances/states).
+        labels = removal.labels
+        states = ti.get_task_states(dag_id=labels.get("dag_id", ""), task_ids=[labels.get("task_id", "")],
+                                    map_index=int(labels.get("map_index", -1)))
+        state = task_state(states, labels, make_safe_label_value)
+        if task_may_come_back(state):
+            log.info("remote-kpo janitor: left pod %s/%s: its task instance is %s in Airflow, which may still run, "
+                     "resume or retry it", namespace, removal.name, state or "without a state")
+            continue
         # Only the pod as it was listed: one that started, was marked by KPO or was made anew under
         # the same name since then is refused (409) and looked at again next run.
         preconditions = V1Preconditions(uid=removal.uid, resource_version=removal.resource_version)

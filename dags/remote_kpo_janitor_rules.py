@@ -28,10 +28,13 @@ The rules, each with why it cannot remove the pod of a live task:
   `execution_timeout` and KPO then deletes its pod (`on_kill`), so a task within the Deployment's
   limit has a younger pod. The age counts from the pod's creation, the startup wait included.
 
-What a pod's labels cannot tell, and the rules therefore do not cover: a task that passes a longer
-startup timeout than its shape's, and a retry that reattached to a pod an earlier try left behind
-(KPO's reattach_on_restart finds it by its labels without the try number): the retry waits and runs
-on that pod's clock, counted from its creation (README, "Orphaned task pods").
+Beyond the rules, Airflow has the last word: a pod whose task instance Airflow may still run,
+resume or retry (any state but success, failed, skipped, upstream_failed and removed) is left
+alone whatever its age. That covers a retry, which would reattach to the pod by its labels without
+the try number (KPO's reattach_on_restart), and a task instance cleared to run again. A pod whose
+task this Airflow does not know (another Airflow's, a deleted run, a dag_id or task_id too long for
+a label) is judged by the rules alone, which assume the task shape's startup timeout (README,
+"Orphaned task pods").
 
 A pod already being deleted is left alone. The DAG deletes with the pod's uid and resourceVersion
 as preconditions, so a pod that changed after it was listed (it started, KPO marked it) is not
@@ -48,6 +51,30 @@ LABEL_SELECTOR = "kubernetes_pod_operator=True,!airflow-worker"
 GPU_RESOURCE = "nvidia.com/gpu"
 SETTINGS_KEYS = {"enabled": bool, "finishedTtlSeconds": int, "maxTaskRuntimeSeconds": int,
                  "pendingDeadlineSeconds": int, "gpuPendingDeadlineSeconds": int}
+
+
+# Task instance states after which Airflow neither runs nor retries the task by itself.
+ENDED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+UNKNOWN = "unknown"
+
+
+def task_may_come_back(state: Optional[str]) -> bool:
+    """Whether Airflow may still run, resume or retry a task instance in `state` (None: no status
+    yet, e.g. cleared; UNKNOWN: not this Airflow's)."""
+    return state != UNKNOWN and state not in ENDED_STATES
+
+
+def task_state(states_by_run: dict, labels: dict, safe_label) -> Optional[str]:
+    """The state Airflow holds for the task instance a pod's labels name, from Airflow's task
+    states of its dag and task ({run_id: {task_id or task_id_<map index>: state}}, the Task SDK's
+    get_task_states), matching the run by its label-safe form (`safe_label`, KPO's
+    make_safe_label_value); UNKNOWN when none matches."""
+    key = labels.get("task_id", "") + (f"_{labels['map_index']}" if "map_index" in labels else "")
+    for run_id, tasks in states_by_run.items():
+        if safe_label(run_id) == labels.get("run_id") and key in tasks:
+            state = tasks[key]
+            return None if state is None else str(getattr(state, "value", state))
+    return UNKNOWN
 
 
 class SettingsError(ValueError):

@@ -156,3 +156,28 @@ def test_a_janitor_variable_that_is_not_the_stacks_output_is_refused_naming_the_
     with pytest.raises(rules.SettingsError) as caught:
         rules.Settings.parse(document, "Variable v")
     assert str(caught.value) == message
+
+
+# ---- Airflow's last word ------------------------------------------------------------------------
+
+def label_safe(run_id: str) -> str:
+    """What KPO's make_safe_label_value makes of the run ids below (`:` and `+` cut, a hash added)."""
+    return {"manual__2026-12-05T10:00:00+00:00": KPO_LABELS["run_id"]}.get(run_id, run_id)
+
+
+@pytest.mark.parametrize("state, comes_back", [
+    ("running", True), ("deferred", True), ("queued", True), ("up_for_retry", True), ("restarting", True),
+    (None, True), ("success", False), ("failed", False), ("upstream_failed", False), ("skipped", False),
+    ("removed", False), (rules.UNKNOWN, False)])
+def test_a_pod_is_spared_while_airflow_may_still_run_resume_or_retry_its_task(state, comes_back):
+    assert rules.task_may_come_back(state) is comes_back
+
+
+def test_the_pods_task_instance_is_found_by_its_label_safe_run_id_and_its_map_index():
+    states = {"manual__2026-12-05T10:00:00+00:00": {"fit": "up_for_retry", "fit_2": "failed"},
+              "scheduled__2026-12-04T00:00:00+00:00": {"fit": "success"}}
+    assert rules.task_state(states, KPO_LABELS, label_safe) == "up_for_retry"
+    assert rules.task_state(states, {**KPO_LABELS, "map_index": "2"}, label_safe) == "failed"
+    # A run Airflow does not hold (another Airflow's, or deleted): the rules alone decide.
+    assert rules.task_state(states, {**KPO_LABELS, "run_id": "manual__other"}, label_safe) == rules.UNKNOWN
+    assert rules.task_state({}, KPO_LABELS, label_safe) == rules.UNKNOWN

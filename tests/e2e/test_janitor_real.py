@@ -8,21 +8,25 @@ The orphans are real KubernetesPodOperator pods, left the ways the issue names:
 - pending: the README's GPU task whose pod, bound to the GPU node Karpenter made for it, never
   starts (kwok's `start: never`: an image that never arrives), its Airflow killed while KPO waits;
 - running: a task whose pod runs for an hour, its Airflow killed while it runs.
-Then, while a live deferrable task's pod runs, the janitor DAG sweeps with thresholds of THRESHOLD
+The janitor DAG sweeps twice, in the Airflow that ran those tasks, with thresholds of THRESHOLD
 seconds, MAX_TASK_RUNTIME for the running rule (the Variable scripts/astro-env would set, made small
-so that the orphans pass them in the test instead of in hours). The analytics Deployment's kept pod, as old, has no janitor
-Variable and is in another namespace.
+so that the orphans pass them in the test instead of in hours): first while Airflow still counts the
+killed tasks as running (as it does until its heartbeat timeout fails them), then after the test
+has failed them as the scheduler would, while a live deferrable task's pod runs (in a second
+Airflow). The analytics Deployment's kept pod, as old, has no janitor Variable and is in another
+namespace.
 """
 
 import json
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
 
-from airflow_runner import KPO_DAGS, Runner, migrated_airflow_env
+from airflow_runner import AIRFLOW_PYTHON, KPO_DAGS, Runner, migrated_airflow_env
 from components.gpu import gpu_task
 from gpu_local import eks_gpu_pool, is_pool_node
 from realenv import ROOT, can_i
@@ -32,9 +36,9 @@ from watch import Event, Watch
 DEPLOYMENT, CONN_ID = "ml-training", "kpo_ml_training"
 OTHER, OTHER_CONN_ID = "analytics", "kpo_analytics"
 THRESHOLD = 30
-# The running rule's: longer than the live task runs (LIVE_RUNTIME), so that its pod, made a minute
-# or two after the running orphan, is still within it while the janitor sweeps.
-MAX_TASK_RUNTIME = 150
+# The running rule's: the live task's pod, made just before the second sweep, is well within it.
+MAX_TASK_RUNTIME = 60
+# Running through the second sweep.
 LIVE_RUNTIME = "120s"
 SETTINGS = {"enabled": True, "finishedTtlSeconds": THRESHOLD, "maxTaskRuntimeSeconds": MAX_TASK_RUNTIME,
             "pendingDeadlineSeconds": THRESHOLD, "gpuPendingDeadlineSeconds": THRESHOLD}
@@ -48,7 +52,8 @@ def dag(scenario: str, conn_id: str = CONN_ID) -> str:
 
 @dataclass
 class Sweep:
-    task: dict                    # the janitor's sweep task, as run_dag.py reports it
+    first: dict                   # the janitor's sweep task while Airflow still ran the orphans' tasks
+    task: dict                    # its sweep task once Airflow had failed them, as run_dag.py reports it
     janitor_log: str              # what Airflow logged while it ran
     live_run: dict                # run_dag.py's report of the live task's run
     live_pod: str
@@ -63,8 +68,8 @@ class Sweep:
 
     @property
     def removals(self) -> list[dict]:
-        """What the janitor removed (its task's XCom)."""
-        return self.task["xcom"].get("return_value", [])
+        """What the janitor removed (its tasks' XCom)."""
+        return [r for task in (self.first, self.task) for r in task["xcom"].get("return_value", [])]
 
 
 def created(event: Event) -> float:
@@ -105,6 +110,19 @@ def airflow_env(dev_outputs, cluster_env, dags_folder, tmp_path_factory) -> dict
         AIRFLOW_VAR_REMOTE_KPO_JANITOR__KPO_ML_TRAINING=json.dumps(SETTINGS))
 
 
+# What Airflow's scheduler does to a task whose worker died, once task_instance_heartbeat_timeout has
+# passed: here no scheduler runs, and a killed dag.test() leaves its task instance running.
+FAIL_DEAD_TASKS = """
+import sys
+from sqlalchemy import update
+from airflow.models.taskinstance import TaskInstance
+from airflow.utils.session import create_session
+with create_session() as session:
+    session.execute(update(TaskInstance).where(TaskInstance.dag_id.in_(sys.argv[1:]),
+                                               TaskInstance.state == "running").values(state="failed"))
+"""
+
+
 def second_home(env: dict, folder) -> dict:
     """The same migrated database, copied: a second Airflow process running beside the first."""
     shutil.copy(f"{env['AIRFLOW_HOME']}/airflow.db", folder / "airflow.db")
@@ -138,27 +156,32 @@ def sweep(gpu_program, airflow_env, dev_outputs, cluster_env, kubectl, tmp_path_
             foreign = kubectl_json(kubectl, "pods", "-n", other_namespace, "-l", f"dag_id={dag('kept', OTHER_CONN_ID)}")
             [foreign_pod] = foreign["items"]
 
-            # The janitor's Airflow, loaded and held; a live task in a second Airflow, its pod running.
-            janitor = start(airflow_env, ["@sweep", "remote_kpo_janitor"])
-            live = start({**second_home(airflow_env, tmp_path_factory.mktemp("airflow-live")),
-                          "REMOTE_KPO_E2E_TASK_RUNTIME": LIVE_RUNTIME}, [dag("long_deferrable")])
+            # The janitor, in the Airflow that ran the orphans' tasks, once every orphan is past its
+            # rule's threshold (the kept pod counts from its end, after its creation): Airflow still
+            # has the killed tasks running.
+            janitor = start(airflow_env, ["@sweep", "remote_kpo_janitor", "@again", "remote_kpo_janitor"])
             janitor.reach("sweep")
-            live_pod = pod_of(pods, dag("long_deferrable"), lambda p: phase(p) == "Running", "the live pod running")
-            # Every orphan past its rule's threshold (the kept pod counts from its end, after its creation).
             time.sleep(max(0.0, created(running) + MAX_TASK_RUNTIME + 5 - time.time(),
                            max(created(e) for e in (gpu_pod, kept)) + THRESHOLD + 5 - time.time()))
-            assert time.time() - created(live_pod) < MAX_TASK_RUNTIME / 2, "the live pod came too late"
+            janitor.go("sweep")
+            janitor.reach("again")
+            # Airflow fails the dead tasks; a live task runs in a second Airflow; the janitor again.
+            subprocess.run([str(AIRFLOW_PYTHON), "-c", FAIL_DEAD_TASKS, dag("gpu_stuck"), dag("long_sync")],
+                           env=airflow_env, check=True, capture_output=True, timeout=300)
+            live = start({**second_home(airflow_env, tmp_path_factory.mktemp("airflow-live")),
+                          "REMOTE_KPO_E2E_TASK_RUNTIME": LIVE_RUNTIME}, [dag("long_deferrable")])
+            live_pod = pod_of(pods, dag("long_deferrable"), lambda p: phase(p) == "Running", "the live pod running")
             gpu_node_at_sweep = kubectl("get", "node", gpu_node, check=False).returncode == 0
             swept_at = time.time()
-            janitor.go("sweep")
-            [janitor_run] = janitor.finish()
+            janitor.go("again")
+            first_run, janitor_run = janitor.finish()
             nodes.wait_for(lambda e: e.type == "DELETED" and e.name == gpu_node, STEP_LIMIT, "the GPU node removed")
             [live_run] = live.finish()
         finally:
             for runner in runners:
                 if runner.process.poll() is None:
                     stop(runner)
-        return Sweep(janitor_run["tasks"]["sweep[0]"], janitor.log.read_text(),
+        return Sweep(first_run["tasks"]["sweep[0]"], janitor_run["tasks"]["sweep[0]"], janitor.log.read_text(),
                      live_run, live_pod.name, {"finished": kept.name, "pending": gpu_pod.name, "running": running.name},
                      foreign_pod["metadata"]["name"], gpu_node, gpu_node_at_sweep, swept_at, pods.events(),
                      nodes.events())
@@ -195,6 +218,18 @@ def test_an_orphan_of_each_kind_is_removed_and_each_removal_names_its_task(sweep
         assert line in sweep.janitor_log, sweep.janitor_log[-3000:]
         gone = kubectl("get", "pod", removal["pod"], "-n", "kpo-ml-training", check=False)
         assert "NotFound" in gone.stderr
+
+
+def test_orphans_whose_tasks_airflow_may_still_retry_are_left_until_it_fails_them(sweep):
+    # First sweep, every orphan past its threshold: the kept pod's task had succeeded; the killed
+    # tasks were still running as far as Airflow knew (a retry would reattach to their pods).
+    assert [(r["rule"], r["pod"]) for r in sweep.first["xcom"]["return_value"]] == [
+        ("finished", sweep.orphans["finished"])]
+    for rule in ("pending", "running"):
+        assert (f"remote-kpo janitor: left pod kpo-ml-training/{sweep.orphans[rule]}: its task instance is running "
+                "in Airflow") in sweep.janitor_log
+    # Once Airflow failed them, the next sweep removed their pods.
+    assert sorted(r["rule"] for r in sweep.task["xcom"]["return_value"]) == ["pending", "running"]
 
 
 def test_the_pod_of_a_live_task_is_not_removed_and_its_task_succeeds(sweep):

@@ -593,6 +593,41 @@ class Queueing(Model):
     reclaim: Literal["wait", "preempt"] = "wait"
 
 
+def _at_least(seconds: int, why: str) -> AfterValidator:
+    """The validator of a KarpenterDuration that must be at least `seconds` long."""
+
+    def check(value: str) -> str:
+        if karpenter_seconds(value) < seconds:
+            raise PydanticCustomError("range", "below {least}: {why}", {"least": _duration(seconds), "why": why})
+        return value
+
+    return AfterValidator(check)
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds // 60}m"
+
+
+# KPO reads a finished pod once more after it ends: a deferrable task when it resumes on a worker
+# (KubernetesPodOperator.trigger_reentry reads the pod), which may wait for a free worker slot.
+MIN_FINISHED_TTL_SECONDS = 5 * 60
+# The Running rule counts from the pod's creation, startup wait included: the longest any task
+# shape may wait (gpuTask: schedule and startup timeouts of 900 s each) stays well inside it.
+MIN_MAX_TASK_RUNTIME_SECONDS = 3600
+
+
+class Janitor(Model):
+    """The maintenance DAG dags/remote_kpo_janitor.py for this Deployment's namespace: which of
+    its KPO pods it removes (README, "Orphaned task pods")."""
+
+    enabled: bool = True
+    finished_ttl: Annotated[KarpenterDuration, _at_least(
+        MIN_FINISHED_TTL_SECONDS, "a deferrable task reads its finished pod when it resumes on a worker")] = "1h"
+    max_task_runtime: Annotated[KarpenterDuration, _at_least(
+        MIN_MAX_TASK_RUNTIME_SECONDS, "it counts from the pod's creation, the startup wait (up to 30m for a GPU "
+        "task) included")] = "24h"
+
+
 class Registry(Model):
     """One private registry's login, or (alone in the list) a whole Docker config JSON. The
     password and the JSON are credentials: set them with `pulumi config set --secret --path`."""
@@ -672,6 +707,7 @@ class Deployment(Model):
     # KPO's XCom sidecar image (the provider's default is alpine from Docker Hub): a private
     # mirror avoids Docker Hub's pull limits and a second registry on every XCom task's path.
     xcom_sidecar_image: Optional[ImageReference] = None
+    janitor: Janitor = Janitor()
 
     @model_validator(mode="after")
     def _sidecar_image_needs_xcom(self):

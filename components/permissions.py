@@ -29,6 +29,8 @@ class KpoPermission:
 # queue (scripts/verify), read-only and in its namespace: no ClusterQueue (cluster-scoped, other
 # Deployments' quota), no write to a LocalQueue or Workload (MUST_DENY_* below).
 KPO_PERMISSIONS: tuple[KpoPermission, ...] = (
+    # The janitor DAG (dags/remote_kpo_janitor.py) lists and deletes the orphans of this row's pods
+    # through the same connection: no verb of its own.
     KpoPermission(
         "find pod by labels, create, poll, mark already_checked, delete",
         "pods",

@@ -4,7 +4,10 @@ For every remote-kpo Deployment a mapping names, the connection (`airflowConnect
 goes to its Astro Deployment as the secret environment variable the `deployments` output names
 (`envVar`, AIRFLOW_CONN_<CONNECTION ID>), which Airflow reads as that connection. With a `gpuTask`
 output, the task shape goes beside it as AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__<CONNECTION ID>, the
-Airflow Variable `remote_kpo_gpu_task__<connection id>` that dags/remote_kpo_smoke.py reads.
+Airflow Variable `remote_kpo_gpu_task__<connection id>` that dags/remote_kpo_smoke.py reads; the
+Deployment's `janitor` settings go as AIRFLOW_VAR_REMOTE_KPO_JANITOR__<CONNECTION ID>, the Variable
+dags/remote_kpo_janitor.py reads (written with `enabled: false` too, since an upsert cannot remove
+one written before).
 
 Each Astro Deployment is written in one call, `astro deployment variable update --deployment-id ID
 --load --env FILE --secret [--workspace-id W]`: an upsert (keys it lacks are created: astro-cli
@@ -41,6 +44,7 @@ MASK = "******"
 # How the Astro CLI authenticates without `astro login` (a person's browser login), as on CI.
 TOKEN_VARIABLE = "ASTRO_API_TOKEN"
 GPU_VARIABLE_PREFIX = "AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__"
+JANITOR_VARIABLE_PREFIX = "AIRFLOW_VAR_REMOTE_KPO_JANITOR__"
 TAG_PREFIX = "astro-env:"
 # Stack tag names hold at most 40 characters (pulumi pkg/util/validation/stack.go); Astro
 # Deployment ids are 25.
@@ -110,7 +114,7 @@ class Target:
         keys = ", ".join(sorted(a.key for a in self.assignments))
         sources = ", ".join(f"{a.mapping.stack}: {a.deployment}" for a in
                             sorted(self.assignments, key=lambda a: (a.mapping.stack, a.deployment, a.key))
-                            if not a.key.startswith(GPU_VARIABLE_PREFIX))
+                            if not a.key.startswith("AIRFLOW_VAR_"))
         return f"{self.astro_id}: {keys} ({sources})"
 
 
@@ -195,6 +199,9 @@ def assignments(outputs: dict, mapping: Mapping) -> tuple[list[Assignment], list
         if outputs.get("gpuTask"):
             result.append(Assignment(mapping, name, astro_id, GPU_VARIABLE_PREFIX + info["connectionId"].upper(),
                                      json.dumps(outputs["gpuTask"], sort_keys=True)))
+        if "janitor" in info:
+            result.append(Assignment(mapping, name, astro_id, JANITOR_VARIABLE_PREFIX + info["connectionId"].upper(),
+                                     json.dumps(info["janitor"], sort_keys=True)))
     return result, sorted(set(deployments) - set(mapping.deployments))
 
 

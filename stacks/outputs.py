@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components import disruption, gpu
+from components import disruption, gpu, janitor
 from components import kubeconfig as kc
 from components import pod_security, queueing
 from config import Deployment, StackConfig
@@ -37,7 +37,8 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
         connections[d.name] = pulumi.Output.secret(pulumi.Output.all(doc, item.namespace).apply(
             lambda args, extras=extras: kc.to_json(kc.airflow_connection(args[0], args[1], extras))))
         deployments[d.name] = {"namespace": item.namespace, "connectionId": d.airflow_conn_id,
-                               "envVar": d.env_var, **queueing.queue_details(cfg, d), **item.details}
+                               "envVar": d.env_var, "janitor": janitor.janitor_settings(d),
+                               **queueing.queue_details(cfg, d), **item.details}
     outputs = {
         "cloud": cfg.cloud,
         "clusterName": cluster_name,

@@ -6,6 +6,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The DAGs' own modules, as Airflow finds them (it puts its dags folder on the path).
+sys.path.insert(1, str(ROOT / "dags"))
 
 
 @pytest.fixture(autouse=True)

@@ -33,6 +33,10 @@ users:
 """
 
 ROOT = Path(__file__).resolve().parent.parent
+# The `janitor` entry of a Deployment that sets none: 1h, 24h, and KPO's two waits of 120 s (900 s
+# for the gpuTask shape) each, plus 5 minutes.
+DEFAULT_JANITOR = {"enabled": True, "finishedTtlSeconds": 3600, "maxTaskRuntimeSeconds": 86400,
+                   "pendingDeadlineSeconds": 540, "gpuPendingDeadlineSeconds": 2100}
 
 
 def token_for(resource_name: str) -> str:

@@ -10,7 +10,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 import config
 from components import aks
-from harness import RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
+from harness import DEFAULT_JANITOR, RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
 
 CLUSTER = "azure-native:containerservice:ManagedCluster"
 AGENT_POOL = "azure-native:containerservice:AgentPool"
@@ -483,7 +483,7 @@ def test_outputs_describe_the_cluster_and_keep_credentials_secret(example):
     # id, and the name and resource group Astro asks for.
     assert example.outputs["deployments"]["ml-training"] == {
         "namespace": "kpo-ml-training", "connectionId": "kpo_ml_training", "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING",
-        "azureClientId": "client-id-of-kpo-gpu-weu-ml-training",
+        "janitor": DEFAULT_JANITOR, "azureClientId": "client-id-of-kpo-gpu-weu-ml-training",
         "azureIdentityName": "kpo-gpu-weu-ml-training", "azureIdentityResourceGroup": "rg-kpo-gpu-weu"}
     assert example.named("ml-training-azure-identity").inputs["resourceName"] == "kpo-gpu-weu-ml-training"
     assert example.secret == {

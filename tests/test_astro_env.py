@@ -163,16 +163,35 @@ def test_a_new_connection_is_written_again_and_only_where_it_changed(env, tmp_pa
     assert "a-new-token" in calls[-1]["env_file"]
 
 
-def test_a_gpu_stack_writes_the_gpu_task_variable_in_the_same_call(env, tmp_path):
-    set_outputs(env, "prod", stack_outputs(gpu=True))
+def variable_beside_the_connection(env: dict, outputs: dict) -> tuple[str, str, str]:
+    """(key, value) of the one variable astro-env writes beside analytics' connection, and what it printed."""
+    set_outputs(env, "prod", outputs)
     result = run(env, "--stack", "prod", "--map", f"analytics={ANALYTICS}")
     assert result.returncode == 0, result.stderr
     [call] = astro_calls(env)
-    conn_line, gpu_line = env_file_lines(call)
+    conn_line, variable_line = env_file_lines(call)
     assert conn_line.startswith("AIRFLOW_CONN_KPO_ANALYTICS={")
-    key, _, value = gpu_line.partition("=")
+    key, _, value = variable_line.partition("=")
+    return key, value, result.stdout
+
+
+def test_a_gpu_stack_writes_the_gpu_task_variable_in_the_same_call(env):
+    key, value, _ = variable_beside_the_connection(env, stack_outputs(gpu=True))
     assert key == "AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_ANALYTICS"
     assert json.loads(value) == gpu_task("gke", GpuPool(enabled=True))
+
+
+def test_a_deployments_janitor_settings_go_beside_its_connection_as_the_janitor_variable(env):
+    outputs = stack_outputs()
+    off = {"enabled": False, "finishedTtlSeconds": 3600, "maxTaskRuntimeSeconds": 86400,
+           "pendingDeadlineSeconds": 540, "gpuPendingDeadlineSeconds": 2100}
+    outputs["deployments"]["analytics"]["janitor"] = off
+    key, value, printed = variable_beside_the_connection(env, outputs)
+    # Written when off too: the upsert could not otherwise take back an earlier `enabled: true`.
+    assert key == "AIRFLOW_VAR_REMOTE_KPO_JANITOR__KPO_ANALYTICS"
+    assert json.loads(value) == off
+    # The Astro Deployment is described by its connection's source, not once per variable.
+    assert printed.count("prod: analytics") == 1, printed
 
 
 def test_an_organization_token_gets_the_workspace_of_the_map_file(env, tmp_path):

@@ -284,6 +284,18 @@ BAD_INPUT = [
     ("fewer pods in all than running", variant("existing", deployments=[
         {"name": "a", "quota": {"pods": 10, "totalPods": 5}}]),
      "remote-kpo:deployments[0].quota.totalPods: 5 is below pods 10: totalPods counts running pods too"),
+    ("janitor ttl shorter than a deferrable task's resume", variant("existing", deployments=[
+        {"name": "a", "janitor": {"finishedTtl": "2m"}}]),
+     "remote-kpo:deployments[0].janitor.finishedTtl: below 5m: a deferrable task reads its finished pod when it "
+     "resumes on a worker"),
+    ("janitor runtime shorter than a GPU task's startup wait", variant("existing", deployments=[
+        {"name": "a", "janitor": {"maxTaskRuntime": "45m"}}]),
+     "remote-kpo:deployments[0].janitor.maxTaskRuntime: below 1h: it counts from the pod's creation, the startup "
+     "wait (up to 30m for a GPU task) included"),
+    ("janitor duration in days", variant("existing", deployments=[{"name": "a", "janitor": {"maxTaskRuntime": "2d"}}]),
+     "remote-kpo:deployments[0].janitor.maxTaskRuntime: not a duration like 24h or 90m (h, m, s)"),
+    ("janitor misspelt", variant("existing", deployments=[{"name": "a", "janitor": {"enable": False}}]),
+     "remote-kpo:deployments[0].janitor.enable: unknown key; did you mean `enabled`?"),
     ("negative gpu quota", variant("existing", deployments=[{"name": "a", "quota": {"gpu": -1}}]),
      "remote-kpo:deployments[0].quota.gpu: Input should be greater than or equal to 0"),
     ("gpu pool size on existing", variant("existing", gpuPool={"enabled": True, "maxNodes": 4}),

@@ -6,7 +6,7 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
-from harness import ADMIN_KUBECONFIG, run_program, stack_config, token_for
+from harness import ADMIN_KUBECONFIG, DEFAULT_JANITOR, run_program, stack_config, token_for
 
 ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
 BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
@@ -108,9 +108,9 @@ def test_outputs_describe_the_cluster_and_each_deployment(dev):
     assert dev.outputs["clusterCaCertificate"] == "Q0EtREFUQQ=="
     assert dev.outputs["deployments"] == {
         "analytics": {"namespace": "kpo-analytics", "connectionId": "kpo_analytics",
-                      "envVar": "AIRFLOW_CONN_KPO_ANALYTICS"},
+                      "envVar": "AIRFLOW_CONN_KPO_ANALYTICS", "janitor": DEFAULT_JANITOR},
         "ml-training": {"namespace": "kpo-ml-training", "connectionId": "kpo_ml_training",
-                        "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING"},
+                        "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING", "janitor": DEFAULT_JANITOR},
     }
 
 

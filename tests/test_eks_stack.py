@@ -11,7 +11,7 @@ import pytest
 import config
 from components import eks, gpu, versions
 from components.permissions import CLOUD_ACTIONS
-from harness import RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
+from harness import DEFAULT_JANITOR, RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
 
 ACCOUNT = "123456789012"
 AZ_LOOKUP = "aws:index/getAvailabilityZones:getAvailabilityZones"
@@ -581,7 +581,7 @@ def test_outputs_describe_the_cluster_and_the_aws_cli_image_lines(example):
     assert "aws/install" in example.outputs["dockerfile"]
     assert example.outputs["deployments"]["analytics"] == {
         "namespace": "kpo-analytics", "connectionId": "kpo_analytics", "envVar": "AIRFLOW_CONN_KPO_ANALYTICS",
-        "awsAccessRoleArn": "arn:aws:iam::123456789012:role/analytics-access-role"}
+        "janitor": DEFAULT_JANITOR, "awsAccessRoleArn": "arn:aws:iam::123456789012:role/analytics-access-role"}
     assert example.secret["deployments"] is False
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import config
 from components import gke
-from harness import RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
+from harness import DEFAULT_JANITOR, RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
 
 CLUSTER = "gcp:container/cluster:Cluster"
 NODE_POOL = "gcp:container/nodePool:NodePool"
@@ -529,9 +529,9 @@ def test_outputs_describe_the_cluster_and_each_deployment(example):
     assert example.outputs["clusterCaCertificate"] == CA
     assert example.outputs["deployments"] == {
         "analytics": {"namespace": "kpo-analytics", "connectionId": "kpo_analytics",
-                      "envVar": "AIRFLOW_CONN_KPO_ANALYTICS"},
+                      "envVar": "AIRFLOW_CONN_KPO_ANALYTICS", "janitor": DEFAULT_JANITOR},
         "ml-training": {"namespace": "kpo-ml-training", "connectionId": "kpo_ml_training",
-                        "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING"},
+                        "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING", "janitor": DEFAULT_JANITOR},
     }
     assert example.secret == {
         "cloud": False, "clusterName": False, "clusterEndpoint": False, "clusterCaCertificate": False,

@@ -73,6 +73,7 @@ KNOWN_KEYS = sorted({
     "subjects", "podSecurity", "controlPlaneCidr",
     "registries", "username", "password", "dockerConfigJson", "taskIdentity", "azureIdentity", "acrIds",
     "xcomSidecarImage", "queueing", "maxWaitSeconds", "reclaim", "borrowingLimit", "lendingLimit",
+    "janitor", "finishedTtl", "maxTaskRuntime",
 })
 
 EDGE_STRINGS = [

@@ -6,6 +6,7 @@ import re
 import yaml
 
 import config
+import remote_kpo_janitor_rules as rules
 from consumer import astro_env
 from harness import ROOT
 
@@ -61,3 +62,18 @@ def test_every_project_file_the_readme_names_exists():
                            README))
     assert "ci/github/astro/onprem.yaml" in named
     assert sorted(path for path in named if not (ROOT / path).exists()) == []
+
+
+def test_the_janitor_section_names_the_variable_astro_env_sets_and_shows_the_line_the_rules_log():
+    text = section("Orphaned task pods")
+    outputs = {"deployments": {"ml-training": {"envVar": "AIRFLOW_CONN_KPO_ML_TRAINING", "connectionId": "kpo_ml_training",
+                                               "janitor": {"enabled": True}}},
+               "airflowConnections": {"ml-training": "{}"}}
+    mapping = astro_env.Mapping(stack="prod", source="--map", workspace_id=None, deployments={"ml-training": "clx0"})
+    todo, _ = astro_env.assignments(outputs, mapping)
+    (variable,) = [a.key for a in todo if a.key != "AIRFLOW_CONN_KPO_ML_TRAINING"]
+    assert variable.removeprefix("AIRFLOW_VAR_").lower().removesuffix("kpo_ml_training") in text
+    (example,) = blocks(text, "")
+    removal = rules.Removal("train-x7f2", "kpo-ml-training", "u", "1", "pending", 2160, 2100, {
+        "dag_id": "train", "task_id": "fit", "run_id": "manual__2026-12-05T100000-0000-3f2a9c1d0", "try_number": "1"})
+    assert example.strip() == removal.line()

@@ -15,7 +15,7 @@ from components import metadata as metadata_module
 from harness import run_program
 from test_aks_stack import MINIMAL as AKS_MINIMAL
 from test_aks_stack import SUBSCRIPTION, AzureMocks
-from harness import ADMIN_KUBECONFIG
+from harness import ADMIN_KUBECONFIG, DEFAULT_JANITOR
 from test_eks_stack import EksMocks
 from test_gke_stack import GkeMocks
 
@@ -173,11 +173,11 @@ def test_the_deployments_role_still_cannot_read_secrets_or_service_account_token
 def test_deployments_output_names_the_task_service_account_and_pull_secret(existing):
     deployments = existing.outputs["deployments"]
     assert deployments["etl"] == {
-        "namespace": "kpo-etl", "connectionId": "kpo_etl", "envVar": "AIRFLOW_CONN_KPO_ETL",
+        "namespace": "kpo-etl", "connectionId": "kpo_etl", "envVar": "AIRFLOW_CONN_KPO_ETL", "janitor": DEFAULT_JANITOR,
         "taskServiceAccount": "remote-kpo-task", "imagePullSecret": "remote-kpo-registries"}
     assert deployments["reports"]["imagePullSecret"] == "remote-kpo-registries"
     assert "taskServiceAccount" not in deployments["reports"]
-    assert set(deployments["plain"]) == {"namespace", "connectionId", "envVar"}
+    assert set(deployments["plain"]) == {"namespace", "connectionId", "envVar", "janitor"}
 
 
 def test_no_registry_password_reaches_a_public_output(existing):
@@ -369,7 +369,7 @@ def test_aks_outputs_name_the_task_identity_to_grant_storage_roles_to(aks):
         "remote-kpo-task", "client-id-of-remote-kpo-staging-reports-task", "principal-id-of-remote-kpo-staging-reports-task")
     # A Deployment without task pods has only the entries every aks Deployment has.
     assert set(aks.outputs["deployments"]["plain"]) == {
-        "namespace", "connectionId", "envVar", "azureClientId", "azureIdentityName", "azureIdentityResourceGroup"}
+        "namespace", "connectionId", "envVar", "janitor", "azureClientId", "azureIdentityName", "azureIdentityResourceGroup"}
 
 
 def test_aks_without_acr_ids_assigns_no_azure_role():

@@ -29,6 +29,9 @@ as JSON; test_gpu_real.py, bench/gpu.py):
   gpu_untolerated  the same GPU limit without the GPU node selector and toleration (only kwok's,
                    as every task here): nothing can run it, so it fails when its short
                    schedule timeout (GPU_UNTOLERATED_SCHEDULE_TIMEOUT) runs out
+  gpu_stuck        the README's GPU task whose pod, once on its GPU node, never starts (kwok's
+                   `image-pull: fail`): Pending there until KPO's startup timeout (test_janitor_real.py
+                   kills the task's Airflow first, to leave the pod orphaned)
 and, when REMOTE_KPO_E2E_RESTRICTED_TASK holds the stack's `restrictedTask` shape
 (components/pod_security.py restricted_task() as JSON; test_restricted_xcom_airflow.py):
   xcom_restricted  the xcom scenario as the README's restricted task: that pod and container
@@ -54,6 +57,7 @@ from kubernetes.client import models as k8s
 # The fake node's taint (scripts/local-cluster); harmless on a real cluster.
 KWOK_TOLERATION = k8s.V1Toleration(key="kwok.x-k8s.io/node", operator="Exists", effect="NoSchedule")
 FAIL = {"kwok.remote-kpo.local/exit-code": "3"}
+NEVER_STARTS = {"kwok.remote-kpo.local/image-pull": "fail"}
 # kwok keeps the XCom sidecar running this long after the base container ended, time enough for KPO
 # to exec into it (read the result, then `kill` it, which a fake sidecar survives) and delete the pod.
 SIDECAR = {"kwok.remote-kpo.local/sidecar-runtime": "15s"}
@@ -96,19 +100,25 @@ def gpu_limit(shape: dict) -> k8s.V1ResourceRequirements:
     return k8s.V1ResourceRequirements(limits={shape["resourceName"]: "1"})
 
 
+def gpu_task_options(shape: dict, annotations: dict | None = None) -> dict:
+    """The README's GPU task's KubernetesPodOperator arguments, from the `gpuTask` shape (with
+    queueing, its queue label and the schedule timeout that covers the wait in line)."""
+    return {"node_selector": shape["nodeSelector"],
+            "tolerations": [k8s.V1Toleration(**toleration) for toleration in shape["tolerations"]],
+            "container_resources": gpu_limit(shape), "annotations": shape["annotations"] | (annotations or {}),
+            "labels": shape.get("labels"), "schedule_timeout_seconds": shape.get("scheduleTimeoutSeconds"),
+            "startup_timeout_seconds": shape["startupTimeoutSeconds"]}
+
+
 def gpu_scenarios(conn_id: str, shape: dict, runtime: str | None) -> dict:
     """The README's GPU task, built from the `gpuTask` shape as a DAG author would."""
     runs_for = {"kwok.remote-kpo.local/runtime": runtime} if runtime else {}
     return {
-        "gpu": lambda: pod_task(
-            "run_pod", conn_id, node_selector=shape["nodeSelector"],
-            tolerations=[k8s.V1Toleration(**toleration) for toleration in shape["tolerations"]],
-            container_resources=gpu_limit(shape), annotations=shape["annotations"] | runs_for,
-            labels=shape.get("labels"), schedule_timeout_seconds=shape.get("scheduleTimeoutSeconds"),
-            startup_timeout_seconds=shape["startupTimeoutSeconds"]),
+        "gpu": lambda: pod_task("run_pod", conn_id, **gpu_task_options(shape, runs_for)),
         "gpu_untolerated": lambda: pod_task(
             "run_pod", conn_id, container_resources=gpu_limit(shape), annotations=shape["annotations"],
             schedule_timeout_seconds=GPU_UNTOLERATED_SCHEDULE_TIMEOUT),
+        "gpu_stuck": lambda: pod_task("run_pod", conn_id, **gpu_task_options(shape, NEVER_STARTS)),
     }
 
 

@@ -37,7 +37,7 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
         connections[d.name] = pulumi.Output.secret(pulumi.Output.all(doc, item.namespace).apply(
             lambda args, extras=extras: kc.to_json(kc.airflow_connection(args[0], args[1], extras))))
         deployments[d.name] = {"namespace": item.namespace, "connectionId": d.airflow_conn_id,
-                               "envVar": d.env_var, "janitor": janitor.janitor_settings(d),
+                               "envVar": d.env_var, "janitor": janitor.janitor_settings(cfg, d),
                                **queueing.queue_details(cfg, d), **item.details}
     outputs = {
         "cloud": cfg.cloud,

@@ -124,18 +124,26 @@ def test_the_gpu_resource_the_rules_look_for_is_the_one_gpu_tasks_ask_for():
 
 
 def test_the_stack_hands_the_janitor_its_config_in_seconds_and_the_rules_read_it_back():
-    (deployment,) = config.load({"cloud": "existing", "deployments": [
-        {"name": "a", "janitor": {"enabled": False, "finishedTtl": "90m", "maxTaskRuntime": "2h30m"}}]}).deployments
-    settings = janitor_settings(deployment)
+    cfg = config.load({"cloud": "existing", "deployments": [
+        {"name": "a", "janitor": {"enabled": False, "finishedTtl": "90m", "maxTaskRuntime": "2h30m"}}]})
+    settings = janitor_settings(cfg, cfg.deployments[0])
     assert settings == {"enabled": False, "finishedTtlSeconds": 5400, "maxTaskRuntimeSeconds": 9000,
                         "pendingDeadlineSeconds": 540, "gpuPendingDeadlineSeconds": 2100}
     assert rules.Settings.parse(settings, "Variable v") == rules.Settings(False, 5400, 9000, 540, 2100)
 
 
 def test_a_deployment_that_sets_nothing_gets_the_janitor_on_with_an_hour_and_a_day():
-    (deployment,) = config.load({"cloud": "existing", "deployments": [{"name": "a"}]}).deployments
-    settings = janitor_settings(deployment)
+    cfg = config.load({"cloud": "existing", "deployments": [{"name": "a"}]})
+    settings = janitor_settings(cfg, cfg.deployments[0])
     assert (settings["enabled"], settings["finishedTtlSeconds"], settings["maxTaskRuntimeSeconds"]) == (True, 3600, 86400)
+
+
+def test_with_queueing_a_pending_pod_is_given_its_wait_in_line_before_it_counts_as_orphaned():
+    # A gated pod waits up to queueing.maxWaitSeconds (here 30 min) before KPO's two waits begin.
+    cfg = config.load({"cloud": "existing", "queueing": {"enabled": True, "maxWaitSeconds": 1800},
+                       "deployments": [{"name": "a"}]})
+    settings = janitor_settings(cfg, cfg.deployments[0])
+    assert (settings["pendingDeadlineSeconds"], settings["gpuPendingDeadlineSeconds"]) == (1800 + 540, 1800 + 2100)
 
 
 @pytest.mark.parametrize("document, message", [

@@ -50,7 +50,7 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
         "dockerfile": kc.DOCKERFILE[cfg.cloud],
         # Public: what every task passes to keep its node while it runs (README, Tasks that
         # outlive their node's plans).
-        "task": disruption.task_shape(),
+        "task": disruption.task_shape(cfg.cloud),
     }
     if cfg.gpu_pool.enabled:
         # Public: what a GPU task passes to KubernetesPodOperator (README, GPU tasks).

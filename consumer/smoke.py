@@ -5,8 +5,7 @@ Deployment would after scripts/astro-env.
 The Airflow environment: each Deployment's connection as its `envVar` (AIRFLOW_CONN_*), the `task`
 and `gpuTask` outputs as the Variables scripts/astro-env names, and a temporary migrated AIRFLOW_HOME.
 When the stack's cluster is the local one (scripts/local-cluster: kwok), the Variable
-`remote_kpo_smoke` makes the pods tolerate kwok's node and not follow logs (kwok never ends a
-followed log), and the GPU task is skipped: kwok's node has no GPU, so a GPU pod would only wait
+`remote_kpo_smoke` makes the pods tolerate kwok's node, and the GPU task is skipped: kwok's node has no GPU, so a GPU pod would only wait
 out its startup timeout and fail a run whose connections work (scripts/verify's admission step
 still checks the GPU shape there).
 
@@ -72,7 +71,7 @@ def smoke_variables(outputs: dict, stack: str) -> dict:
         if outputs.get("gpuTask"):
             print(f"smoke: stack {stack} is on the local cluster, whose kwok node has no GPU: skipping gpu_pod")
         variables = {key: value for key, value in variables.items() if not key.startswith(GPU_VARIABLE_PREFIX)}
-        variables["AIRFLOW_VAR_REMOTE_KPO_SMOKE"] = json.dumps({"get_logs": False, "tolerations": [KWOK_TOLERATION]})
+        variables["AIRFLOW_VAR_REMOTE_KPO_SMOKE"] = json.dumps({"tolerations": [KWOK_TOLERATION]})
     return variables
 
 

@@ -25,13 +25,13 @@ def local_cluster(tmp_path, monkeypatch, server: str) -> None:
     monkeypatch.setenv("REMOTE_KPO_CLUSTER_DIR", str(tmp_path))
 
 
-def test_on_the_local_cluster_the_pods_tolerate_kwok_follow_no_logs_and_the_gpu_task_is_skipped(
+def test_on_the_local_cluster_the_pods_tolerate_kwok_and_the_gpu_task_is_skipped(
         tmp_path, monkeypatch, capsys):
     local_cluster(tmp_path, monkeypatch, "https://127.0.0.1:26443")
     variables = smoke_variables(outputs("https://127.0.0.1:26443", gpu=True), "dev")
     assert set(variables) == {"AIRFLOW_VAR_REMOTE_KPO_SMOKE"}
     assert json.loads(variables["AIRFLOW_VAR_REMOTE_KPO_SMOKE"]) == {
-        "get_logs": False, "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]}
+        "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]}
     assert "no GPU: skipping gpu_pod" in capsys.readouterr().out
 
 

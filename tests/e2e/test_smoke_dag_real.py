@@ -4,8 +4,8 @@ connections the real `pulumi up` exported, on the local cluster.
 As on Astro, the connections are AIRFLOW_CONN_KPO_* variables, and the task shapes are the
 Variables scripts/astro-env sets: the dev stack's `task` output for each connection, the GPU task
 shape for kpo_ml_training only (the Deployment whose quota has GPUs). The Variable `remote_kpo_smoke`
-adapts the pods to kwok: they tolerate the fake node's taint and do not follow logs (kwok never
-ends a followed log). kwok's one node has no GPU: the GPU pod is created with the GPU shape and no
+adapts the pods to kwok: they tolerate the fake node's taint (and follow their logs, which the
+fake kubelet ends once the container has). kwok's one node has no GPU: the GPU pod is created with the GPU shape and no
 node takes it, so it stays Pending until the task's scheduling timeout (the gpuTask's
 startupTimeoutSeconds, shortened here) fails it. While it runs, the dev stack's namespaces enforce
 the restricted Pod Security Standard (a Deployment's `podSecurity: restricted`), so every pod the
@@ -48,7 +48,7 @@ def smoke_env(dev_outputs, cluster_env, tmp_path_factory) -> dict:
     return migrated_airflow_env(
         dev_outputs, list(dev_outputs["deployments"]), cluster_env["PATH"], tmp_path_factory.mktemp("smoke-airflow-home"),
         dags_folder=ROOT / "dags", **task_variables,
-        AIRFLOW_VAR_REMOTE_KPO_SMOKE=json.dumps({"get_logs": False, "tolerations": [KWOK_TOLERATION]}),
+        AIRFLOW_VAR_REMOTE_KPO_SMOKE=json.dumps({"tolerations": [KWOK_TOLERATION]}),
         AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_ML_TRAINING=json.dumps(
             {**gpu_task("gke", GpuPool(enabled=True)), "startupTimeoutSeconds": GPU_STARTUP_SECONDS}))
 
@@ -94,6 +94,8 @@ def test_the_smoke_dag_runs_one_pod_through_each_connection_it_finds(smoke_run, 
     assert any(e.startswith("Scheduled:") and "kwok-node-0" in e for e in events), events
     assert any(e.startswith("Started:") for e in events), events
     assert pod_is_gone(kubectl, task["xcom"]["pod_name"], namespace)
+    # It followed its pod's log (get_logs), to the end the fake kubelet gives it.
+    assert "kwok: fake container on kwok-node-0" in log
 
 
 def test_the_smoke_pods_carry_the_task_output_from_the_variable_astro_env_sets(smoke_run, dev_outputs):

@@ -190,57 +190,46 @@ def ran_to_its_end_untouched(seen: list[Event]) -> float:
     return done
 
 
-def evicted_at_once(story: Story, name: str, claim: list[Event]) -> None:
-    started = deletion_started(claim)
-    evicted = deletion_started(story.pod(name))
-    assert started is not None and evicted is not None
-    # A pod's deletionTimestamp is when the API server removes it (the eviction + its grace).
-    assert evicted - started <= POD_GRACE + 10
-
-
 def drifted(claim: list[Event]) -> bool:
     return any(c["type"] == "Drifted" and c["status"] == "True"
                for e in claim for c in e.object.get("status", {}).get("conditions", []))
 
 
-def test_the_task_succeeds_through_consolidation_and_drift_and_its_node_goes_once_it_is_done(story):
-    assert story.runs[0]["state"] == "success"
-    seen = story.task_pod(0)
+def survived(story: Story, index: int) -> tuple[list[Event], float]:
+    """Run `index` succeeded, its pod ran to its end although its node's removal began while it
+    ran, and the node went once it was done: (the node's NodeClaim, when its removal began)."""
+    assert story.runs[index]["state"] == "success"
+    seen = story.task_pod(index)
     node = node_of(seen)
     done = ran_to_its_end_untouched(seen)
     claim = story.claim_of(node)
-    # Consolidation: nothing touched the node before the template changed...
     started = deletion_started(claim)
-    assert started is not None and started > story.drift_patched
-    # ...then drift took it while the task ran, and the task still ran to its end.
-    assert drifted(claim)
-    assert started < done
+    assert started is not None and started < done
     node_events = story.node(node)
     assert node_events[-1].type == "DELETED" and done <= node_events[-1].at
+    return claim, started
 
 
-def test_drift_evicts_the_unprotected_pod_on_the_tasks_node_at_once(story):
-    node = node_of(story.task_pod(0))
-    assert node_of(story.pod("drift-unprotected")) == node
-    evicted_at_once(story, "drift-unprotected", story.claim_of(node))
+def test_the_task_succeeds_through_consolidation_and_drift_and_its_node_goes_once_it_is_done(story):
+    claim, started = survived(story, 0)
+    # Consolidation touched nothing before the template changed; drift took the node then.
+    assert started > story.drift_patched
+    assert drifted(claim)
 
 
 def test_the_task_succeeds_on_a_node_that_expires_under_it_and_the_node_goes_once_it_is_done(story):
-    assert story.runs[1]["state"] == "success"
-    seen = story.task_pod(1)
-    node = node_of(seen)
-    done = ran_to_its_end_untouched(seen)
-    claim = story.claim_of(node)
+    claim, started = survived(story, 1)
     created = seconds(claim[0].object["metadata"]["creationTimestamp"])
-    started = deletion_started(claim)
-    assert started is not None and EXPIRE_AFTER <= started - created <= EXPIRE_AFTER + 15
-    assert started < done
+    assert EXPIRE_AFTER <= started - created <= EXPIRE_AFTER + 15
     assert not drifted(claim)
-    node_events = story.node(node)
-    assert node_events[-1].type == "DELETED" and done <= node_events[-1].at
 
 
-def test_expiry_evicts_the_unprotected_pod_on_the_tasks_node_at_once(story):
-    node = node_of(story.task_pod(1))
-    assert node_of(story.pod("expiry-unprotected")) == node
-    evicted_at_once(story, "expiry-unprotected", story.claim_of(node))
+@pytest.mark.parametrize("index, name", [(0, "drift-unprotected"), (1, "expiry-unprotected")])
+def test_an_unprotected_pod_on_the_tasks_node_is_evicted_at_once(story, index, name):
+    node = node_of(story.task_pod(index))
+    assert node_of(story.pod(name)) == node
+    started = deletion_started(story.claim_of(node))
+    evicted = deletion_started(story.pod(name))
+    assert started is not None and evicted is not None
+    # A pod's deletionTimestamp is when the API server removes it (the eviction + its grace).
+    assert evicted - started <= POD_GRACE + 10

@@ -5,7 +5,8 @@ NodePools) and the AKS stack's `NvidiaDevicePlugin` (a DaemonSet), for the `task
 
 Config:
   gpuPool           the stack config's gpuPool object (camelCase keys, as in Pulumi.<stack>.yaml)
-  taskPool          the stack config's taskPool object (optional: its defaults)
+  taskPool          the stack config's taskPool object; without it no task NodePool (the GPU
+                    proof's pods then meet the GPU pool alone, as Karpenter words its events)
   nodeClassRef      the NodeClass the NodePools name; locally the KWOKNodeClass `default` that
                     scripts/local-cluster creates (EKS: the Auto Mode NodeClass)
   consolidateAfter  replaces the NodePools' disruption.consolidateAfter, so that a test sees an
@@ -27,7 +28,7 @@ from config import GpuPool, TaskPool  # noqa: E402
 
 config = pulumi.Config()
 pool = GpuPool.model_validate(config.require_object("gpuPool"))
-task_pool = TaskPool.model_validate(config.get_object("taskPool") or {})
+task_pool = config.get_object("taskPool")
 consolidate_after = config.require("consolidateAfter")
 
 
@@ -43,7 +44,8 @@ def shorten_consolidation(args: pulumi.ResourceTransformArgs):
 provider = k8s.Provider("local-cluster", cluster_identifier="remote-kpo-local")
 GpuNodePool("gpu", pool, config.require_object("nodeClassRef"), pool.gpus_per_node,
             opts=pulumi.ResourceOptions(providers=[provider], transforms=[shorten_consolidation]))
-TaskNodePool("tasks", task_pool, config.require_object("nodeClassRef"),
-             opts=pulumi.ResourceOptions(providers=[provider], transforms=[shorten_consolidation]))
+if task_pool is not None:
+    TaskNodePool("tasks", TaskPool.model_validate(task_pool), config.require_object("nodeClassRef"),
+                 opts=pulumi.ResourceOptions(providers=[provider], transforms=[shorten_consolidation]))
 # As the AKS stack applies it: on nodes labelled as GPU nodes, tolerating the GPU and spot taints.
 NvidiaDevicePlugin("gpu", opts=pulumi.ResourceOptions(providers=[provider]))

@@ -411,7 +411,21 @@ class Accelerator(Model):
 
 
 
-class GpuPool(NodePool):
+class NodeLifetime(Model):
+    """EKS (a Karpenter NodePool of the program's): how long a task may keep a drifted or expired
+    node before it is deleted (a day), and a node's lifetime: 336h is Auto Mode's default, 21 days
+    its most (EKS user guide, "Create a Node Pool for EKS Auto Mode"). Never unbounded: a stuck
+    task must not hold a node forever."""
+
+    termination_grace_period: KarpenterDuration = "24h"
+    expire_after: Annotated[KarpenterDuration, AfterValidator(_at_most_21_days)] = "336h"
+
+
+class TaskPool(NodeLifetime):
+    """EKS: the NodePool ordinary tasks run on (components/disruption.py); it sizes itself."""
+
+
+class GpuPool(NodePool, NodeLifetime):
     enabled: bool = False
     accelerator: Optional[Accelerator] = None
     # Scale to zero: GPU nodes exist only while a task needs one.
@@ -420,12 +434,6 @@ class GpuPool(NodePool):
     spot: bool = False
     # GKE: the zones of the cluster's region where the accelerator is offered.
     zones: Optional[list[GcpZone]] = Field(default=None, min_length=1)
-    # EKS (the Karpenter NodePool): how long a task may keep a drifted or expired node before
-    # it is deleted (a day), and a node's lifetime: 336h is Auto Mode's default, 21 days its
-    # most (EKS user guide, "Create a Node Pool for EKS Auto Mode"). Never unbounded: a stuck
-    # task must not hold a GPU node forever.
-    termination_grace_period: KarpenterDuration = "24h"
-    expire_after: Annotated[KarpenterDuration, AfterValidator(_at_most_21_days)] = "336h"
 
     @property
     def gpus_per_node(self) -> int:
@@ -770,6 +778,7 @@ class StackConfig(Model):
     existing: Optional[ExistingConfig] = None
     system_pool: NodePool = NodePool()
     gpu_pool: GpuPool = GpuPool()
+    task_pool: TaskPool = TaskPool()
     kube_client: KubeClient = KubeClient()
     queueing: Queueing = Queueing()
     deployments: list[Deployment] = Field(min_length=1)
@@ -820,6 +829,9 @@ class StackConfig(Model):
         if self.cloud == "eks" and system_keys:
             raise _at(f"systemPool.{system_keys[0]}",
                       "not used on eks: EKS Auto Mode runs cluster add-ons on its built-in system pool, which sizes itself")
+        task_keys = [to_camel(key) for key in TaskPool.model_fields if key in self.task_pool.model_fields_set]
+        if self.cloud != "eks" and task_keys:
+            raise _at(f"taskPool.{task_keys[0]}", f"only used on eks (the NodePool tasks run on there), not on {self.cloud}")
         gpu = self.gpu_pool
         if gpu.zones is not None and self.cloud != "gke":
             raise _at("gpuPool.zones", f"only used on gke (where accelerators are offered per zone), not on {self.cloud}")

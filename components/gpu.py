@@ -11,7 +11,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.disruption import karpenter_disruption, task_shape
+from components.disruption import NO_EVICTION_ANNOTATIONS, apply_node_pool, karpenter_node_pool as task_nodes
 from components.metadata import MANAGED_BY, stack_annotations
 from config import GpuPool
 
@@ -58,9 +58,9 @@ def gpu_tolerations(cloud: str, spot: bool) -> list[dict]:
 
 def gpu_task(cloud: str, pool: GpuPool) -> dict:
     """The `gpuTask` output: what a GPU KubernetesPodOperator task passes (README), the `task`
-    shape (its annotations) included."""
+    shape's annotations included."""
     return {
-        **task_shape(),
+        "annotations": dict(NO_EVICTION_ANNOTATIONS),
         "nodeSelector": dict(GPU_LABELS),
         "tolerations": gpu_tolerations(cloud, pool.spot),
         "resourceName": GPU_RESOURCE,
@@ -71,63 +71,28 @@ def gpu_task(cloud: str, pool: GpuPool) -> dict:
 # --- EKS Auto Mode: the GPU pool as a Karpenter NodePool --------------------------------------
 
 NODE_POOL_NAME = "remote-kpo-gpu"
-# The NodeClass EKS Auto Mode creates with the cluster (EKS user guide, "Create a Node Pool for
-# EKS Auto Mode"). The local proof points the same spec at a KWOKNodeClass instead.
-EKS_NODE_CLASS_REF = {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
 # An empty GPU node goes soon after its last task: GPUs are billed by the second.
 CONSOLIDATE_AFTER = "1m"
 
 
 def karpenter_node_pool(pool: GpuPool, node_class_ref: dict, gpus_per_node: int) -> dict:
-    """A `karpenter.sh/v1` NodePool for the GPU pool: one instance type, spot or on-demand,
-    the pool's label and taint, capped at `maxNodes` nodes' worth of GPUs, emptied nodes
-    removed after CONSOLIDATE_AFTER, nodes replaced after `expireAfter`, and a task that
-    blocks a drifted or expired node's drain deleted after `terminationGracePeriod`
-    (components/disruption.py). Scales from zero by design (Karpenter has no minimum)."""
-    return {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodePool",
-        "metadata": {"name": NODE_POOL_NAME},
-        "spec": {
-            "template": {
-                "metadata": {"labels": dict(GPU_LABELS)},
-                "spec": {
-                    "nodeClassRef": dict(node_class_ref),
-                    "taints": [dict(GPU_TAINT)],
-                    # Bounds a do-not-disrupt task on a node that drift or expiry removes: Karpenter
-                    # waits for it this long, then deletes it (pkg/apis/v1/nodepool.go, and
-                    # EventualDisruptionClass in pkg/controllers/disruption/types.go).
-                    "terminationGracePeriod": pool.termination_grace_period,
-                    "expireAfter": pool.expire_after,
-                    "requirements": [
-                        {"key": "node.kubernetes.io/instance-type", "operator": "In",
-                         "values": [pool.machine_type]},
-                        {"key": "karpenter.sh/capacity-type", "operator": "In",
-                         "values": ["spot" if pool.spot else "on-demand"]},
-                    ],
-                },
-            },
-            "limits": {GPU_RESOURCE: str(pool.max_nodes * gpus_per_node)},
-            "disruption": karpenter_disruption(CONSOLIDATE_AFTER),
-        },
-    }
+    """The GPU pool as a task NodePool (components/disruption.py): one instance type, spot or
+    on-demand, the pool's label and taint, capped at `maxNodes` nodes' worth of GPUs."""
+    requirements = [
+        {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [pool.machine_type]},
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot" if pool.spot else "on-demand"]},
+    ]
+    return task_nodes(NODE_POOL_NAME, GPU_LABELS, GPU_TAINT, requirements, pool, node_class_ref, CONSOLIDATE_AFTER,
+                      limits={GPU_RESOURCE: str(pool.max_nodes * gpus_per_node)})
 
 
 class GpuNodePool(pulumi.ComponentResource):
-    """The GPU NodePool, applied through the cluster's Kubernetes provider (`opts.providers`).
-
-    `opts.depends_on` (the cluster: its NodePool CRD and NodeClass exist once it is up) is
-    passed on to the NodePool itself, which a component's children do not inherit.
-    """
+    """The GPU NodePool, applied through the cluster's Kubernetes provider (`opts.providers`)."""
 
     def __init__(self, name: str, pool: GpuPool, node_class_ref: dict, gpus_per_node: int,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("remote-kpo:index:GpuNodePool", name, None, opts)
-        manifest = karpenter_node_pool(pool, node_class_ref, gpus_per_node)
-        self.node_pool = k8s.apiextensions.CustomResource(
-            f"{name}-nodepool", api_version=manifest["apiVersion"], kind=manifest["kind"],
-            metadata={**manifest["metadata"], "annotations": stack_annotations()}, spec=manifest["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None))
+        self.node_pool = apply_node_pool(name, karpenter_node_pool(pool, node_class_ref, gpus_per_node), self, opts)
         self.register_outputs({"name": NODE_POOL_NAME})
 
 

@@ -2,12 +2,13 @@
 
 For every remote-kpo Deployment a mapping names, the connection (`airflowConnections` output)
 goes to its Astro Deployment as the secret environment variable the `deployments` output names
-(`envVar`, AIRFLOW_CONN_<CONNECTION ID>), which Airflow reads as that connection. With a `gpuTask`
-output, the task shape goes beside it as AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__<CONNECTION ID>, the
-Airflow Variable `remote_kpo_gpu_task__<connection id>` that dags/remote_kpo_smoke.py reads; the
-Deployment's `janitor` settings go as AIRFLOW_VAR_REMOTE_KPO_JANITOR__<CONNECTION ID>, the Variable
-dags/remote_kpo_janitor.py reads (written with `enabled: false` too, since an upsert cannot remove
-one written before).
+(`envVar`, AIRFLOW_CONN_<CONNECTION ID>), which Airflow reads as that connection. The task shapes
+go beside it: the `task` output as AIRFLOW_VAR_REMOTE_KPO_TASK__<CONNECTION ID> and, with a GPU
+pool, `gpuTask` as AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__<CONNECTION ID>, the Airflow Variables
+`remote_kpo_task__<connection id>` and `remote_kpo_gpu_task__<connection id>` that
+dags/remote_kpo_smoke.py reads; the Deployment's `janitor` settings go as
+AIRFLOW_VAR_REMOTE_KPO_JANITOR__<CONNECTION ID>, the Variable dags/remote_kpo_janitor.py reads
+(written with `enabled: false` too, since an upsert cannot remove one written before).
 
 Each Astro Deployment is written in one call, `astro deployment variable update --deployment-id ID
 --load --env FILE --secret [--workspace-id W]`: an upsert (keys it lacks are created: astro-cli
@@ -45,6 +46,8 @@ MASK = "******"
 TOKEN_VARIABLE = "ASTRO_API_TOKEN"
 GPU_VARIABLE_PREFIX = "AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__"
 JANITOR_VARIABLE_PREFIX = "AIRFLOW_VAR_REMOTE_KPO_JANITOR__"
+# Each task-shape output, and the prefix of the Variable a connection's Airflow gets it as.
+SHAPE_VARIABLES = {"task": "AIRFLOW_VAR_REMOTE_KPO_TASK__", "gpuTask": GPU_VARIABLE_PREFIX}
 TAG_PREFIX = "astro-env:"
 # Stack tag names hold at most 40 characters (pulumi pkg/util/validation/stack.go); Astro
 # Deployment ids are 25.
@@ -196,13 +199,18 @@ def assignments(outputs: dict, mapping: Mapping) -> tuple[list[Assignment], list
         info, astro_id = deployments[name], mapping.deployments[name]
         result.append(Assignment(mapping, name, astro_id, info["envVar"],
                                  _env_file_value(connections[name], f"{where}: {name}")))
-        if outputs.get("gpuTask"):
-            result.append(Assignment(mapping, name, astro_id, GPU_VARIABLE_PREFIX + info["connectionId"].upper(),
-                                     json.dumps(outputs["gpuTask"], sort_keys=True)))
+        for key, value in shape_variables(outputs, info["connectionId"]).items():
+            result.append(Assignment(mapping, name, astro_id, key, value))
         if "janitor" in info:
             result.append(Assignment(mapping, name, astro_id, JANITOR_VARIABLE_PREFIX + info["connectionId"].upper(),
                                      json.dumps(info["janitor"], sort_keys=True)))
     return result, sorted(set(deployments) - set(mapping.deployments))
+
+
+def shape_variables(outputs: dict, connection_id: str) -> dict[str, str]:
+    """The task shapes the stack exports, as the Variables of one connection's Airflow."""
+    return {prefix + connection_id.upper(): json.dumps(outputs[name], sort_keys=True)
+            for name, prefix in SHAPE_VARIABLES.items() if outputs.get(name)}
 
 
 def targets(todo: list[Assignment]) -> list[Target]:

@@ -27,6 +27,7 @@ class Target:
     kube_config: dict              # the connection's kube_config, parsed
     dockerfile: Optional[str]      # the lines that install its exec plugin, when known
     gpu_task: Optional[dict] = None  # the stack's `gpuTask` output, when it has a GPU pool
+    task: Optional[dict] = None      # the stack's `task` output: what every task passes
 
 
 def run_pulumi_outputs(stack: str, run: Callable = subprocess.run) -> dict:
@@ -120,7 +121,8 @@ def targets_from_outputs(outputs: dict, stack: str) -> list[Target]:
             raise InputError(f"stack {stack}: no airflowConnections entry for Deployment {name}")
         kube_config, namespace = parse_connection(connections[name], f"stack {stack}: airflowConnections.{name}")
         targets.append(Target(name=name, namespace=namespace, kube_config=kube_config,
-                              dockerfile=outputs.get("dockerfile"), gpu_task=outputs.get("gpuTask")))
+                              dockerfile=outputs.get("dockerfile"), gpu_task=outputs.get("gpuTask"),
+                              task=outputs.get("task")))
     return targets
 
 

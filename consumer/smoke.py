@@ -2,11 +2,10 @@
 Airflow of .venv-airflow (`make test-venvs`), through a stack's exported connections, as an Astro
 Deployment would after scripts/astro-env.
 
-The Airflow environment: each Deployment's connection as its `envVar` (AIRFLOW_CONN_*), the
-`gpuTask` output as the Variable scripts/astro-env names, and a temporary migrated AIRFLOW_HOME.
+The Airflow environment: each Deployment's connection as its `envVar` (AIRFLOW_CONN_*), the `task`
+and `gpuTask` outputs as the Variables scripts/astro-env names, and a temporary migrated AIRFLOW_HOME.
 When the stack's cluster is the local one (scripts/local-cluster: kwok), the Variable
-`remote_kpo_smoke` makes the pods tolerate kwok's node and not follow logs (kwok never ends a
-followed log), and the GPU task is skipped: kwok's node has no GPU, so a GPU pod would only wait
+`remote_kpo_smoke` makes the pods tolerate kwok's node, and the GPU task is skipped: kwok's node has no GPU, so a GPU pod would only wait
 out its startup timeout and fail a run whose connections work (scripts/verify's admission step
 still checks the GPU shape there).
 
@@ -24,7 +23,7 @@ from typing import Optional
 
 import yaml
 
-from consumer.astro_env import GPU_VARIABLE_PREFIX
+from consumer.astro_env import GPU_VARIABLE_PREFIX, shape_variables
 from consumer.inputs import InputError, run_pulumi_outputs, targets_from_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,17 +61,18 @@ def local_server() -> Optional[str]:
 
 
 def smoke_variables(outputs: dict, stack: str) -> dict:
-    """The Airflow Variables for this stack's cluster: kwok's adaptations, or the GPU task shape."""
+    """The Airflow Variables for this stack's cluster: the task shapes scripts/astro-env sets, and on
+    the local cluster kwok's adaptations instead of the GPU task shape."""
     servers = {cluster["cluster"]["server"] for target in targets_from_outputs(outputs, stack)
                for cluster in target.kube_config["clusters"]}
+    variables = {key: value for info in outputs["deployments"].values()
+                 for key, value in shape_variables(outputs, info["connectionId"]).items()}
     if servers == {local_server()}:
         if outputs.get("gpuTask"):
             print(f"smoke: stack {stack} is on the local cluster, whose kwok node has no GPU: skipping gpu_pod")
-        return {"AIRFLOW_VAR_REMOTE_KPO_SMOKE": json.dumps({"get_logs": False, "tolerations": [KWOK_TOLERATION]})}
-    if not outputs.get("gpuTask"):
-        return {}
-    return {GPU_VARIABLE_PREFIX + info["connectionId"].upper(): json.dumps(outputs["gpuTask"], sort_keys=True)
-            for info in outputs["deployments"].values()}
+        variables = {key: value for key, value in variables.items() if not key.startswith(GPU_VARIABLE_PREFIX)}
+        variables["AIRFLOW_VAR_REMOTE_KPO_SMOKE"] = json.dumps({"tolerations": [KWOK_TOLERATION]})
+    return variables
 
 
 def main(argv: list[str]) -> int:

@@ -9,7 +9,9 @@ through five steps, stopping at its first failure with the reason and the fix:
                   1.27; before that only that it authenticates, by a SelfSubjectAccessReview)
   3 permissions   every row of the permission table allowed, every MUST_DENY_* verb denied
                   (SelfSubjectAccessReview; components/permissions.py is the one table)
-  4 admission     a KPO-shaped pod, and a GPU-shaped one when the stack has `gpuTask`, both meeting
+  4 admission     a KPO-shaped pod (with the stack's `task` shape: its annotations, and on eks the
+                  task NodePool's selector and toleration), and a GPU-shaped one when the stack has
+                  `gpuTask`, both meeting
                   the restricted Pod Security Standard, admitted
                   by a server-side dry run in its namespace (quota, LimitRange, Pod Security)
   5 pod security  a privileged pod is refused by Pod Security admission
@@ -113,12 +115,24 @@ def kpo_pod(namespace: str, name: str = "remote-kpo-verify") -> dict:
                                      "securityContext": dict(RESTRICTED_CONTAINER)}]}}
 
 
+def shaped(pod: dict, shape: dict) -> dict:
+    """`pod` as a task passing a task-shape output (`task`, `gpuTask`) makes it."""
+    pod["metadata"]["annotations"] = dict(shape.get("annotations") or {})
+    pod["spec"]["nodeSelector"] = dict(shape.get("nodeSelector") or {})
+    pod["spec"]["tolerations"] = list(shape.get("tolerations") or [])
+    return pod
+
+
+def task_pod(namespace: str, task: Optional[dict]) -> dict:
+    """The pod an ordinary task makes from the stack's `task` output (README: Tasks that outlive
+    their node's plans); KPO's own shape without one."""
+    pod = kpo_pod(namespace)
+    return shaped(pod, task) if task else pod
+
+
 def gpu_pod(namespace: str, gpu_task: dict) -> dict:
     """The pod a GPU task makes from the stack's `gpuTask` output (README: GPU pools)."""
-    pod = kpo_pod(namespace, "remote-kpo-verify-gpu")
-    pod["metadata"]["annotations"] = dict(gpu_task.get("annotations") or {})
-    pod["spec"]["nodeSelector"] = dict(gpu_task.get("nodeSelector") or {})
-    pod["spec"]["tolerations"] = list(gpu_task.get("tolerations") or [])
+    pod = shaped(kpo_pod(namespace, "remote-kpo-verify-gpu"), gpu_task)
     pod["spec"]["containers"][0]["resources"] = {"limits": {gpu_task["resourceName"]: "1"}}
     return pod
 
@@ -324,7 +338,7 @@ def dry_run(api, namespace: str, pod: dict) -> Optional[str]:
 
 
 def check_admission(api, target: Target) -> StepResult:
-    pods = [("KPO pod", kpo_pod(target.namespace))]
+    pods = [("KPO pod", task_pod(target.namespace, target.task))]
     if target.gpu_task:
         pods.append(("GPU pod", gpu_pod(target.namespace, target.gpu_task)))
     for what, pod in pods:

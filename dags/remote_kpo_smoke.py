@@ -8,6 +8,11 @@ read when the run starts, plus the connection ids listed in the Airflow Variable
 `remote_kpo_connections` (a JSON list, or comma separated) for connections kept elsewhere (a
 secrets backend, the UI).
 
+Task shape: the Airflow Variable `remote_kpo_task__<connection id>` holds the stack's `task` output
+(scripts/astro-env sets it as AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_<NAME>); the smoke pod passes its
+annotations, node selector and tolerations, as every task should (on EKS they send it to the
+program's task NodePool). Without it the pod goes wherever the scheduler puts it.
+
 GPU access: the Airflow Variable `remote_kpo_gpu_task__<connection id>` holds the stack's `gpuTask`
 output (scripts/astro-env sets it as AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_<NAME>). The GPU pod
 selects and tolerates the GPU pool, asks for one GPU and waits `startupTimeoutSeconds` for a node
@@ -100,6 +105,21 @@ def check_connection(conn_id: str) -> None:
                            "set it from the stack's airflowConnections output (scripts/astro-env)")
 
 
+def task_shape(conn_id: str) -> dict:
+    """The smoke pod's arguments from the connection's `task` Variable; none without one."""
+    variable = f"remote_kpo_task__{conn_id}"
+    raw = Variable.get(variable, default=None)
+    if not raw:
+        return {}
+    try:
+        shape = json.loads(raw)
+        return {"annotations": shape["annotations"], "node_selector": shape.get("nodeSelector", {}),
+                "tolerations": shape.get("tolerations", [])}
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise AirflowException(f"remote-kpo smoke: the Variable {variable} is not the stack's task output "
+                               f"({type(error).__name__}: {error})")
+
+
 @task
 def find_connections() -> list[dict]:
     """One set of pod arguments per connection."""
@@ -111,8 +131,10 @@ def find_connections() -> list[dict]:
     pods = []
     for conn_id in conn_ids:
         check_connection(conn_id)
-        pods.append({"kubernetes_conn_id": conn_id, "image": settings.get("image", IMAGE),
-                     "tolerations": settings.get("tolerations", []), "get_logs": settings.get("get_logs", True)})
+        shape = task_shape(conn_id)
+        pods.append({"kubernetes_conn_id": conn_id, "image": settings.get("image", IMAGE), **shape,
+                     "tolerations": shape.get("tolerations", []) + settings.get("tolerations", []),
+                     "get_logs": settings.get("get_logs", True)})
     return pods
 
 
@@ -128,7 +150,7 @@ def find_gpu_connections(pods: list[dict]) -> list[dict]:
         try:
             gpu = json.loads(raw)
             shape = {"node_selector": gpu["nodeSelector"], "annotations": gpu["annotations"],
-                     "tolerations": gpu["tolerations"] + pod["tolerations"],
+                     "tolerations": gpu["tolerations"] + settings.get("tolerations", []),
                      "container_resources": {"limits": {gpu["resourceName"]: "1"}},
                      # A pool at zero leaves the pod unscheduled until a node boots: both waits.
                      "schedule_timeout_seconds": gpu["startupTimeoutSeconds"],

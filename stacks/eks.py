@@ -3,7 +3,7 @@
 Each Deployment gets an access role trusted by its own role (`identity.awsRoleArn`), an EKS
 access entry mapping that role to a Kubernetes group, and namespace RBAC bound to the group.
 Its kubeconfig runs `aws eks get-token --role-arn <access role>`. The GPU pool is a NodePool
-on Auto Mode's default NodeClass.
+on Auto Mode's default NodeClass, and so is the NodePool ordinary tasks run on.
 """
 
 from typing import Any
@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import eks, gpu, queueing, versions
+from components import disruption, eks, gpu, queueing, versions
 from components import kubeconfig as kc
 from components.access import DeploymentAccess, rbac_subject
 from components.on_cluster import on_cluster
@@ -81,11 +81,18 @@ def build(cfg: StackConfig, stack: str) -> dict:
             cluster=cluster.cluster, cluster_name=cluster_name, partition=partition), opts=in_region)
 
     provider = _admin_provider(cluster, region, cluster_name, cfg.kube_client)
+
+    def node_pool_opts() -> pulumi.ResourceOptions:
+        # Auto Mode's NodePool CRD and default NodeClass exist once the cluster does.
+        return pulumi.ResourceOptions.merge(on_cluster(provider, cluster.cluster),
+                                            pulumi.ResourceOptions(depends_on=[cluster.cluster]))
+
+    # Where the `task` output sends ordinary tasks: Auto Mode's general-purpose pool consolidates them away.
+    disruption.TaskNodePool(f"{cluster_name}-tasks", cfg.task_pool, disruption.EKS_NODE_CLASS_REF,
+                            opts=node_pool_opts())
     if cfg.gpu_pool.enabled:
-        gpu.GpuNodePool(
-            f"{cluster_name}-gpu", cfg.gpu_pool, gpu.EKS_NODE_CLASS_REF, cfg.gpu_pool.gpus_per_node,
-            opts=pulumi.ResourceOptions.merge(on_cluster(provider, cluster.cluster),
-                                              pulumi.ResourceOptions(depends_on=[cluster.cluster])))
+        gpu.GpuNodePool(f"{cluster_name}-gpu", cfg.gpu_pool, disruption.EKS_NODE_CLASS_REF,
+                        cfg.gpu_pool.gpus_per_node, opts=node_pool_opts())
     # Auto Mode nodes are in the cluster security group, which admits all traffic from itself,
     # the control plane's network interfaces included: Kueue's webhook port needs no rule (README).
     queue = queueing.cloud_queueing(cfg, stack, on_cluster(provider, cluster.cluster), after=[cluster.cluster])

@@ -54,7 +54,7 @@ def stack_outputs(cfg: StackConfig, cluster_name: str, endpoint: pulumi.Input[st
     # their node's plans), and what a GPU task passes (README, GPU tasks); with queueing, both
     # name the queue and wait in line (README, Queueing).
     task, gpu_task = queueing.task_shapes(
-        cfg, disruption.task_shape(), gpu.gpu_task(cfg.cloud, cfg.gpu_pool) if cfg.gpu_pool.enabled else None)
+        cfg, disruption.task_shape(cfg.cloud), gpu.gpu_task(cfg.cloud, cfg.gpu_pool) if cfg.gpu_pool.enabled else None)
     outputs["task"] = task
     if gpu_task is not None:
         outputs["gpuTask"] = gpu_task

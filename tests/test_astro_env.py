@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from components import kubeconfig as kc
+from components.disruption import task_shape
 from components.gpu import gpu_task
 from config import GpuPool
 from harness import ROOT
@@ -192,6 +193,17 @@ def test_a_deployments_janitor_settings_go_beside_its_connection_as_the_janitor_
     assert json.loads(value) == off
     # The Astro Deployment is described by its connection's source, not once per variable.
     assert printed.count("prod: analytics") == 1, printed
+def test_the_task_output_goes_beside_the_connection_as_the_task_variable_the_smoke_dag_reads(env, tmp_path):
+    set_outputs(env, "prod", {**stack_outputs(gpu=True), "task": task_shape("eks")})
+    result = run(env, "--stack", "prod", "--map", f"ml-training={ML}")
+    assert result.returncode == 0, result.stderr
+    [call] = astro_calls(env)
+    lines = dict(line.partition("=")[::2] for line in env_file_lines(call))
+    assert sorted(lines) == ["AIRFLOW_CONN_KPO_ML_TRAINING", "AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_ML_TRAINING",
+                             "AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_ML_TRAINING"]
+    task = json.loads(lines["AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_ML_TRAINING"])
+    assert task["nodeSelector"] == {"remote-kpo/tasks": "true"}
+    assert task["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
 
 
 def test_an_organization_token_gets_the_workspace_of_the_map_file(env, tmp_path):

@@ -9,7 +9,7 @@ import pulumi_aws
 import pytest
 
 import config
-from components import eks, gpu, versions
+from components import disruption, eks, gpu, versions
 from components.permissions import CLOUD_ACTIONS
 from harness import DEFAULT_JANITOR, RecordingMocks, assert_objects_replaced_with_cluster, run_program, stack_config
 
@@ -321,7 +321,7 @@ def test_no_managed_node_group_or_autoscaler_is_made(example, gov_two_zones):
 
 
 def test_gpu_pool_is_a_nodepool_on_the_auto_mode_default_node_class(example):
-    (pool,) = example.of_type(NODE_POOL)
+    pool = one(example, NODE_POOL, "kpo-gpu-gpu-nodepool")
     # Named after the stack that made it, as every object is (tests/test_ownership.py).
     assert pool.inputs["metadata"] == {"name": "remote-kpo-gpu",
                                        "annotations": {"remote-kpo/stack": "organization/remote-kpo/eks"}}
@@ -350,12 +350,67 @@ def test_gpu_nodepool_drifts_one_node_at_a_time_and_bounds_a_stuck_task_by_defau
     assert spec["template"]["spec"]["expireAfter"] == "336h"
 
 
-def test_every_stack_exports_the_public_task_shape_that_keeps_a_tasks_node(example, existing_subnets):
+def test_every_stack_exports_the_public_task_shape_that_keeps_a_tasks_node_on_the_task_nodepool(
+        example, existing_subnets):
     annotations = {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false", "karpenter.sh/do-not-disrupt": "true"}
     for stack in (example, existing_subnets):
-        assert stack.outputs["task"] == {"annotations": annotations}
+        assert stack.outputs["task"] == {
+            "annotations": annotations, "nodeSelector": {"remote-kpo/tasks": "true"},
+            "tolerations": [{"key": "remote-kpo/tasks", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]}
         assert stack.secret["task"] is False
+    # A GPU task goes to the GPU pool: the annotations only.
     assert example.outputs["gpuTask"]["annotations"] == annotations
+    assert example.outputs["gpuTask"]["nodeSelector"] == {"remote-kpo/gpu": "true"}
+
+
+# --- the task NodePool: ordinary tasks off Auto Mode's consolidating general-purpose pool ---------
+
+def test_the_task_nodepool_never_consolidates_a_node_with_a_task_and_drifts_one_node_at_a_time(existing_subnets):
+    spec = one(existing_subnets, NODE_POOL, "shared-kpo-tasks-nodepool").inputs["spec"]
+    assert spec["disruption"] == {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "5m",
+                                  "budgets": [{"nodes": "1", "reasons": ["Drifted"]}]}
+    # Auto Mode's defaults for a node: a day's grace for a task that blocks its drain, two weeks' life.
+    assert spec["template"]["spec"]["terminationGracePeriod"] == "24h"
+    assert spec["template"]["spec"]["expireAfter"] == "336h"
+    assert "limits" not in spec
+
+
+def test_the_task_nodepool_is_on_the_auto_mode_default_node_class_with_the_general_purpose_instances(existing_subnets):
+    pool = one(existing_subnets, NODE_POOL, "shared-kpo-tasks-nodepool")
+    assert pool.inputs["metadata"] == {"name": "remote-kpo-tasks",
+                                       "annotations": {"remote-kpo/stack": "organization/remote-kpo/eks"}}
+    template = pool.inputs["spec"]["template"]
+    assert template["spec"]["nodeClassRef"] == {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
+    # C, M and R, generation 5 or newer, on-demand, amd64: what the general-purpose pool offers.
+    assert template["spec"]["requirements"] == [
+        {"key": "eks.amazonaws.com/instance-category", "operator": "In", "values": ["c", "m", "r"]},
+        {"key": "eks.amazonaws.com/instance-generation", "operator": "Gt", "values": ["4"]},
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]}]
+
+
+def test_the_task_output_selects_the_task_nodepools_label_and_tolerates_its_taint_only(existing_subnets):
+    task = existing_subnets.outputs["task"]
+    template = one(existing_subnets, NODE_POOL, "shared-kpo-tasks-nodepool").inputs["spec"]["template"]
+    assert task["nodeSelector"].items() <= template["metadata"]["labels"].items()
+    assert [{k: t[k] for k in ("key", "value", "effect")} for t in task["tolerations"]] == template["spec"]["taints"]
+    # Only tasks tolerate it: nothing else keeps a task node from going empty.
+    assert template["spec"]["taints"] == [{"key": "remote-kpo/tasks", "value": "true", "effect": "NoSchedule"}]
+
+
+def test_the_task_pool_keys_set_the_task_nodepools_grace_period_and_node_lifetime():
+    run, _ = run_eks(stack_config("eks") | {"taskPool": {"terminationGracePeriod": "2h", "expireAfter": "72h"}})
+    spec = one(run, NODE_POOL, "kpo-gpu-tasks-nodepool").inputs["spec"]["template"]["spec"]
+    assert (spec["terminationGracePeriod"], spec["expireAfter"]) == ("2h", "72h")
+    gpu_spec = one(run, NODE_POOL, "kpo-gpu-gpu-nodepool").inputs["spec"]["template"]["spec"]
+    assert (gpu_spec["terminationGracePeriod"], gpu_spec["expireAfter"]) == ("24h", "336h")
+
+
+def test_the_task_nodepool_goes_through_the_eks_provider_after_the_cluster(example):
+    pool = one(example, NODE_POOL, "kpo-gpu-tasks-nodepool")
+    assert pool.provider.rsplit("$", 1)[-1] == "pulumi:providers:kubernetes::eks-cluster::eks-cluster-id"
+    (cluster,) = example.options["kpo-gpu-tasks-nodepool"].depends_on
+    assert isinstance(cluster, pulumi_aws.eks.Cluster)
 
 
 def test_gpu_nodepool_is_on_demand_unless_spot_and_counts_gpus_per_node(gov_two_zones):
@@ -372,8 +427,8 @@ def test_gpu_nodepool_goes_through_the_eks_provider_after_the_cluster(example):
     assert isinstance(cluster, pulumi_aws.eks.Cluster)
 
 
-def test_no_nodepool_unless_the_gpu_pool_is_enabled(existing_subnets):
-    assert not existing_subnets.of_type(NODE_POOL)
+def test_no_gpu_nodepool_unless_the_gpu_pool_is_enabled(existing_subnets):
+    assert [pool.name for pool in existing_subnets.of_type(NODE_POOL)] == ["shared-kpo-tasks-nodepool"]
 
 
 def test_node_groups_dags_create_get_their_own_role_without_the_cni_policy(example):
@@ -555,8 +610,8 @@ def test_provider_client_rate_limit_defaults_to_large_stack_values_and_follows_k
 def test_every_kubernetes_object_goes_through_the_eks_provider(example):
     objects = [r for r in example.resources if r.typ.startswith("kubernetes:")]
     # 2 x (Namespace, Role, RoleBinding, LimitRange, 4 ResourceQuotas, ValidatingAdmissionPolicy and
-    # its binding) + the GPU NodePool
-    assert len(objects) == 21
+    # its binding) + the task and GPU NodePools
+    assert len(objects) == 22
     assert {r.provider.rsplit("$", 1)[-1] for r in objects} == {
         "pulumi:providers:kubernetes::eks-cluster::eks-cluster-id"}
 
@@ -727,7 +782,7 @@ def test_cluster_trust_policy_tags_sessions_and_node_trust_policy_does_not():
 
 def test_the_nodepool_manifest_is_the_one_gpu_py_builds_for_the_local_proof():
     cfg = config.load(stack_config("eks"))
-    manifest = gpu.karpenter_node_pool(cfg.gpu_pool, gpu.EKS_NODE_CLASS_REF, cfg.gpu_pool.gpus_per_node)
+    manifest = gpu.karpenter_node_pool(cfg.gpu_pool, disruption.EKS_NODE_CLASS_REF, cfg.gpu_pool.gpus_per_node)
     assert (manifest["apiVersion"], manifest["kind"]) == ("karpenter.sh/v1", "NodePool")
     assert manifest["spec"]["limits"] == {"nvidia.com/gpu": "4"}
 

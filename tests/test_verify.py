@@ -9,12 +9,13 @@ from argparse import Namespace
 import pytest
 
 from components import kubeconfig as kc
+from components.disruption import task_shape
 from components.gpu import gpu_task
 from config import GpuPool
 from consumer import inputs
 from consumer.inputs import InputError, Target, target_from_connection, targets_from_outputs
 from consumer.verify import (Report, StepResult, admission_fix, check_plugin, gpu_pod, kpo_pod, load_targets,
-                             privileged_pod, render_json, render_table, resource_attributes)
+                             privileged_pod, task_pod, render_json, render_table, resource_attributes)
 from harness import ROOT, json_api
 
 
@@ -43,6 +44,23 @@ def test_stack_outputs_give_one_target_per_deployment_with_the_dockerfile_output
     assert targets[0].dockerfile == kc.DOCKERFILE["gke"]
     assert targets[0].kube_config["users"][0]["user"] == kc.gke_user()
     assert targets[0].gpu_task is None
+
+
+def test_stack_task_output_reaches_every_target():
+    task = task_shape("eks")
+    assert all(t.task == task for t in targets_from_outputs(outputs(task=task), "prod"))
+    assert targets_from_outputs(outputs(), "prod")[0].task is None
+
+
+def test_the_kpo_pod_is_shaped_by_the_task_output_when_the_stack_has_one():
+    task = task_shape("eks")
+    pod = task_pod("kpo-a", task)
+    assert pod["metadata"]["annotations"] == task["annotations"]
+    assert pod["spec"]["nodeSelector"] == {"remote-kpo/tasks": "true"}
+    assert pod["spec"]["tolerations"] == task["tolerations"]
+    # Without one (a connection given alone, an older stack): KPO's own shape, as before.
+    assert task_pod("kpo-a", None) == kpo_pod("kpo-a")
+    assert "nodeSelector" not in kpo_pod("kpo-a")["spec"]
 
 
 def test_stack_gpu_task_output_reaches_every_target():

@@ -35,25 +35,29 @@ def start_karpenter(cluster_env: dict) -> None:
                    check=True, stdout=subprocess.DEVNULL)
 
 
-def up_gpu_program(env: dict, work: Path, consolidate_after: str, pool_overrides: dict | None = None) -> Pulumi:
+def up_gpu_program(env: dict, work: Path, consolidate_after: str, pool_overrides: dict | None = None,
+                   task_pool: dict | None = None) -> Pulumi:
     """`pulumi up` of gpu_program/ (stack `gpu`, its own state in `work`), ready to destroy; the
-    gpuPool of Pulumi.eks.yaml with `pool_overrides` (camelCase keys) on top."""
+    gpuPool of Pulumi.eks.yaml with `pool_overrides` (camelCase keys) on top, and with `task_pool`
+    the task NodePool for that taskPool."""
     project = work / "gpu-program"
     shutil.copytree(ROOT / "tests/e2e/gpu_program", project)
     (project / ".venv").symlink_to(ROOT / ".venv")
     (work / "gpu-state").mkdir()
     cli = Pulumi(project, {**env, "PULUMI_BACKEND_URL": f"file://{work / 'gpu-state'}", "REMOTE_KPO_ROOT": str(ROOT)})
-    (project / "Pulumi.gpu.yaml").write_text(json.dumps({"config": {
-        f"{PROGRAM_NAMESPACE}:gpuPool": {**eks_gpu_pool_config(), **(pool_overrides or {})},
-        f"{PROGRAM_NAMESPACE}:nodeClassRef": KWOK_NODE_CLASS_REF,
-        f"{PROGRAM_NAMESPACE}:consolidateAfter": consolidate_after}}))
+    config = {f"{PROGRAM_NAMESPACE}:gpuPool": {**eks_gpu_pool_config(), **(pool_overrides or {})},
+              f"{PROGRAM_NAMESPACE}:nodeClassRef": KWOK_NODE_CLASS_REF,
+              f"{PROGRAM_NAMESPACE}:consolidateAfter": consolidate_after}
+    if task_pool is not None:
+        config[f"{PROGRAM_NAMESPACE}:taskPool"] = task_pool
+    (project / "Pulumi.gpu.yaml").write_text(json.dumps({"config": config}))
     cli.run("stack", "init", "gpu")
     cli.run("up", "--yes", "--stack", "gpu")
     return cli
 
 
-def is_pool_node(node: dict) -> bool:
-    return node["metadata"].get("labels", {}).get(POOL_LABEL) == NODE_POOL_NAME
+def is_pool_node(node: dict, pool: str = NODE_POOL_NAME) -> bool:
+    return node["metadata"].get("labels", {}).get(POOL_LABEL) == pool
 
 
 def pod_phase(pod: dict) -> str | None:

@@ -236,11 +236,15 @@ def test_after_the_matrix_astro_env_writes_each_astro_deployment_once_and_then_n
     assert [(s.name, s.returncode) for s in steps] == [
         ("Which clouds hold the state and the secrets keys", 0), ("Log in to the state backend", 0),
         ("Hand the connections to Astro", 0)], steps[-1].output
-    connection = outputs(runner, repository)["airflowConnections"][DEPLOYMENT]
+    stack = outputs(runner, repository)
+    connection = stack["airflowConnections"][DEPLOYMENT]
     [call] = calls(runner, "astro")
     assert call["args"][:6] == ["deployment", "variable", "update", "--deployment-id", ASTRO_ID, "--load"]
     assert call["args"][6] == "--env" and call["args"][8:] == ["--secret", "--workspace-id", WORKSPACE]
-    assert call["env_file"] == f"AIRFLOW_CONN_KPO_CI_ANALYTICS={connection}\n"
+    # The connection, and beside it the `task` output as the task Variable.
+    task = json.dumps(stack["task"], sort_keys=True)
+    assert call["env_file"] == (f"AIRFLOW_CONN_KPO_CI_ANALYTICS={connection}\n"
+                                f"AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_CI_ANALYTICS={task}\n")
     assert all(connection not in step.output for step in steps)
     # The next merge, nothing changed: no Astro call (the hash is a tag of the stack, in the backend).
     again = run(runner, repository, "astro", "up")

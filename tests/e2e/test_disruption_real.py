@@ -1,62 +1,79 @@
-"""Nodes taken away under a running task: what the `task` shape and the GPU NodePool's disruption
-settings do, for real, on upstream Karpenter with its kwok provider (as test_gpu_real.py runs it).
+"""Nodes taken away under a running KPO task: what the `task` output and the task NodePool's
+disruption settings do, for real, with real Airflow on upstream Karpenter with its kwok provider
+(as test_gpu_real.py runs it).
 
-- The real engine applies the EKS stack's `GpuNodePool` (gpu_program/) for the `gpuPool` of
-  Pulumi.eks.yaml with `terminationGracePeriod` shortened to GRACE through the config key, and
-  consolidateAfter to CONSOLIDATE_AFTER (the cloud values are 24h and a minute).
-- Task pods carry the `task` output's annotations (components/disruption.py) or, as the negative
-  case, none; kwok runs each for its `kwok.remote-kpo.local/runtime`. They select and tolerate the
-  pool as `gpuTask` says.
+- The real engine applies the EKS stack's `TaskNodePool` (gpu_program/) for a `taskPool` whose
+  `terminationGracePeriod` is GRACE through the config key; consolidateAfter is shortened to
+  CONSOLIDATE_AFTER (the cloud value is 5 minutes).
+- Real Airflow runs the README's ordinary task, built from the eks `task` output
+  (components/disruption.py task_shape: the no-eviction annotations, the task NodePool's selector
+  and toleration), through the dev stack's exported connection of `analytics`; kwok runs its
+  container RUNTIME seconds.
+- Beside it, the negative case: a plain pod with the same selector and toleration but without the
+  annotations ("unprotected"), which the scheduler puts on the task's node, the only one of the
+  pool.
 
 One story, told in order by the `story` fixture and checked by the tests below:
-1. consolidation: a protected GPU task runs RUNTIME on its own node; once it is done the node goes.
-2. drift: a protected and an unprotected task that never end share a node; the NodePool's
-   template changes (a label), so Karpenter replaces the node.
-3. expiry: the NodePool's expireAfter is shortened to EXPIRE_AFTER; the same two tasks on a new
-   node that then expires.
+1. consolidation, then drift: the task runs on a new task node, the unprotected pod joins it, and
+   CONSOLIDATION_WINDOW passes (consolidateAfter and Karpenter's 10 s disruption polls) with
+   neither touched; then the NodePool's template changes (a label), so Karpenter replaces the
+   node: the unprotected pod is evicted at once, the task runs to its end and succeeds, and the
+   node goes.
+2. expiry: the NodePool's expireAfter is shortened to EXPIRE_AFTER, and the task runs again with an
+   unprotected pod, on a new node that expires under them: the same.
 """
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
 
-from components.disruption import task_shape
-from components.gpu import GPU_RESOURCE, NODE_POOL_NAME, gpu_task
-from gpu_local import eks_gpu_pool, is_pool_node, pod_phase, start_karpenter, up_gpu_program
+from airflow_runner import Runner, migrated_airflow_env
+from components.disruption import TASK_NODE_POOL_NAME, task_shape
+from gpu_local import is_pool_node, pod_phase, start_karpenter, up_gpu_program
 from watch import Event, Watch
 
 CONSOLIDATE_AFTER = "5s"
-GRACE = 20                # seconds: the NodePool's terminationGracePeriod here
-POD_GRACE = 2             # the task pods' terminationGracePeriodSeconds
-RUNTIME = 25              # seconds the consolidation story's task runs: past consolidateAfter and
-                          # Karpenter's 10 s disruption polls
-EXPIRE_AFTER = 30         # seconds: the expiry story's node lifetime
-NAMESPACE = "default"
+GRACE = 120               # seconds: the task NodePool's terminationGracePeriod here, past RUNTIME
+POD_GRACE = 2             # the unprotected pods' terminationGracePeriodSeconds
+RUNTIME = 75              # seconds each task's container runs
+CONSOLIDATION_WINDOW = 15  # seconds both pods share the node before the drift
+EXPIRE_AFTER = 20         # seconds: the expiry story's node lifetime
+DEPLOYMENT = "analytics"
+CONN_ID = "kpo_analytics"
+DAG = f"kpo_task_long__{CONN_ID}"
 # Limits that only turn a hang into a failure.
 STEP_LIMIT = 120
 
 
 @pytest.fixture(scope="module")
-def gpu_program(cluster_env, tmp_path_factory):
+def node_pools(cluster_env, tmp_path_factory):
     start_karpenter(cluster_env)
     cli = up_gpu_program(cluster_env, tmp_path_factory.mktemp("disruption"), CONSOLIDATE_AFTER,
-                         {"terminationGracePeriod": f"{GRACE}s"})
+                         task_pool={"terminationGracePeriod": f"{GRACE}s"})
     yield cli
     cli.run("destroy", "--yes", "--stack", "gpu")
 
 
-def task_pod(name: str, protected: bool, runtime: str, gpu: bool = False) -> dict:
-    """A bare pod, as KPO makes one, on the GPU pool; with the `task` shape when protected."""
-    shape = gpu_task("eks", eks_gpu_pool())
-    annotations = {"kwok.remote-kpo.local/runtime": runtime, **(task_shape()["annotations"] if protected else {})}
-    resources = {"limits": {GPU_RESOURCE: "1"}} if gpu else {"requests": {"cpu": "100m"}}
+@pytest.fixture(scope="module")
+def airflow_env(dev_outputs, cluster_env, tmp_path_factory) -> dict:
+    """The analytics Deployment's Airflow: its exported connection, and the eks `task` shape."""
+    return migrated_airflow_env(dev_outputs, [DEPLOYMENT], cluster_env["PATH"], tmp_path_factory.mktemp("airflow-disrupt"),
+                                REMOTE_KPO_E2E_TASK=json.dumps(task_shape("eks")),
+                                REMOTE_KPO_E2E_TASK_RUNTIME=f"{RUNTIME}s")
+
+
+def unprotected_pod(name: str) -> dict:
+    """A bare pod on the task NodePool, as a task without the annotations makes one."""
+    shape = task_shape("eks")
     return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
+            "metadata": {"name": name, "namespace": "default", "annotations": {"kwok.remote-kpo.local/runtime": "1h"}},
             "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": POD_GRACE,
                      "nodeSelector": shape["nodeSelector"], "tolerations": shape["tolerations"],
-                     "containers": [{"name": "base", "image": "busybox:1.36", "resources": resources}]}}
+                     "containers": [{"name": "base", "image": "busybox:1.36",
+                                     "resources": {"requests": {"cpu": "100m"}}}]}}
 
 
 def seconds(timestamp: str) -> float:
@@ -73,6 +90,10 @@ def node_of(events: list[Event]) -> str:
     return next(e.object["spec"]["nodeName"] for e in events if e.object["spec"].get("nodeName"))
 
 
+def is_task_node(node: dict) -> bool:
+    return is_pool_node(node, TASK_NODE_POOL_NAME)
+
+
 def current(watch: Watch) -> list[dict]:
     """The watched objects that exist now."""
     latest: dict[str, Event] = {}
@@ -83,9 +104,11 @@ def current(watch: Watch) -> list[dict]:
 
 @dataclass
 class Story:
-    pods: list[Event]
+    runs: list[dict]        # run_dag.py's report: the drift story's task run, then the expiry story's
+    pods: list[Event]       # the task namespace's and default's pods, as watched
     nodes: list[Event]
     claims: list[Event]
+    drift_patched: float    # when the NodePool's template changed
 
     def pod(self, name: str) -> list[Event]:
         return [e for e in self.pods if e.name == name]
@@ -97,77 +120,74 @@ class Story:
         name = next(e.name for e in self.claims if e.object.get("status", {}).get("nodeName") == node)
         return [e for e in self.claims if e.name == name]
 
+    def task_pod(self, index: int) -> list[Event]:
+        return self.pod(self.runs[index]["tasks"]["run_pod"]["xcom"]["pod_name"])
+
 
 @pytest.fixture(scope="module")
-def story(gpu_program, cluster_env, kubectl) -> Story:
-    with Watch(cluster_env, "pods", "-n", NAMESPACE) as pods, Watch(cluster_env, "nodes") as nodes, \
+def story(node_pools, airflow_env, dev_outputs, cluster_env, kubectl, tmp_path_factory) -> Story:
+    namespace = dev_outputs["deployments"][DEPLOYMENT]["namespace"]
+    with Watch(cluster_env, "pods", "--all-namespaces") as pods, Watch(cluster_env, "nodes") as nodes, \
             Watch(cluster_env, "nodeclaims.karpenter.sh") as claims:
+        runner = Runner(airflow_env, tmp_path_factory.mktemp("disruption-runs"),
+                        ["kpo_warmup", "@drift", DAG, "@expiry", DAG])
 
-        def apply(*manifests: dict) -> None:
-            kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(manifests)}))
+        def task_running_on_a_task_node(after: float) -> str:
+            """The node of the next task pod to run on a task node."""
+            event = pods.wait_for(lambda e: e.at >= after and e.object["metadata"]["namespace"] == namespace
+                                  and pod_phase(e.object) == "Running", STEP_LIMIT, "the task running")
+            node = event.object["spec"]["nodeName"]
+            assert is_task_node(nodes.wait_for(lambda e: e.name == node, STEP_LIMIT, f"node {node}").object), node
+            return node
 
-        def gone(name: str, what: str) -> None:
-            pods.wait_for(lambda e: e.type == "DELETED" and e.name == name, STEP_LIMIT, what)
+        def beside_the_task(name: str, node: str) -> None:
+            kubectl("apply", "-f", "-", stdin=json.dumps(unprotected_pod(name)))
+            placed = pods.wait_for(lambda e: e.name == name and pod_phase(e.object) == "Running", STEP_LIMIT,
+                                   f"{name} running")
+            assert placed.object["spec"]["nodeName"] == node
+
+        def node_removed(node: str) -> None:
+            nodes.wait_for(lambda e: e.type == "DELETED" and e.name == node, STEP_LIMIT + RUNTIME, f"{node} removed")
 
         def pool_at_zero() -> None:
-            # A new story's tasks must get a new node, not an emptied one of the last story.
-            nodes.wait_for(lambda _: not [n for n in current(nodes) if is_pool_node(n)], STEP_LIMIT, "the pool at zero")
+            # The expiry story's task must get a new node, made after expireAfter changed.
+            nodes.wait_for(lambda _: not [n for n in current(nodes) if is_task_node(n)], STEP_LIMIT,
+                           "the task pool at zero")
 
-        def node_removed(pod: str) -> None:
-            node = node_of(pods.events(pod))
-            nodes.wait_for(lambda e: e.type == "DELETED" and e.name == node, STEP_LIMIT + GRACE, f"{node} removed")
-
-        # 1. consolidation
-        apply(task_pod("long-task", True, f"{RUNTIME}s", gpu=True))
-        pods.wait_for(lambda e: e.name == "long-task" and pod_phase(e.object) == "Succeeded",
-                      STEP_LIMIT + RUNTIME, "the long task done")
-        node_removed("long-task")
-        kubectl("delete", "pod", "long-task", "-n", NAMESPACE)
-
-        # 2. drift
-        pool_at_zero()
-        apply(task_pod("drift-protected", True, "1h"), task_pod("drift-unprotected", False, "1h"))
-        for name in ("drift-protected", "drift-unprotected"):
-            kubectl("wait", f"pod/{name}", "-n", NAMESPACE, "--for=jsonpath={.status.phase}=Running",
-                    f"--timeout={STEP_LIMIT}s")
-        kubectl("patch", "nodepool", NODE_POOL_NAME, "--type=merge",
+        # 1. consolidation, then drift
+        runner.reach("drift")
+        released = time.time()
+        runner.go("drift")
+        drift_node = task_running_on_a_task_node(released)
+        beside_the_task("drift-unprotected", drift_node)
+        time.sleep(CONSOLIDATION_WINDOW)
+        drift_patched = time.time()
+        kubectl("patch", "nodepool", TASK_NODE_POOL_NAME, "--type=merge",
                 "-p", json.dumps({"spec": {"template": {"metadata": {"labels": {"remote-kpo/drift-check": "1"}}}}}))
-        gone("drift-unprotected", "the unprotected task on the drifted node evicted")
-        gone("drift-protected", "the protected task on the drifted node deleted")
-        node_removed("drift-protected")
+        runner.reach("expiry", STEP_LIMIT + RUNTIME)
+        node_removed(drift_node)
 
-        # 3. expiry
+        # 2. expiry
         pool_at_zero()
-        kubectl("patch", "nodepool", NODE_POOL_NAME, "--type=merge",
+        kubectl("patch", "nodepool", TASK_NODE_POOL_NAME, "--type=merge",
                 "-p", json.dumps({"spec": {"template": {"spec": {"expireAfter": f"{EXPIRE_AFTER}s"}}}}))
-        apply(task_pod("expiry-protected", True, "1h"), task_pod("expiry-unprotected", False, "1h"))
-        gone("expiry-unprotected", "the unprotected task on the expired node evicted")
-        gone("expiry-protected", "the protected task on the expired node deleted")
-        node_removed("expiry-protected")
-        return Story(pods.events(), nodes.events(), claims.events())
+        released = time.time()
+        runner.go("expiry")
+        expiry_node = task_running_on_a_task_node(released)
+        beside_the_task("expiry-unprotected", expiry_node)
+        runs = runner.finish(STEP_LIMIT + RUNTIME)
+        node_removed(expiry_node)
+        return Story([run for run in runs if run["dag_id"] == DAG], pods.events(), nodes.events(), claims.events(),
+                     drift_patched)
 
 
-def test_a_protected_task_keeps_its_node_past_consolidation_and_the_node_goes_once_it_is_done(story):
-    seen = story.pod("long-task")
-    node = node_of(seen)
-    node_events = story.node(node)
-    assert is_pool_node(node_events[0].object)
+def ran_to_its_end_untouched(seen: list[Event]) -> float:
+    """When the task's pod Succeeded, after its whole RUNTIME, with no deletion before."""
     running = next(e.at for e in seen if pod_phase(e.object) == "Running")
     done = next(e.at for e in seen if pod_phase(e.object) == "Succeeded")
-    # It ran its whole time (several consolidateAfter periods and disruption polls) untouched...
-    assert done - running >= RUNTIME - 1
+    assert done - running >= RUNTIME - 2
     assert deletion_started([e for e in seen if e.at <= done]) is None
-    claim = story.claim_of(node)
-    assert deletion_started([e for e in claim if e.at <= done]) is None
-    # ...and its node went once it was done: an empty node, after consolidateAfter.
-    assert node_events[-1].type == "DELETED"
-    assert done <= node_events[-1].at <= done + 60
-
-
-def both_on_one_node(story: Story, protected: str, unprotected: str) -> str:
-    node = node_of(story.pod(protected))
-    assert node_of(story.pod(unprotected)) == node
-    return node
+    return done
 
 
 def drifted(claim: list[Event]) -> bool:
@@ -175,30 +195,41 @@ def drifted(claim: list[Event]) -> bool:
                for e in claim for c in e.object.get("status", {}).get("conditions", []))
 
 
-def evicted_at_once_and_after_the_grace_period(story: Story, prefix: str, node: str, claim: list[Event]) -> None:
-    started = deletion_started(claim)
-    unprotected = deletion_started(story.pod(f"{prefix}-unprotected"))
-    protected = deletion_started(story.pod(f"{prefix}-protected"))
-    assert started is not None and unprotected is not None and protected is not None
-    # A pod's deletionTimestamp is when the API server removes it (the delete call + its grace).
-    assert unprotected - started <= POD_GRACE + 10
-    # Karpenter deletes a blocking pod so that its own grace ends with the node's.
-    assert GRACE - 1 <= protected - started <= GRACE + 15
-    assert story.node(node)[-1].type == "DELETED"
-
-
-def test_drift_evicts_an_unprotected_task_at_once_and_a_protected_one_after_the_grace_period(story):
-    node = both_on_one_node(story, "drift-protected", "drift-unprotected")
+def survived(story: Story, index: int) -> tuple[list[Event], float]:
+    """Run `index` succeeded, its pod ran to its end although its node's removal began while it
+    ran, and the node went once it was done: (the node's NodeClaim, when its removal began)."""
+    assert story.runs[index]["state"] == "success"
+    seen = story.task_pod(index)
+    node = node_of(seen)
+    done = ran_to_its_end_untouched(seen)
     claim = story.claim_of(node)
+    started = deletion_started(claim)
+    assert started is not None and started < done
+    node_events = story.node(node)
+    assert node_events[-1].type == "DELETED" and done <= node_events[-1].at
+    return claim, started
+
+
+def test_the_task_succeeds_through_consolidation_and_drift_and_its_node_goes_once_it_is_done(story):
+    claim, started = survived(story, 0)
+    # Consolidation touched nothing before the template changed; drift took the node then.
+    assert started > story.drift_patched
     assert drifted(claim)
-    evicted_at_once_and_after_the_grace_period(story, "drift", node, claim)
 
 
-def test_expiry_evicts_an_unprotected_task_at_once_and_a_protected_one_after_the_grace_period(story):
-    node = both_on_one_node(story, "expiry-protected", "expiry-unprotected")
-    claim = story.claim_of(node)
+def test_the_task_succeeds_on_a_node_that_expires_under_it_and_the_node_goes_once_it_is_done(story):
+    claim, started = survived(story, 1)
     created = seconds(claim[0].object["metadata"]["creationTimestamp"])
-    started = deletion_started(claim)
-    assert started is not None and EXPIRE_AFTER <= started - created <= EXPIRE_AFTER + 15
+    assert EXPIRE_AFTER <= started - created <= EXPIRE_AFTER + 15
     assert not drifted(claim)
-    evicted_at_once_and_after_the_grace_period(story, "expiry", node, claim)
+
+
+@pytest.mark.parametrize("index, name", [(0, "drift-unprotected"), (1, "expiry-unprotected")])
+def test_an_unprotected_pod_on_the_tasks_node_is_evicted_at_once(story, index, name):
+    node = node_of(story.task_pod(index))
+    assert node_of(story.pod(name)) == node
+    started = deletion_started(story.claim_of(node))
+    evicted = deletion_started(story.pod(name))
+    assert started is not None and evicted is not None
+    # A pod's deletionTimestamp is when the API server removes it (the eviction + its grace).
+    assert evicted - started <= POD_GRACE + 10

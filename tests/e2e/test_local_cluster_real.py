@@ -93,6 +93,39 @@ def test_exec_into_the_xcom_sidecar_gets_the_canned_result_and_runs_nothing_on_t
     assert not marker.exists()
 
 
+def timed_follow(kubectl, namespace: str, pod: str, container: str, limit: int) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    result = kubectl("logs", "-f", pod, "-n", namespace, "-c", container, f"--request-timeout={limit}s", check=False)
+    return result, time.monotonic() - started
+
+
+def test_a_followed_log_ends_once_its_container_has_terminated_as_a_kubelets_does(
+        kubectl, sidecar_pod, local_cluster_dir):
+    line = (local_cluster_dir / "kwok" / "container.log").read_text().split(" F ", 1)[1]
+    runtime = 8
+    kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "follow", "namespace": sidecar_pod,
+                     "annotations": {"kwok.remote-kpo.local/runtime": f"{runtime}s"}},
+        "spec": {"restartPolicy": "Never",
+                 "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                 "containers": [{"name": "base", "image": "busybox"}]}}))
+    kubectl("wait", "--for=jsonpath={.status.phase}=Running", "pod/follow", "-n", sidecar_pod, "--timeout=90s")
+    # Followed while it runs: the log, then the end once kwok has ended the container.
+    followed, took = timed_follow(kubectl, sidecar_pod, "follow", "base", 60)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout == line
+    assert took < runtime + 5
+    phase = kubectl("get", "pod/follow", "-n", sidecar_pod, "-o", "jsonpath={.status.phase}").stdout
+    assert phase == "Succeeded"
+    # Followed after the end: the whole log at once.
+    again, took = timed_follow(kubectl, sidecar_pod, "follow", "base", 60)
+    assert (again.returncode, again.stdout) == (0, line) and took < 5
+    # A container still running keeps its followed log open (the probe's, for 300 s).
+    running, _ = timed_follow(kubectl, sidecar_pod, "probe", "airflow-xcom-sidecar", 4)
+    assert running.returncode != 0 and running.stdout == line, running
+
+
 def test_env_sh_keeps_the_pulumi_state_private(tmp_path):
     """0700 folders and 0600 files from a shell whose umask was 022, state written before
     included."""

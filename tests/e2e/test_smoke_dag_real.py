@@ -1,11 +1,11 @@
 """dags/remote_kpo_smoke.py, the DAG an Astro user copies, run by Airflow (`dag.test()`) through the
 connections the real `pulumi up` exported, on the local cluster.
 
-As on Astro, the connections are AIRFLOW_CONN_KPO_* variables and the GPU task shape is the
-Variable scripts/astro-env sets (here for kpo_ml_training only: the Deployment whose quota has
-GPUs). The Variable `remote_kpo_smoke`
-adapts the pods to kwok: they tolerate the fake node's taint and do not follow logs (kwok never
-ends a followed log). kwok's one node has no GPU: the GPU pod is created with the GPU shape and no
+As on Astro, the connections are AIRFLOW_CONN_KPO_* variables, and the task shapes are the
+Variables scripts/astro-env sets: the dev stack's `task` output for each connection, the GPU task
+shape for kpo_ml_training only (the Deployment whose quota has GPUs). The Variable `remote_kpo_smoke`
+adapts the pods to kwok: they tolerate the fake node's taint (and follow their logs, which the
+fake kubelet ends once the container has). kwok's one node has no GPU: the GPU pod is created with the GPU shape and no
 node takes it, so it stays Pending until the task's scheduling timeout (the gpuTask's
 startupTimeoutSeconds, shortened here) fails it. While it runs, the dev stack's namespaces enforce
 the restricted Pod Security Standard (a Deployment's `podSecurity: restricted`), so every pod the
@@ -20,9 +20,11 @@ import pytest
 from components.gpu import gpu_task
 from config import GpuPool
 from realenv import ROOT
+from consumer.astro_env import shape_variables
 from consumer.smoke import KWOK_TOLERATION
 from airflow_runner import AIRFLOW_PYTHON, RUN_DAG, migrated_airflow_env
 from test_kpo_airflow import pod_events, pod_is_gone
+from watch import Event, Watch
 
 GPU_STARTUP_SECONDS = 5
 
@@ -41,10 +43,12 @@ def run_smoke(env: dict, folder) -> tuple[dict, str]:
 
 @pytest.fixture(scope="module")
 def smoke_env(dev_outputs, cluster_env, tmp_path_factory) -> dict:
+    task_variables = {key: value for info in dev_outputs["deployments"].values()
+                      for key, value in shape_variables({"task": dev_outputs["task"]}, info["connectionId"]).items()}
     return migrated_airflow_env(
         dev_outputs, list(dev_outputs["deployments"]), cluster_env["PATH"], tmp_path_factory.mktemp("smoke-airflow-home"),
-        dags_folder=ROOT / "dags",
-        AIRFLOW_VAR_REMOTE_KPO_SMOKE=json.dumps({"get_logs": False, "tolerations": [KWOK_TOLERATION]}),
+        dags_folder=ROOT / "dags", **task_variables,
+        AIRFLOW_VAR_REMOTE_KPO_SMOKE=json.dumps({"tolerations": [KWOK_TOLERATION]}),
         AIRFLOW_VAR_REMOTE_KPO_GPU_TASK__KPO_ML_TRAINING=json.dumps(
             {**gpu_task("gke", GpuPool(enabled=True)), "startupTimeoutSeconds": GPU_STARTUP_SECONDS}))
 
@@ -61,8 +65,11 @@ def restricted(kubectl, dev_outputs) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(smoke_env, restricted, tmp_path_factory) -> tuple[dict, str]:
-    return run_smoke(smoke_env, tmp_path_factory.mktemp("smoke-run"))
+def smoke_run(smoke_env, restricted, cluster_env, tmp_path_factory) -> tuple[dict, str, list[Event]]:
+    """The run, Airflow's log, and the pods of the dev stack's namespaces as the API server had them."""
+    with Watch(cluster_env, "pods", "--all-namespaces") as pods:
+        run, log = run_smoke(smoke_env, tmp_path_factory.mktemp("smoke-run"))
+    return run, log, pods.events()
 
 
 def test_the_namespaces_refuse_a_pod_that_does_not_meet_restricted(restricted, kubectl):
@@ -77,7 +84,7 @@ def test_the_namespaces_refuse_a_pod_that_does_not_meet_restricted(restricted, k
 @pytest.mark.parametrize("index, conn_id, namespace", [(0, "kpo_analytics", "kpo-analytics"),
                                                         (1, "kpo_ml_training", "kpo-ml-training")])
 def test_the_smoke_dag_runs_one_pod_through_each_connection_it_finds(smoke_run, kubectl, index, conn_id, namespace):
-    run, log = smoke_run
+    run, log, _ = smoke_run
     assert [pod["kubernetes_conn_id"] for pod in run["tasks"]["find_connections"]["xcom"]["return_value"]] == [
         "kpo_analytics", "kpo_ml_training"]
     task = run["tasks"][f"smoke_pod[{index}]"]
@@ -87,11 +94,23 @@ def test_the_smoke_dag_runs_one_pod_through_each_connection_it_finds(smoke_run, 
     assert any(e.startswith("Scheduled:") and "kwok-node-0" in e for e in events), events
     assert any(e.startswith("Started:") for e in events), events
     assert pod_is_gone(kubectl, task["xcom"]["pod_name"], namespace)
+    # It followed its pod's log (get_logs), to the end the fake kubelet gives it.
+    assert "kwok: fake container on kwok-node-0" in log
+
+
+def test_the_smoke_pods_carry_the_task_output_from_the_variable_astro_env_sets(smoke_run, dev_outputs):
+    run, _, pods = smoke_run
+    names = {run["tasks"][f"smoke_pod[{i}]"]["xcom"]["pod_name"] for i in (0, 1)}
+    seen = [e.object for e in pods if e.name in names]
+    assert {pod["metadata"]["name"] for pod in seen} == names
+    # The stack's task annotations, which keep each pod's node while it runs.
+    annotations = dev_outputs["task"]["annotations"]
+    assert annotations and all(pod["metadata"]["annotations"].items() >= annotations.items() for pod in seen)
 
 
 def test_the_gpu_pod_goes_only_where_the_deployment_has_gpu_access_and_on_kwok_finds_no_gpu_node(
         smoke_run, kubectl):
-    run, log = smoke_run
+    run, log, _ = smoke_run
     # Only kpo_ml_training has a GPU task shape, so one GPU pod, and it fails the run.
     assert sorted(key for key in run["tasks"] if key.startswith("gpu_pod")) == ["gpu_pod[0]"]
     assert run["tasks"]["gpu_pod[0]"]["state"] == "failed"

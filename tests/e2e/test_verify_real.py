@@ -12,10 +12,12 @@ import base64
 import json
 import stat
 import subprocess
+from dataclasses import replace
 
 import pytest
 
 from components import kubeconfig as kc
+from components.disruption import task_shape
 from components.gpu import gpu_task
 from config import GpuPool
 from consumer.inputs import target_from_connection
@@ -138,6 +140,16 @@ def test_a_gpu_task_shape_is_admitted_by_dry_run_unless_the_quota_has_no_gpu(pul
     assert report.steps[3].detail.startswith("GPU pod refused: pods \"remote-kpo-verify-gpu\" is forbidden: "
                                              "exceeded quota: remote-kpo-quota")
     assert report.steps[3].fix == "the namespace's ResourceQuota is used up or too small: raise the Deployment's quota"
+
+
+def test_the_eks_task_shape_passes_the_admission_policy_and_quota_by_dry_run(dev_outputs):
+    # What every task on eks passes: the no-eviction annotations, the task NodePool's selector and
+    # toleration; the Deployment's admission policy refuses only the GPU pool's.
+    target = replace(target_from_connection(dev_outputs["airflowConnections"]["analytics"], "analytics"),
+                     task=task_shape("eks"))
+    report = verify(target)
+    assert report.ok, report
+    assert report.steps[3].detail == "KPO pod admitted (dry run)"
 
 
 def test_a_connection_whose_exec_plugin_is_absent_fails_at_step_1_with_the_dockerfile_lines(

@@ -147,7 +147,6 @@ def run_long_tasks(cluster: TokenCluster, connection: dict, work: Path, runtime:
     runs, logs = {}, {}
     for scenario, process in processes.items():
         try:
-            # The sync task's followed log ends on KPO's 5-minute read timeout; the rest end sooner.
             process.wait(timeout=runtime + 600)
         except subprocess.TimeoutExpired:
             process.kill()

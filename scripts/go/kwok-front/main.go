@@ -7,6 +7,16 @@
 // port instead: it answers exec with canned replies and runs nothing, forwards container logs to
 // kwok, and refuses every other kubelet path (attach, port-forward, run, ...).
 //
+// A followed log ends when its container has terminated, as a kubelet's does. kwok's own never
+// ends: it reads the log with k8s.io/cri-client's ReadLogs, which asks the runtime whether the
+// container still runs, and kwok's runtime stub answers Unavailable, which ReadLogs takes for
+// "running" (kwok pkg/kwok/server/debugging_logs.go runtimeServiceStub; cri-client
+// pkg/logs/logs.go isContainerRunning). So this front reads the pod from the API server: a
+// follow request for a container that has terminated is sent to kwok without follow (the whole
+// log, then the end), and one for a running container is streamed until the pod says it has
+// terminated (or the pod is gone). KPO's sync task with get_logs otherwise waits out its read
+// timeout (5 minutes) after every task.
+//
 // Exec is served only in KPO's XCom sidecar, for the two commands KPO sends there
 // (airflow.providers.cncf.kubernetes.utils.pod_manager, PodManager.extract_xcom_json and
 // extract_xcom_kill):
@@ -20,6 +30,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +42,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,12 +97,164 @@ func execTarget(path string) (pod, uid, container string, ok bool) {
 	return "", "", "", false
 }
 
+// podsAPI reads pods from the API server, as the cluster admin (local-cluster's own token).
+type podsAPI struct {
+	server *url.URL
+	token  string
+	client *http.Client
+}
+
+// terminated: the pod is gone or done, or this container of it has terminated.
+func (a podsAPI) terminated(ctx context.Context, namespace, pod, container string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		a.server.JoinPath("api/v1/namespaces", namespace, "pods", pod).String(), nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return true, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("pod %s/%s: %s", namespace, pod, resp.Status)
+	}
+	var got struct {
+		Status struct {
+			Phase             string `json:"phase"`
+			ContainerStatuses []struct {
+				Name  string `json:"name"`
+				State struct {
+					Terminated *struct{} `json:"terminated"`
+				} `json:"state"`
+			} `json:"containerStatuses"`
+		} `json:"status"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		return false, err
+	}
+	if got.Status.Phase == "Succeeded" || got.Status.Phase == "Failed" {
+		return true, nil
+	}
+	for _, status := range got.Status.ContainerStatuses {
+		if status.Name == container {
+			return status.State.Terminated != nil, nil
+		}
+	}
+	return false, nil
+}
+
+// untilTerminated returns once the container has terminated (or ctx ends), checking every second.
+func (a podsAPI) untilTerminated(ctx context.Context, namespace, pod, container string) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		done, err := a.terminated(ctx, namespace, pod, container)
+		if err != nil {
+			log.Printf("log of %s/%s %s: %v", namespace, pod, container, err)
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// logTarget splits /containerLogs/{namespace}/{pod}/{container}.
+func logTarget(path string) (namespace, pod, container string, ok bool) {
+	parts := strings.Split(strings.TrimPrefix(path, "/containerLogs/"), "/")
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+type logs struct {
+	backend *url.URL
+	proxy   *httputil.ReverseProxy
+	pods    podsAPI
+}
+
+func (l logs) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	follow, _ := strconv.ParseBool(req.URL.Query().Get("follow"))
+	namespace, pod, container, ok := logTarget(req.URL.Path)
+	if !follow || !ok {
+		l.proxy.ServeHTTP(w, req)
+		return
+	}
+	done, err := l.pods.terminated(req.Context(), namespace, pod, container)
+	if err != nil {
+		log.Printf("log of %s/%s %s: %v", namespace, pod, container, err)
+	}
+	if done {
+		query := req.URL.Query()
+		query.Del("follow")
+		req.URL.RawQuery = query.Encode()
+		l.proxy.ServeHTTP(w, req)
+		return
+	}
+	l.follow(w, req, namespace, pod, container)
+}
+
+// follow streams kwok's followed log until the container has terminated, then ends the response
+// normally (the ReverseProxy would abort the connection when its request is cancelled).
+func (l logs) follow(w http.ResponseWriter, req *http.Request, namespace, pod, container string) {
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	go func() {
+		l.pods.untilTerminated(ctx, namespace, pod, container)
+		cancel()
+	}()
+	target := *l.backend
+	target.Path, target.RawQuery = req.URL.Path, req.URL.RawQuery
+	out, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	resp, err := http.DefaultClient.Do(out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for key, values := range resp.Header {
+		w.Header()[key] = values
+	}
+	w.WriteHeader(resp.StatusCode)
+	flusher := http.NewResponseController(w)
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			_ = flusher.Flush()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
 func main() {
 	listen := flag.String("listen", "", "address to serve the kubelet API on (TLS)")
 	backend := flag.String("backend", "", "kwok's own server, for container logs (http://host:port)")
 	cert := flag.String("tls-cert-file", "", "serving certificate")
 	key := flag.String("tls-private-key-file", "", "serving key")
 	xcom := flag.String("xcom-result", "", "file whose content answers KPO's XCom read")
+	apiserver := flag.String("apiserver", "", "the API server (https://host:port), to read pods from")
+	caFile := flag.String("ca-file", "", "the API server's CA certificate")
+	tokenFile := flag.String("token-file", "", "a token allowed to get pods in every namespace")
 	flag.Parse()
 	result, err := os.ReadFile(*xcom)
 	if err != nil {
@@ -98,12 +264,30 @@ func main() {
 	if err != nil || target.Host == "" {
 		log.Fatalf("-backend: %q is not a URL", *backend)
 	}
-	logs := httputil.NewSingleHostReverseProxy(target)
-	logs.FlushInterval = -1 // a followed log streams as kwok writes it
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1 // a followed log streams as kwok writes it
+	apiURL, err := url.Parse(*apiserver)
+	if err != nil || apiURL.Host == "" {
+		log.Fatalf("-apiserver: %q is not a URL", *apiserver)
+	}
+	ca, err := os.ReadFile(*caFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		log.Fatalf("-ca-file: no certificate in %s", *caFile)
+	}
+	token, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	pods := podsAPI{server: apiURL, token: strings.TrimSpace(string(token)), client: &http.Client{
+		Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}}
 	executor := canned{result: result}
 
 	mux := http.NewServeMux()
-	mux.Handle("/containerLogs/", logs)
+	mux.Handle("/containerLogs/", logs{backend: target, proxy: proxy, pods: pods})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("/exec/", func(w http.ResponseWriter, req *http.Request) {
 		pod, uid, container, ok := execTarget(req.URL.Path)

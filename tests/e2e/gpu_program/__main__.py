@@ -1,13 +1,16 @@
-"""Applies the GPU pool's Kubernetes objects with the components the cloud stacks use, through the
-real engine to the local cluster: the EKS stack's `GpuNodePool` (a karpenter.sh/v1 NodePool) and
-the AKS stack's `NvidiaDevicePlugin` (a DaemonSet), for the `gpuPool` of a stack file.
+"""Applies the node pools' Kubernetes objects with the components the cloud stacks use, through the
+real engine to the local cluster: the EKS stack's `TaskNodePool` and `GpuNodePool` (karpenter.sh/v1
+NodePools) and the AKS stack's `NvidiaDevicePlugin` (a DaemonSet), for the `taskPool` and
+`gpuPool` of a stack file.
 
 Config:
   gpuPool           the stack config's gpuPool object (camelCase keys, as in Pulumi.<stack>.yaml)
-  nodeClassRef      the NodeClass the NodePool names; locally the KWOKNodeClass `default` that
+  taskPool          the stack config's taskPool object; without it no task NodePool (the GPU
+                    proof's pods then meet the GPU pool alone, as Karpenter words its events)
+  nodeClassRef      the NodeClass the NodePools name; locally the KWOKNodeClass `default` that
                     scripts/local-cluster creates (EKS: the Auto Mode NodeClass)
-  consolidateAfter  replaces the NodePool's disruption.consolidateAfter, so that a test sees an
-                    emptied node go in seconds rather than the component's cloud value
+  consolidateAfter  replaces the NodePools' disruption.consolidateAfter, so that a test sees an
+                    emptied node go in seconds rather than the components' cloud values
 REMOTE_KPO_ROOT points at the project.
 """
 
@@ -19,11 +22,13 @@ import pulumi_kubernetes as k8s
 
 sys.path.insert(0, os.environ["REMOTE_KPO_ROOT"])
 
+from components.disruption import TaskNodePool  # noqa: E402
 from components.gpu import GpuNodePool, NvidiaDevicePlugin  # noqa: E402
-from config import GpuPool  # noqa: E402
+from config import GpuPool, TaskPool  # noqa: E402
 
 config = pulumi.Config()
 pool = GpuPool.model_validate(config.require_object("gpuPool"))
+task_pool = config.get_object("taskPool")
 consolidate_after = config.require("consolidateAfter")
 
 
@@ -39,5 +44,8 @@ def shorten_consolidation(args: pulumi.ResourceTransformArgs):
 provider = k8s.Provider("local-cluster", cluster_identifier="remote-kpo-local")
 GpuNodePool("gpu", pool, config.require_object("nodeClassRef"), pool.gpus_per_node,
             opts=pulumi.ResourceOptions(providers=[provider], transforms=[shorten_consolidation]))
+if task_pool is not None:
+    TaskNodePool("tasks", TaskPool.model_validate(task_pool), config.require_object("nodeClassRef"),
+                 opts=pulumi.ResourceOptions(providers=[provider], transforms=[shorten_consolidation]))
 # As the AKS stack applies it: on nodes labelled as GPU nodes, tolerating the GPU and spot taints.
 NvidiaDevicePlugin("gpu", opts=pulumi.ResourceOptions(providers=[provider]))

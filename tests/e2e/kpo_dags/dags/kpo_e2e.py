@@ -7,9 +7,9 @@ goes where the connection says. The connection ids come from REMOTE_KPO_E2E_CONN
 
 On the local cluster the pods run on kwok's fake node (scripts/local-cluster): they tolerate its
 taint, and the annotation `kwok.remote-kpo.local/exit-code` makes a pod fail. Sync-mode tasks do
-not follow logs (get_logs=False): kwok's kubelet never ends a followed log stream, which would
-hold a real KPO task forever. The deferrable task reads its logs once, without following
-(logging_interval set), which kwok serves.
+not follow logs (get_logs=False) unless they say so: a followed log ends only once the fake
+kubelet (kwok-front) sees the container terminated, up to a second after the pod's end. The
+deferrable task reads its logs once, without following (logging_interval set).
 
 DAG ids: kpo_<scenario>__<conn_id>, scenarios:
   success      one pod that succeeds (operator defaults otherwise: on_finish_action delete_pod)
@@ -38,10 +38,13 @@ and, when REMOTE_KPO_E2E_RESTRICTED_TASK holds the stack's `restrictedTask` shap
                    security context (the XCom sidecar's comes from the connection)
 and, when REMOTE_KPO_E2E_TASK_RUNTIME holds a Go duration (test_token_expiry_airflow.py, bench/tokens.py),
 tasks whose containers run that long:
-  long_sync        sync, following the pod's log (get_logs=True): kwok never ends a followed log, so
-                   the read ends on KPO's own read timeout (5 min), then KPO sees the pod done
+  long_sync        sync, following the pod's log (get_logs=True) until the container ends
   long_deferrable  deferrable, its trigger polling every LONG_POLL_INTERVAL seconds, the log read once
   long_xcom        do_xcom_push=True, the sidecar read through exec at the end
+and, when REMOTE_KPO_E2E_TASK holds the stack's `task` shape (components/disruption.py task_shape()
+as JSON) and REMOTE_KPO_E2E_TASK_RUNTIME a duration (test_disruption_real.py):
+  task_long        the README's ordinary task, built from the `task` shape (its annotations, node
+                   selector and tolerations, nothing of kwok's), its container running that long
 and kpo_warmup, a task without a pod.
 """
 
@@ -140,6 +143,14 @@ def long_scenarios(conn_id: str, runtime: str) -> dict:
     }
 
 
+def task_scenarios(conn_id: str, shape: dict, runtime: str) -> dict:
+    """The README's ordinary task, from the `task` shape as a DAG author would pass it."""
+    return {"task_long": lambda: pod_task(
+        "run_pod", conn_id, node_selector=shape.get("nodeSelector"),
+        tolerations=[k8s.V1Toleration(**toleration) for toleration in shape.get("tolerations", [])],
+        annotations=shape["annotations"] | {"kwok.remote-kpo.local/runtime": runtime})}
+
+
 def scenarios(conn_id: str) -> dict:
     return {
         "success": lambda: pod_task("run_pod", conn_id),
@@ -162,11 +173,13 @@ def nothing() -> None:
 _gpu_shape = json.loads(os.environ.get("REMOTE_KPO_E2E_GPU_TASK", "null"))
 _gpu_runtime = os.environ.get("REMOTE_KPO_E2E_GPU_RUNTIME")
 _restricted_shape = json.loads(os.environ.get("REMOTE_KPO_E2E_RESTRICTED_TASK", "null"))
+_task_shape = json.loads(os.environ.get("REMOTE_KPO_E2E_TASK", "null"))
 _runtime = os.environ.get("REMOTE_KPO_E2E_TASK_RUNTIME")
 for _conn_id in filter(None, os.environ.get("REMOTE_KPO_E2E_CONN_IDS", "").split(",")):
     _scenarios = scenarios(_conn_id) | (gpu_scenarios(_conn_id, _gpu_shape, _gpu_runtime) if _gpu_shape else {})
     _scenarios |= restricted_scenarios(_conn_id, _restricted_shape) if _restricted_shape else {}
     _scenarios |= long_scenarios(_conn_id, _runtime) if _runtime else {}
+    _scenarios |= task_scenarios(_conn_id, _task_shape, _runtime) if _task_shape and _runtime else {}
     for _scenario, _build in _scenarios.items():
         with DAG(dag_id=f"kpo_{_scenario}__{_conn_id}", schedule=None, start_date=datetime(2024, 1, 1),
                  catchup=False, tags=["remote-kpo-e2e"]) as _dag:

@@ -303,10 +303,11 @@ def webhook_source_ranges(control_plane_cidr: Optional[str], private_endpoint: O
 
 class WebhookFirewall(pulumi.ComponentResource):
     """A private cluster's control plane may reach its nodes on 443 and 10250 only (the
-    `gke-<cluster>-<id>-master` rule GKE makes); an admission webhook served on another port
-    (Kueue's, 9443) needs a rule of its own (kubernetes/kubernetes#79739, and the GKE module's
-    `add_master_webhook_firewall_rules`). Allowed from the control plane only, to the nodes'
-    service account only (every node of the cluster runs as it), on those ports only."""
+    `gke-<cluster>-<id>-master` rule GKE makes); an admission webhook or aggregated API served on
+    another port (Kueue's webhook, 9443, and visibility API, 8082) needs a rule of its own
+    (kubernetes/kubernetes#79739, and the GKE module's `add_master_webhook_firewall_rules`).
+    Allowed from the control plane only, to the nodes' service account only (every node of the
+    cluster runs as it), on those ports only."""
 
     def __init__(self, name: str, cluster_name: str, gke: GkeConfig, network: pulumi.Input[str],
                  cluster: gcp.container.Cluster, node_service_account: pulumi.Input[str], ports: list[int],
@@ -316,7 +317,7 @@ class WebhookFirewall(pulumi.ComponentResource):
             gke.control_plane_cidr, config.private_endpoint if config else None))
         self.firewall = gcp.compute.Firewall(
             f"{name}-firewall", project=gke.project, name=names.fit(f"{cluster_name}-webhooks", 63),
-            description="remote-kpo: the control plane calls admission webhooks on the nodes",
+            description="remote-kpo: the control plane calls webhooks and aggregated APIs on the nodes",
             network=network, direction="INGRESS", source_ranges=sources,
             target_service_accounts=[node_service_account],
             allows=[{"protocol": "tcp", "ports": [str(port) for port in ports]}],

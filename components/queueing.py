@@ -51,9 +51,16 @@ KUEUE_CRDS = tuple(f"{plural}.{KUEUE_GROUP}" for plural in ("resourceflavors", "
 # On each Deployment namespace while queueing is on: Kueue's managedJobsNamespaceSelector (and so
 # its pod webhook's namespaceSelector) selects these namespaces only.
 QUEUEING_NAMESPACE_LABEL = "remote-kpo/queueing"
-# The port Kueue's webhook server listens on in its pod (the chart's webhookService targetPort):
-# what a private cluster's control plane must reach on the nodes.
+# The port Kueue's webhook server listens on in its pod (the chart's webhookService targetPort).
 KUEUE_WEBHOOK_PORT = 9443
+# The port of Kueue's visibility API server in its pod (Configuration visibility.bindPort's
+# default; the chart's visibility-server Service targets it, behind the APIServices
+# v1beta1/v1beta2.visibility.kueue.x-k8s.io it always installs: templates/visibility/). The API
+# server calls it as it calls the webhook; unreachable, the APIService is unavailable, which
+# breaks API discovery for every client and stalls namespace deletion.
+KUEUE_VISIBILITY_PORT = 8082
+# What a private cluster's control plane must reach on the nodes.
+KUEUE_CONTROL_PLANE_PORTS = [KUEUE_WEBHOOK_PORT, KUEUE_VISIBILITY_PORT]
 # KubernetesPodOperator's default startup_timeout_seconds, which it also uses as the schedule
 # timeout when none is given (operators/pod.py, cncf.kubernetes 10.25.0).
 KPO_DEFAULT_STARTUP_SECONDS = 120

@@ -96,7 +96,7 @@ def build(cfg: StackConfig, stack: str) -> dict:
     kueue_after: list[pulumi.Resource] = [cluster.system_pool]
     if cfg.queueing.enabled and gke.private_nodes:
         kueue_after.append(WebhookFirewall(f"{cluster_name}-kueue", cluster_name, gke, network, cluster.cluster,
-                                           nodes.email, [queueing.KUEUE_WEBHOOK_PORT]))
+                                           nodes.email, queueing.KUEUE_CONTROL_PLANE_PORTS))
     queue = queueing.cloud_queueing(cfg, stack, on_gke, after=kueue_after)
 
     roles = DeploymentRoles(

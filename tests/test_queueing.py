@@ -304,10 +304,11 @@ def test_kueue_and_the_queues_are_replaced_with_the_cluster(clouds, cloud, clust
     assert {r.name for r in run.of_type(RELEASE)} == {"kueue-release"}
 
 
-def test_a_private_gke_cluster_lets_its_control_plane_call_kueues_webhook_on_the_nodes(clouds):
+def test_a_private_gke_cluster_lets_its_control_plane_call_kueues_webhook_and_visibility_api_on_the_nodes(clouds):
     (firewall,) = clouds["gke"].of_type(FIREWALL)
     inputs = firewall.inputs
-    assert (inputs["direction"], inputs["allows"]) == ("INGRESS", [{"protocol": "tcp", "ports": ["9443"]}])
+    # 9443: the webhook server; 8082: the visibility API server behind the chart's APIServices.
+    assert (inputs["direction"], inputs["allows"]) == ("INGRESS", [{"protocol": "tcp", "ports": ["9443", "8082"]}])
     # Private Service Connect (no controlPlaneCidr): from the control plane's internal endpoint.
     assert inputs["sourceRanges"] == [f"{PRIVATE_ENDPOINT}/32"]
     assert inputs["targetServiceAccounts"] == ["kpo-gpu-prod-nodes@acme-data-platform.iam.gserviceaccount.com"]

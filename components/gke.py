@@ -301,6 +301,14 @@ def webhook_source_ranges(control_plane_cidr: Optional[str], private_endpoint: O
     return [f"{private_endpoint}/32"]
 
 
+def network_project(network: str, default_project: str) -> str:
+    """The project a network given as `projects/<p>/global/networks/<n>` (or its full URL) is
+    in; a bare name is in `default_project`. A firewall rule lives in its network's project
+    (the GKE module makes its webhook rule in `local.network_project_id`)."""
+    found = re.search(r"(?:^|/)projects/([^/]+)/global/networks/", network)
+    return found.group(1) if found else default_project
+
+
 class WebhookFirewall(pulumi.ComponentResource):
     """A private cluster's control plane may reach its nodes on 443 and 10250 only (the
     `gke-<cluster>-<id>-master` rule GKE makes); an admission webhook or aggregated API served on

@@ -25,6 +25,7 @@ from components.gke import (
     NodeServiceAccount,
     WebhookFirewall,
     cluster_only_condition,
+    network_project,
     provider_user,
 )
 from config import GkeConfig, StackConfig, present
@@ -95,8 +96,16 @@ def build(cfg: StackConfig, stack: str) -> dict:
     on_gke = on_cluster(provider, cluster.cluster)
     kueue_after: list[pulumi.Resource] = [cluster.system_pool]
     if cfg.queueing.enabled and gke.private_nodes:
-        kueue_after.append(WebhookFirewall(f"{cluster_name}-kueue", cluster_name, gke, network, cluster.cluster,
-                                           nodes.email, queueing.KUEUE_CONTROL_PLANE_PORTS))
+        host = network_project(gke.network, gke.project) if gke.network else gke.project
+        if host != gke.project:
+            # Shared VPC: the rule belongs in the host project, which is not this program's.
+            pulumi.log.warn(
+                f"remote-kpo:queueing.enabled: gke.network is in project {host}; "
+                f"its owner must allow TCP {', '.join(map(str, queueing.KUEUE_CONTROL_PLANE_PORTS))} from the control "
+                f"plane to the nodes' service account (README, Queueing), else Kueue's webhook is unreachable")
+        else:
+            kueue_after.append(WebhookFirewall(f"{cluster_name}-kueue", cluster_name, gke, network, cluster.cluster,
+                                               nodes.email, queueing.KUEUE_CONTROL_PLANE_PORTS))
     queue = queueing.cloud_queueing(cfg, stack, on_gke, after=kueue_after)
 
     roles = DeploymentRoles(

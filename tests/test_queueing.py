@@ -3,6 +3,8 @@ ResourceQuota that keeps only pod counts, the queued task shapes, and on `existi
 that Kueue is installed. The queueing itself runs on the real API server with Kueue and Airflow
 in tests/e2e (the local cluster's Kueue)."""
 
+from unittest import mock
+
 import pulumi
 import pytest
 import yaml
@@ -328,3 +330,23 @@ def test_public_gke_nodes_need_no_webhook_rule_and_without_queueing_there_is_non
     assert public.of_type(FIREWALL) == [] and len(public.of_type(RELEASE)) == 1
     plain = run_program(stack_config("gke"), stack="gke", mocks=PrivateGkeMocks())
     assert plain.of_type(FIREWALL) == plain.of_type(RELEASE) == plain.of_type(CQ) == []
+
+
+def test_a_shared_vpc_network_gets_no_rule_in_the_service_project_and_the_program_says_who_must_allow_it():
+    shared = stack_config("gke")["gke"] | {"network": "projects/net-host/global/networks/shared",
+                                            "subnetwork": "projects/net-host/regions/us-central1/subnetworks/gke"}
+    with mock.patch.object(pulumi.log, "warn") as warn:
+        run = cloud_run("gke", gke=shared)
+    # A firewall rule lives in its network's project: one in the cluster's project is refused.
+    assert run.of_type(FIREWALL) == [] and len(run.of_type(RELEASE)) == 1
+    (message,) = [c.args[0] for c in warn.call_args_list if "queueing" in c.args[0]]
+    assert "net-host" in message and "9443" in message and "8082" in message
+
+
+def test_a_network_of_the_clusters_own_project_still_gets_the_rule():
+    own = stack_config("gke")["gke"]
+    named = own | {"network": f"https://www.googleapis.com/compute/v1/projects/{own['project']}/global/networks/mine",
+                   "subnetwork": "mine"}
+    (firewall,) = cloud_run("gke", gke=named).of_type(FIREWALL)
+    assert firewall.inputs["project"] == own["project"]
+    assert len(cloud_run("gke", gke=own | {"network": "mine", "subnetwork": "mine"}).of_type(FIREWALL)) == 1

@@ -171,6 +171,10 @@ def queue_details(cfg: StackConfig, deployment: Deployment) -> dict[str, str]:
             "clusterQueue": cluster_queue_name(pulumi.get_stack(), deployment.namespace_name)}
 
 
+# Requests Kueue does not queue on (manager_config; scripts/local-cluster's copy of the config).
+EXCLUDED_RESOURCE_PREFIXES = ("ephemeral-storage",)
+
+
 def manager_config(namespace_label: str = QUEUEING_NAMESPACE_LABEL) -> dict:
     """Kueue's Configuration (config.kueue.x-k8s.io/v1beta2): the chart's defaults
     (charts/kueue/values.yaml, managerConfig.controllerManagerConfigYaml) with the pod integration
@@ -186,13 +190,22 @@ def manager_config(namespace_label: str = QUEUEING_NAMESPACE_LABEL) -> dict:
         "clientConnection": {"qps": 50, "burst": 100},
         "managedJobsNamespaceSelector": {"matchLabels": {namespace_label: "true"}},
         "integrations": {"frameworks": ["pod"]},
+        # Kueue admits only what a ClusterQueue covers ("resource %s unavailable in ClusterQueue",
+        # pkg/scheduler/flavorassigner/flavorassigner.go); the queues cover cpu, memory and GPUs,
+        # so a task asking for ephemeral-storage would wait in line forever. It is not queued on.
+        "resources": {"excludeResourcePrefixes": list(EXCLUDED_RESOURCE_PREFIXES)},
     }
 
 
 def chart_values() -> dict:
     """The chart's values: the Configuration above; the released chart pins its own image
     (registry.k8s.io/kueue/kueue at the chart's version: hack/helm-chart-package.sh)."""
-    return {"managerConfig": {"controllerManagerConfigYaml": yaml.safe_dump(manager_config(), sort_keys=False)}}
+    return {"managerConfig": {"controllerManagerConfigYaml": yaml.safe_dump(manager_config(), sort_keys=False)},
+            # Two managers and a PodDisruptionBudget: the pod webhook fails closed in queueing
+            # namespaces, so while a lone manager restarts (node upgrade, consolidation, expiry) no
+            # task pod can be made. The non-leading replica serves webhooks too (its cache-feeding
+            # controllers run unelected: pkg/controller/core/leader_aware_reconciler.go).
+            "controllerManager": {"replicas": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 1}}}
 
 
 # ---- components --------------------------------------------------------------------------

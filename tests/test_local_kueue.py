@@ -24,3 +24,10 @@ def test_the_toolchain_builds_the_kueue_version_the_stacks_install():
 
 def test_the_local_kueue_manages_the_namespaces_the_stacks_label_for_queueing():
     assert shell_variable("scripts/local-cluster", "KUEUE_NAMESPACE_LABEL") == QUEUEING_NAMESPACE_LABEL
+
+
+def test_the_local_kueue_ignores_the_requests_the_cloud_kueue_ignores():
+    from components.queueing import EXCLUDED_RESOURCE_PREFIXES
+    script = (ROOT / "scripts/local-cluster").read_text()
+    [listed] = re.findall(r"^  excludeResourcePrefixes: \[(.*)\]$", script, re.MULTILINE)
+    assert tuple(p.strip() for p in listed.split(",")) == EXCLUDED_RESOURCE_PREFIXES

@@ -147,6 +147,20 @@ def test_kueue_manages_pods_only_and_only_in_the_deployment_namespaces():
     assert manager["webhook"] == {"port": 9443}
 
 
+def test_a_task_asking_for_ephemeral_storage_is_not_held_in_line_for_a_resource_no_queue_covers(dev_queued):
+    # Kueue refuses to admit a request no ClusterQueue covers, so what none covers is excluded.
+    covered = {resource for queue in dev_queued.of_type(CQ)
+               for group in queue.inputs["spec"]["resourceGroups"] for resource in group["coveredResources"]}
+    assert "ephemeral-storage" not in covered
+    assert queueing.manager_config()["resources"] == {"excludeResourcePrefixes": ["ephemeral-storage"]}
+
+
+def test_kueue_on_a_cloud_runs_two_managers_kept_apart_from_drains_by_a_disruption_budget():
+    # Its pod webhook fails closed: with one manager restarting, no task pod could be made.
+    manager = queueing.chart_values()["controllerManager"]
+    assert manager == {"replicas": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 1}}
+
+
 # ---- the dev stack (existing) under mocks ------------------------------------------------
 
 @pytest.fixture

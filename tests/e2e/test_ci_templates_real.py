@@ -241,10 +241,14 @@ def test_after_the_matrix_astro_env_writes_each_astro_deployment_once_and_then_n
     [call] = calls(runner, "astro")
     assert call["args"][:6] == ["deployment", "variable", "update", "--deployment-id", ASTRO_ID, "--load"]
     assert call["args"][6] == "--env" and call["args"][8:] == ["--secret", "--workspace-id", WORKSPACE]
-    # The connection, and beside it the `task` output as the task Variable.
+    # The connection, and beside it the `task` output as the task Variable and the Deployment's
+    # janitor settings as the janitor's.
     task = json.dumps(stack["task"], sort_keys=True)
+    janitor = json.dumps(stack["deployments"][DEPLOYMENT]["janitor"], sort_keys=True)
+    assert json.loads(janitor)["enabled"] is True
     assert call["env_file"] == (f"AIRFLOW_CONN_KPO_CI_ANALYTICS={connection}\n"
-                                f"AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_CI_ANALYTICS={task}\n")
+                                f"AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_CI_ANALYTICS={task}\n"
+                                f"AIRFLOW_VAR_REMOTE_KPO_JANITOR__KPO_CI_ANALYTICS={janitor}\n")
     assert all(connection not in step.output for step in steps)
     # The next merge, nothing changed: no Astro call (the hash is a tag of the stack, in the backend).
     again = run(runner, repository, "astro", "up")

@@ -38,11 +38,15 @@ def test_a_second_up_and_a_preview_find_nothing_to_change(pulumi_cli, dev_output
 
 
 def test_outputs_name_each_deployments_namespace_and_connection(dev_outputs):
+    # The janitor's defaults: on, finished pods kept an hour, tasks up to a day; Pending past KPO's
+    # two 120 s waits (900 s for GPU pods) plus 5 minutes.
+    janitor = {"enabled": True, "finishedTtlSeconds": 3600, "maxTaskRuntimeSeconds": 86400,
+               "pendingDeadlineSeconds": 540, "gpuPendingDeadlineSeconds": 2100}
     assert dev_outputs["deployments"] == {
         "analytics": {"namespace": "kpo-analytics", "connectionId": "kpo_analytics",
-                      "envVar": "AIRFLOW_CONN_KPO_ANALYTICS"},
+                      "envVar": "AIRFLOW_CONN_KPO_ANALYTICS", "janitor": janitor},
         "ml-training": {"namespace": "kpo-ml-training", "connectionId": "kpo_ml_training",
-                        "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING"},
+                        "envVar": "AIRFLOW_CONN_KPO_ML_TRAINING", "janitor": janitor},
     }
     assert dev_outputs["clusterEndpoint"] == API_URL
 

@@ -46,9 +46,11 @@ test: venv test-venvs ## unit, then end-to-end tests (own clusters; ports: REMOT
 # backend rewrites the whole state for each step (Pulumi 3.259 pkg/backend/snapshot.go,
 # defaultServiceLoop), so a create or delete of N objects cost O(N²); PULUMI_SKIP_CHECKPOINTS
 # picks its unsafeServiceLoop (bench/README.md, "Growth with the stack"). Safe for this stack
-# only: every object is a Kubernetes object with a fixed name, so what a killed `up` made is
-# adopted by the next one, recorded or not (tests/e2e/test_faults_real.py). Cloud stacks keep
-# the checkpoints: a cluster a killed `up` made but did not record would not be adopted.
+# only: every object is a Kubernetes object with a fixed name, and the provider creates by
+# server-side apply, which takes over an object that exists (pulumi-kubernetes 4.25
+# pkg/await/await.go, Creation), so the next `up` adopts what a killed one made, recorded or
+# not (tests/e2e/test_faults_real.py). Cloud stacks keep the checkpoints: a cluster a killed
+# `up` made but did not record would not be adopted.
 DEV_PULUMI_ENV := PULUMI_SKIP_CHECKPOINTS=true
 
 # State lives in .pulumi-state/ (file backend), passphrase remote-kpo-dev; env.sh's umask 077

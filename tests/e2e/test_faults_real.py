@@ -116,7 +116,10 @@ class RunningUp:
 
 def kill_session(sid: int) -> None:
     """SIGKILL every process of a session: the engine starts its plugins in process groups of
-    their own, and orphaned, the language host and program do not exit."""
+    their own, and orphaned, the language host and program do not exit. The CLI, the session's
+    leader, goes first: a CLI that outlived its plugins for a moment would see them fail and
+    save the state as a failed `up` does (pids wrap, so /proc's order may put it last)."""
+    os.kill(sid, signal.SIGKILL)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -352,7 +355,9 @@ def test_make_dev_up_killed_mid_way_leaves_no_record_and_the_next_adopts_what_it
 
     # Nothing recorded, not even a pending create: the state is the empty stack's.
     interrupted = faults.export()
-    assert not interrupted.get("resources") and not interrupted.get("pending_operations")
+    assert not interrupted.get("resources") and not interrupted.get("pending_operations"), (
+        f"{len(interrupted.get('resources') or [])} resources recorded, at {interrupted['manifest']['time']}:\n"
+        + running.output())
     made = faults.snapshot()  # part way: some namespaces, not every object
     assert made["namespaces"] and made["objects"] < baseline["objects"]
 

@@ -114,12 +114,13 @@ class RunningUp:
         return "".join(self.lines)
 
 
-def kill_session(sid: int) -> None:
-    """SIGKILL every process of a session: the engine starts its plugins in process groups of
-    their own, and orphaned, the language host and program do not exit. The CLI, the session's
-    leader, goes first: a CLI that outlived its plugins for a moment would see them fail and
-    save the state as a failed `up` does (pids wrap, so /proc's order may put it last)."""
-    os.kill(sid, signal.SIGKILL)
+def kill_session(cli: subprocess.Popen) -> None:
+    """SIGKILL every process of the CLI's session: the engine starts its plugins in process groups
+    of their own, and orphaned, the language host and program do not exit. The CLI goes first: one
+    that outlived its plugins for a moment would see them fail and save the state as a failed `up`
+    does (pids wrap, so /proc's order may list it last). Popen.kill does nothing once it is reaped."""
+    cli.kill()
+    sid = cli.pid
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -316,7 +317,7 @@ def test_up_killed_mid_way_is_recovered_by_the_next_make_dev(faults, baseline):
     running = faults.start_up()
     running.wait_for_first_namespace()
     # As a CI runner cancelling a job hard: the CLI, its language host, program and provider.
-    kill_session(running.process.pid)
+    kill_session(running.process)
     running.finish()
 
     # A plain `up` is refused for the dead process's lock, which it names.
@@ -350,7 +351,7 @@ def test_make_dev_up_killed_mid_way_leaves_no_record_and_the_next_adopts_what_it
     make_dev = {**faults.env, **make_dev_pulumi_env()}
     running = faults.start_up("--refresh", "--skip-preview", env=make_dev)
     running.wait_for_first_namespace()
-    kill_session(running.process.pid)
+    kill_session(running.process)
     running.finish()
 
     # Nothing recorded, not even a pending create: the state is the empty stack's.
@@ -405,7 +406,7 @@ def test_a_killed_cli_leaves_no_program_running(faults, baseline):
                          r"\(pid \d+\)", healed.stderr), healed.stderr
         assert plugins_in(running.process.pid) == []
     finally:
-        kill_session(running.process.pid)
+        kill_session(running.process)
     faults.pulumi("up", "--refresh", "--yes")
     assert_converged(faults, baseline)
 
@@ -422,7 +423,7 @@ def test_no_sigkill_leaves_an_unreadable_stack(faults, baseline):
     for kill in range(KILLS):
         running = faults.start_up()
         time.sleep(chooser.uniform(0.5, 6.0))
-        kill_session(running.process.pid)
+        kill_session(running.process)
         running.finish()
         loaded = faults.pulumi("stack", "export", check=False)
         if loaded.returncode != 0:

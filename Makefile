@@ -42,6 +42,17 @@ unit: venv test-venvs ## unit tests only (Pulumi mocks, pyright): 1 to 2 minutes
 test: venv test-venvs ## unit, then end-to-end tests (own clusters; ports: REMOTE_KPO_E2E_PORT_BASE)
 	$(PY) -m pytest -q tests
 
+# The dev stack's state is saved once, when `up`/`destroy` ends, not after every step: the file
+# backend rewrites the whole state for each step (Pulumi 3.259 pkg/backend/snapshot.go,
+# defaultServiceLoop), so a create or delete of N objects cost O(N²); PULUMI_SKIP_CHECKPOINTS
+# picks its unsafeServiceLoop (bench/README.md, "Growth with the stack"). Safe for this stack
+# only: every object is a Kubernetes object with a fixed name, and the provider creates by
+# server-side apply, which takes over an object that exists (pulumi-kubernetes 4.25
+# pkg/await/await.go, Creation), so the next `up` adopts what a killed one made, recorded or
+# not (tests/e2e/test_faults_real.py). Cloud stacks keep the checkpoints: a cluster a killed
+# `up` made but did not record would not be adopted.
+DEV_PULUMI_ENV := PULUMI_SKIP_CHECKPOINTS=true
+
 # State lives in .pulumi-state/ (file backend), passphrase remote-kpo-dev; env.sh's umask 077
 # keeps it private. --refresh: the local cluster may have been wiped (make down) or changed out
 # of band since the last up. stale-lock: an `up` killed on this machine left its lock (and its
@@ -54,10 +65,10 @@ dev: venv ## toolchain, local cluster, then `pulumi up` of the dev stack
 	scripts/local-cluster up
 	source scripts/env.sh && pulumi stack select --create dev --non-interactive \
 	  && scripts/stale-lock dev \
-	  && pulumi up --refresh --skip-preview --yes --stack dev --non-interactive
+	  && $(DEV_PULUMI_ENV) pulumi up --refresh --skip-preview --yes --stack dev --non-interactive
 
 down: ## destroy the dev stack, stop and wipe the local cluster (naming other stacks still on it)
-	-source scripts/env.sh && pulumi destroy --yes --stack dev --non-interactive
+	-source scripts/env.sh && $(DEV_PULUMI_ENV) pulumi destroy --yes --stack dev --non-interactive
 	scripts/local-cluster down
 
 # scripts/verify on a stack's outputs (STACK, default dev), with the project's pulumi and state.

@@ -34,7 +34,7 @@ from components.permissions import kpo_role_rules  # noqa: E402
 from stacks.existing import SERVICE_ACCOUNT, TOKEN_SECRET  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from realenv import backend_url, copy_project  # noqa: E402
+from realenv import backend_url, copy_project, make_dev_pulumi_env  # noqa: E402
 
 # Private ports, apart from `make dev` (26443) and the e2e session (16443).
 DEFAULT_PORTS = {"REMOTE_KPO_APISERVER_PORT": "25443", "REMOTE_KPO_ETCD_PORT": "25379",
@@ -112,8 +112,8 @@ def script_env(base: dict) -> dict:
 
 
 class Runner:
-    def __init__(self, project: Path, env: dict):
-        self.project, self.env = project, env
+    def __init__(self, project: Path, env: dict, pulumi_env: dict):
+        self.project, self.env, self.pulumi_env = project, env, pulumi_env
 
     def run(self, *command: str, env: dict | None = None) -> float:
         """Run a command in the project copy; its wall time in seconds. Stops on a failure."""
@@ -128,7 +128,7 @@ class Runner:
         return elapsed
 
     def pulumi(self, *args: str, backend: Path) -> float:
-        env = {**self.env, "PULUMI_BACKEND_URL": backend_url(backend)}
+        env = {**self.env, **self.pulumi_env, "PULUMI_BACKEND_URL": backend_url(backend)}
         return self.run("pulumi", *args, "--stack", STACK, "--non-interactive", env=env)
 
     def resources(self, backend: Path) -> int:
@@ -283,6 +283,9 @@ def main() -> None:
                         help="Deployments per stack, smallest first (the growth table compares with it)")
     parser.add_argument("--runs", type=int, default=1, help="rounds per size; the tables show medians")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (state, manifests)")
+    parser.add_argument("--checkpoint-every-step", action="store_true",
+                        help="the file backend's default, the state saved after every step (cloud stacks), "
+                             "instead of once at the end as `make dev` runs pulumi (the Makefile's DEV_PULUMI_ENV)")
     parser.add_argument("--mock-sizes", type=int, nargs="*", default=[100],
                         help="Deployments for bench/mocks.py's comparison, run after the table (none: skip it)")
     args = parser.parse_args()
@@ -298,7 +301,7 @@ def main() -> None:
     results: dict[int, list[dict]] = {}
     load = [os.getloadavg()[0]]
     try:
-        runner = Runner(project, script_env(base))
+        runner = Runner(project, script_env(base), {} if args.checkpoint_every_step else make_dev_pulumi_env())
         for count in args.sizes:
             results[count] = []
             for run in range(args.runs):
@@ -316,6 +319,7 @@ def main() -> None:
     cpus = os.cpu_count()
     print(f"pulumi {subprocess.run(['pulumi', 'version'], env=runner.env, capture_output=True, text=True).stdout.strip()}, "
           f"pulumi-kubernetes 4.25.0, kube-apiserver 1.34.2 (local, etcd --unsafe-no-fsync), {cpus} CPUs; "
+          f"{' '.join(f'{k}={v}' for k, v in runner.pulumi_env.items()) or 'a checkpoint every step'}; "
           f"median of {args.runs} run(s), seconds of wall time\n")
     print(table(results))
     print("\nPulumi resources per stack: " + ", ".join(

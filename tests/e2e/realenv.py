@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -43,6 +44,12 @@ def copy_project(project: Path) -> Path:
             shutil.copy(source, project / name)
     (project / ".venv").symlink_to(ROOT / ".venv")
     return project
+
+
+def make_dev_pulumi_env() -> dict[str, str]:
+    """The variables `make dev` and `make down` give `pulumi` (the Makefile's DEV_PULUMI_ENV)."""
+    line = re.search(r"^DEV_PULUMI_ENV := (.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
+    return dict(item.split("=", 1) for item in line.split())
 
 
 def backend_url(state: Path) -> str:

@@ -24,7 +24,7 @@ import yaml
 
 from realenv import (FAULTS_API_PORT as API_PORT, FAULTS_ETCD_PEER_PORT as ETCD_PEER_PORT,
                      FAULTS_ETCD_PORT as ETCD_PORT, ROOT, Pulumi, backend_url, copy_project,
-                     script_env, wipe_cluster)
+                     make_dev_pulumi_env, script_env, wipe_cluster)
 
 STACK = "faults"
 DEPLOYMENTS = 20
@@ -71,8 +71,8 @@ class Faults:
         return {"resources": resources, "pending": deployment.get("pending_operations") or [],
                 "namespaces": namespaces, "objects": objects}
 
-    def start_up(self, *args: str) -> "RunningUp":
-        return RunningUp(self, args)
+    def start_up(self, *args: str, env: dict | None = None) -> "RunningUp":
+        return RunningUp(self, args, env or self.env)
 
     def wipe_stack(self) -> None:
         """A new, empty stack and no object of ours left in the cluster."""
@@ -86,10 +86,10 @@ class RunningUp:
     """`pulumi up --yes` in the background, in its own process group; its output is collected
     line by line so the test can strike once the first resources are created."""
 
-    def __init__(self, faults: Faults, args: tuple[str, ...]):
+    def __init__(self, faults: Faults, args: tuple[str, ...], env: dict):
         self.process = subprocess.Popen(
             ["pulumi", "up", "--yes", "--stack", STACK, "--non-interactive", *args], cwd=faults.cli.cwd,
-            env=faults.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.lines: list[str] = []
         self.created = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -114,9 +114,13 @@ class RunningUp:
         return "".join(self.lines)
 
 
-def kill_session(sid: int) -> None:
-    """SIGKILL every process of a session: the engine starts its plugins in process groups of
-    their own, and orphaned, the language host and program do not exit."""
+def kill_session(cli: subprocess.Popen) -> None:
+    """SIGKILL every process of the CLI's session: the engine starts its plugins in process groups
+    of their own, and orphaned, the language host and program do not exit. The CLI goes first: one
+    that outlived its plugins for a moment would see them fail and save the state as a failed `up`
+    does (pids wrap, so /proc's order may list it last). Popen.kill does nothing once it is reaped."""
+    cli.kill()
+    sid = cli.pid
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -313,7 +317,7 @@ def test_up_killed_mid_way_is_recovered_by_the_next_make_dev(faults, baseline):
     running = faults.start_up()
     running.wait_for_first_namespace()
     # As a CI runner cancelling a job hard: the CLI, its language host, program and provider.
-    kill_session(running.process.pid)
+    kill_session(running.process)
     running.finish()
 
     # A plain `up` is refused for the dead process's lock, which it names.
@@ -337,6 +341,33 @@ def test_up_killed_mid_way_is_recovered_by_the_next_make_dev(faults, baseline):
         "cancelling the lock and forgetting its unconfirmed creates"]
     assert not faults.export().get("pending_operations")
     faults.pulumi("up", "--refresh", "--skip-preview", "--yes")  # as `make dev` runs it
+    assert_converged(faults, baseline)
+
+
+def test_make_dev_up_killed_mid_way_leaves_no_record_and_the_next_adopts_what_it_made(faults, baseline):
+    """`make dev` runs `up` with the state saved only at its end (the Makefile's DEV_PULUMI_ENV):
+    killed, it leaves the stack as it was, its objects in the cluster; the next `make dev` adopts them."""
+    faults.wipe_stack()
+    make_dev = {**faults.env, **make_dev_pulumi_env()}
+    running = faults.start_up("--refresh", "--skip-preview", env=make_dev)
+    running.wait_for_first_namespace()
+    kill_session(running.process)
+    running.finish()
+
+    # Nothing recorded, not even a pending create: the state is the empty stack's.
+    interrupted = faults.export()
+    assert not interrupted.get("resources") and not interrupted.get("pending_operations"), (
+        f"{len(interrupted.get('resources') or [])} resources recorded, at {interrupted['manifest']['time']}:\n"
+        + running.output())
+    made = faults.snapshot()  # part way: some namespaces, not every object
+    assert made["namespaces"] and made["objects"] < baseline["objects"]
+
+    healed = stale_lock(faults)
+    assert healed.returncode == 0, healed.stderr
+    result = Pulumi(faults.cli.cwd, make_dev).run("up", "--refresh", "--skip-preview", "--yes", "--stack", STACK)
+    # Every object, the ones the killed up made included, created by this up: none refused as
+    # already there, none duplicated.
+    assert re.search(rf"\+ {len(baseline['resources'])} created", result.stdout), result.stdout
     assert_converged(faults, baseline)
 
 
@@ -375,7 +406,7 @@ def test_a_killed_cli_leaves_no_program_running(faults, baseline):
                          r"\(pid \d+\)", healed.stderr), healed.stderr
         assert plugins_in(running.process.pid) == []
     finally:
-        kill_session(running.process.pid)
+        kill_session(running.process)
     faults.pulumi("up", "--refresh", "--yes")
     assert_converged(faults, baseline)
 
@@ -392,7 +423,7 @@ def test_no_sigkill_leaves_an_unreadable_stack(faults, baseline):
     for kill in range(KILLS):
         running = faults.start_up()
         time.sleep(chooser.uniform(0.5, 6.0))
-        kill_session(running.process.pid)
+        kill_session(running.process)
         running.finish()
         loaded = faults.pulumi("stack", "export", check=False)
         if loaded.returncode != 0:

@@ -133,10 +133,12 @@ def runner(cluster_env, local_cluster_dir, vault, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def repository(runner, tmp_path_factory) -> Path:
-    """The platform team's repository: the program, consumer/, ci/github/ with one stack, `onprem`,
-    its stack file as `pulumi stack init --secrets-provider` left it, committed; its Astro mapping."""
+    """The platform team's repository: the program, consumer/ and dags/ (verify explains with
+    dags/remote_kpo_explain.py), ci/github/ with one stack, `onprem`, its stack file as `pulumi
+    stack init --secrets-provider` left it, committed; its Astro mapping."""
     source = copy_project(tmp_path_factory.mktemp("repository"))
-    shutil.copytree(ROOT / "consumer", source / "consumer", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("consumer", "dags"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "ci", source / "ci")
     for folder in ("scripts", "policy"):
         (source / folder).symlink_to(ROOT / folder)

@@ -249,8 +249,8 @@ def test_after_the_matrix_astro_env_writes_each_astro_deployment_once_and_then_n
     janitor = json.dumps(stack["deployments"][DEPLOYMENT]["janitor"], sort_keys=True)
     assert json.loads(janitor)["enabled"] is True
     assert call["env_file"] == (f"AIRFLOW_CONN_KPO_CI_ANALYTICS={connection}\n"
-                                f"AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_CI_ANALYTICS={task}\n"
-                                f"AIRFLOW_VAR_REMOTE_KPO_JANITOR__KPO_CI_ANALYTICS={janitor}\n")
+                                f"AIRFLOW_VAR_REMOTE_KPO_JANITOR__KPO_CI_ANALYTICS={janitor}\n"
+                                f"AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_CI_ANALYTICS={task}\n")
     assert all(connection not in step.output for step in steps)
     # The next merge, nothing changed: no Astro call (the hash is a tag of the stack, in the backend).
     again = run(runner, repository, "astro", "up")

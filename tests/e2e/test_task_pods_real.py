@@ -42,12 +42,15 @@ def created_pod(kubectl, kubeconfig: Path, name: str, service_account: str | Non
 
 
 def test_the_outputs_name_the_task_service_account_and_pull_secret(task_pods_outputs):
-    assert task_pods_outputs["deployments"] == {
+    deployments = task_pods_outputs["deployments"]
+    # The janitor's settings are beside them (test_dev_stack_real.py holds their values).
+    assert {name: {k: v for k, v in d.items() if k != "janitor"} for name, d in deployments.items()} == {
         "tp-pull": {"namespace": "kpo-tp-pull", "connectionId": "kpo_tp_pull", "envVar": "AIRFLOW_CONN_KPO_TP_PULL",
                     "imagePullSecret": PULL_SECRET},
         "tp-task": {"namespace": "kpo-tp-task", "connectionId": "kpo_tp_task", "envVar": "AIRFLOW_CONN_KPO_TP_TASK",
                     "imagePullSecret": PULL_SECRET, "taskServiceAccount": TASK_SA},
     }
+    assert all(d["janitor"]["enabled"] for d in deployments.values())
 
 
 def test_a_pod_made_through_the_exported_kubeconfig_gets_the_pull_secret_from_its_service_account(

@@ -166,12 +166,16 @@ def test_the_readmes_quick_start_own_stack_and_hand_off_blocks_run_as_written(ne
     onprem_out = json.loads(sh(folder, env, with_env_sh("pulumi stack output --json --show-secrets --stack onprem")))
     updates = {c["args"][c["args"].index("--deployment-id") + 1]: variables(c) for c in calls(calls_file)[1:]}
     # One call per Astro Deployment, with both stacks' connections, as the stacks made them, and
-    # each stack's `task` output beside its connection.
+    # each stack's `task` output and each Deployment's janitor settings beside its connection.
     assert updates["clgkeanalytics00000000000"] == {
         "AIRFLOW_CONN_KPO_ANALYTICS": prod["airflowConnections"]["analytics"],
         "AIRFLOW_CONN_KPO_ONPREM_ANALYTICS": onprem_out["airflowConnections"]["analytics"],
         "AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_ANALYTICS": json.dumps(prod["task"], sort_keys=True),
-        "AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_ONPREM_ANALYTICS": json.dumps(onprem_out["task"], sort_keys=True)}
+        "AIRFLOW_VAR_REMOTE_KPO_TASK__KPO_ONPREM_ANALYTICS": json.dumps(onprem_out["task"], sort_keys=True),
+        "AIRFLOW_VAR_REMOTE_KPO_JANITOR__KPO_ANALYTICS":
+            json.dumps(prod["deployments"]["analytics"]["janitor"], sort_keys=True),
+        "AIRFLOW_VAR_REMOTE_KPO_JANITOR__KPO_ONPREM_ANALYTICS":
+            json.dumps(onprem_out["deployments"]["analytics"]["janitor"], sort_keys=True)}
     assert set(updates) == {"clgkeanalytics00000000000", "clgkemltraining0000000000"}
 
     # By hand: the block names no stack, so it reads the selected one, which is onprem after its

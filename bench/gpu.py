@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from airflow_runner import Runner, migrated_airflow_env  # noqa: E402
+from bench.tables import print_table  # noqa: E402
 from components.gpu import CONSOLIDATE_AFTER, gpu_task  # noqa: E402
 from gpu_local import eks_gpu_pool, is_pool_node, pod_phase, up_gpu_program  # noqa: E402
 from realenv import bench_cluster_base, dev_stack_outputs, script_env  # noqa: E402
@@ -79,14 +80,7 @@ def row(what: str, values: list[float]) -> list[str]:
     return [what, str(len(values)), f"{values[0]:.1f}", f"{statistics.median(values):.1f}", f"{values[-1]:.1f}"]
 
 
-def print_table(rows: list[list[str]]) -> None:
-    header = ["what is timed", "n", "min s", "median s", "max s"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
+TABLE_HEADER = ["what is timed", "n", "min s", "median s", "max s"]
 
 
 def bench(env: dict, work: Path, repeat: int, consolidate_after: str) -> list[list[str]]:
@@ -139,7 +133,7 @@ def main() -> None:
     print(f"GPU KPO task on a pool at zero (Karpenter v1.15.0 kwok provider); {os.cpu_count()} cores")
     print(f"intervals: BATCH_IDLE_DURATION=1s BATCH_MAX_DURATION=2s, consolidateAfter={args.consolidate_after} "
           f"(cloud: {CONSOLIDATE_AFTER}), kwok pod runtime 1s, no node boot time")
-    print_table(rows)
+    print_table(TABLE_HEADER, rows)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e")]
 
 from realenv import bench_cluster_base, dev_stack_outputs, script_env  # noqa: E402
+from bench.tables import print_table  # noqa: E402
 from consumer.smoke import AIRFLOW_PYTHON, RUN_DAG  # noqa: E402
 
 KPO_DAGS = ROOT / "tests" / "e2e" / "kpo_dags"
@@ -103,14 +104,7 @@ def row(name: str, what: str, values: list[float], wall: float | None = None) ->
             f"{values[-1]:.2f}", "" if wall is None else f"{wall:.2f}"]
 
 
-def print_table(rows: list[list[str]]) -> None:
-    header = ["case", "what is timed", "n", "min s", "median s", "p90 s", "max s", "wall s"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
+TABLE_HEADER = ["case", "what is timed", "n", "min s", "median s", "p90 s", "max s", "wall s"]
 
 
 def bench(airflow: Airflow, parallel: int, repeat: int) -> list[list[str]]:
@@ -171,7 +165,7 @@ def main() -> None:
         subprocess.run([str(ROOT / "scripts/local-cluster"), "down"], env=base, check=True,
                        stdout=subprocess.DEVNULL)
     print(f"KPO through the exported connection ({CONN}); pods on kwok's fake node; {os.cpu_count()} cores")
-    print_table(rows)
+    print_table(TABLE_HEADER, rows)
     shutil.rmtree(work, ignore_errors=True)
 
 

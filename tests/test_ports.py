@@ -37,7 +37,7 @@ def fixed_ports() -> dict[str, list[int]]:
         "bench/kpo.py": cluster(*_defaults("bench/kpo.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),
         "bench/up.py": cluster(*_defaults("bench/up.py", r'_PORT": "(\d+)"')),
         "bench/gpu.py": cluster(*_defaults("bench/gpu.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),
-        "bench/queue.py": cluster(*_defaults("bench/queue.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),
+        "bench/queueing.py": cluster(*_defaults("bench/queueing.py", r"^PORTS = \((\d+), (\d+), (\d+)\)")),
     }
 
 

@@ -1,4 +1,4 @@
-"""Queueing on the local cluster (test_queueing_real.py, bench/queue.py): Kueue started as an
+"""Queueing on the local cluster (test_queueing_real.py, bench/queueing.py): Kueue started as an
 `existing` cluster's operators would run it (`REMOTE_KPO_KUEUE=1 scripts/local-cluster up`), Airflow
 processes that send GPU tasks at once, and what the pods' watch says each task went through.
 """

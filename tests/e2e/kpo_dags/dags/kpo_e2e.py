@@ -25,7 +25,7 @@ as JSON; test_gpu_real.py, bench/gpu.py):
   gpu              the README's GPU task: that node selector, tolerations, annotations, labels (the
                    queue's, with `queueing` on), schedule and startup timeouts, and a limit of one
                    of its GPU resource; its container runs REMOTE_KPO_E2E_GPU_RUNTIME (a Go
-                   duration) when set (test_queueing_real.py, bench/queue.py), else kwok's 1 s
+                   duration) when set (test_queueing_real.py, bench/queueing.py), else kwok's 1 s
   gpu_untolerated  the same GPU limit without the GPU node selector and toleration (only kwok's,
                    as every task here): nothing can run it, so it fails when its short
                    schedule timeout (GPU_UNTOLERATED_SCHEDULE_TIMEOUT) runs out

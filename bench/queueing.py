@@ -2,7 +2,7 @@
 each waited from its submission to its start, and how busy the quota's GPUs were, against the
 ideal (tasks back to back, Q at a time, no gap).
 
-    .venv/bin/python bench/queue.py [--tasks 6] [--quota 2] [--runtime 10]
+    .venv/bin/python bench/queueing.py [--tasks 6] [--quota 2] [--runtime 10]
 
 Brings up a private local cluster with Kueue (REMOTE_KPO_KUEUE=1; ports from
 REMOTE_KPO_APISERVER_PORT, REMOTE_KPO_ETCD_PORT, REMOTE_KPO_ETCD_PEER_PORT, default
@@ -31,11 +31,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# In place of this script's folder (sys.path[0]): this file's name would hide the standard library's
-# `queue` module from everything imported after it.
-sys.path[0:1] = [str(ROOT / "tests" / "e2e"), str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e")]
 
 from airflow_runner import migrated_airflow_env  # noqa: E402
+from bench.tables import print_table  # noqa: E402
 from components.gpu import GPU_LABELS, GPU_RESOURCE, GPU_TAINT  # noqa: E402
 from queue_local import lives, start_airflow  # noqa: E402
 from realenv import Pulumi, backend_url, bench_cluster_base, copy_project, script_env  # noqa: E402
@@ -52,7 +51,7 @@ STARTED = time.monotonic()
 
 def say(step: str) -> None:
     """A progress line on stderr (the tables go to stdout): the run takes minutes."""
-    print(f"bench/queue.py: {step} ({time.monotonic() - STARTED:.0f}s)", file=sys.stderr, flush=True)
+    print(f"bench/queueing.py: {step} ({time.monotonic() - STARTED:.0f}s)", file=sys.stderr, flush=True)
 
 
 def gpu_node(gpus: int) -> dict:
@@ -78,15 +77,6 @@ def up_stack(env: dict, work: Path, quota: int) -> dict:
     cli.run("stack", "init", "queue")
     cli.run("up", "--yes", "--skip-preview", "--stack", "queue")
     return cli.outputs("queue")
-
-
-def print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
 
 
 def bench(env: dict, work: Path, tasks: int, quota: int, runtime: int) -> None:
